@@ -1,0 +1,129 @@
+"""Assertions for hidden tests, run in the grader's process on tensors the worker sent.
+
+Every failure says what was expected, what came back, and where; a test adds the
+likely bug as ``hint``, and ``suspects`` (outputs of known wrong implementations)
+let a message say "your output matches attention scaled by 1/d_k".
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autograder.session import CheckFailed
+from autograder.wire import Foreign, WireTensor
+
+# Tolerances against a float64 oracle computed from the very same input values.
+# float64: a few hundred ulps (2.2e-16 each) of reordering across sums of <= 64 terms.
+# float32: sums of <= 64 terms with unit roundoff 6e-8 give relative errors near 4e-6;
+#          1e-5 absolute / 1e-4 relative leaves room for legitimate formulations
+#          (exp(x - logsumexp), einsum orders) and fails any real bug we know of.
+TOLERANCES = {
+    torch.float64: {"atol": 1e-10, "rtol": 1e-8},
+    torch.float32: {"atol": 1e-5, "rtol": 1e-4},
+}
+
+
+def tolerance(dtype: torch.dtype, scale: float = 1.0) -> dict:
+    """Tolerance for ``dtype``; ``scale`` widens it for deeper computations (say, a whole module)."""
+    tol = TOLERANCES[dtype]
+    return {"atol": tol["atol"] * scale, "rtol": tol["rtol"] * scale}
+
+
+def fail(message: str, hint: str | None = None):
+    raise CheckFailed(f"{message}. {hint}" if hint else message)
+
+
+def as_tensor(value, what: str) -> torch.Tensor:
+    """The values of a returned tensor, or a failure naming what came back instead."""
+    if isinstance(value, WireTensor):
+        if value.type_name != "torch.Tensor":
+            fail(f"{what} is a {value.type_name}, a subclass of torch.Tensor", "Return a plain torch.Tensor")
+        if value.tensor is None:
+            fail(f"{what} is a {value.dtype} tensor on device {value.device} whose values cannot be read")
+        return value.tensor
+    if value is None:
+        fail(f"{what} is None", "Did the function forget to `return` its result?")
+    kind = value.type_name if isinstance(value, Foreign) else type(value).__name__
+    fail(f"{what} is a {kind}, expected a torch.Tensor")
+
+
+def expect_tensor(value, what: str, *, shape=None, dtype=None, device=None, hint=None) -> torch.Tensor:
+    tensor = as_tensor(value, what)
+    if shape is not None and tuple(tensor.shape) != tuple(shape):
+        fail(f"{what} has shape {_shape(tensor.shape)}, expected {_shape(shape)}", hint)
+    if dtype is not None and tensor.dtype != dtype:
+        fail(f"{what} has dtype {_dtype(tensor.dtype)}, expected {_dtype(dtype)} (the input's)",
+             hint or "Avoid .float()/.double() casts and tensors created without dtype=")
+    if device is not None and isinstance(value, WireTensor) and value.device != str(device):
+        fail(f"{what} is on device {value.device}, expected {device} (the input's)",
+             hint or "Create new tensors with device=x.device; never call .cuda()/.cpu()")
+    return tensor
+
+
+def expect_pair(value, what: str) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        kind = f"a {type(value).__name__} of length {len(value)}" if isinstance(value, (tuple, list)) else _kind(value)
+        fail(f"{what} returned {kind}, expected a pair (out, weights)")
+    return tuple(value)
+
+
+def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol: float,
+                 hint: str | None = None, suspects: dict[str, torch.Tensor] | None = None) -> None:
+    """``actual`` (a returned value) equals ``expected`` within ``atol + rtol * |expected|``."""
+    got = expect_tensor(actual, what, shape=expected.shape)
+    got64, want64 = got.detach().to(torch.float64), expected.detach().to(torch.float64)
+    bad_values = ~torch.isfinite(got64) & torch.isfinite(want64)
+    if bad_values.any():
+        where = _index(bad_values.nonzero()[0], expected.shape)
+        count = int(bad_values.sum())
+        fail(f"{what} contains {count} non-finite value(s), first {got64[tuple(bad_values.nonzero()[0])].item()} at {where}",
+             hint or "Overflow in exp? Subtract the maximum before exponentiating")
+    excess = (got64 - want64).abs() - (atol + rtol * want64.abs())
+    if excess.numel() == 0 or excess.max() <= 0:
+        return
+    flat = int(excess.reshape(-1).argmax())
+    where = torch.unravel_index(torch.tensor(flat), expected.shape)
+    err = (got64 - want64).abs().max().item()
+    matched = _matching_suspect(got64, suspects or {}, atol, rtol)
+    message = (f"{what} differs from the reference: max abs error {err:.3g}; at {_index(where, expected.shape)} "
+               f"got {got64[where].item():.6g}, expected {want64[where].item():.6g} (atol={atol:g}, rtol={rtol:g})")
+    fail(message, f"Your result matches {matched}" if matched else hint)
+
+
+def expect_equal(actual, expected: torch.Tensor, what: str, hint: str | None = None) -> None:
+    expect_close(actual, expected, what, atol=0.0, rtol=0.0, hint=hint)
+
+
+def expect_unchanged(before: torch.Tensor, after, what: str) -> None:
+    tensor = as_tensor(after, what)
+    if tensor.shape != before.shape or not torch.equal(tensor, before):
+        fail(f"{what} was modified in place", "Use out-of-place ops (x = x - m, not x -= m or x.sub_(m))")
+
+
+def _matching_suspect(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float, rtol: float) -> str | None:
+    for description, tensor in suspects.items():
+        want = tensor.detach().to(torch.float64)
+        if want.shape == got.shape and torch.allclose(got, want, atol=max(atol, 1e-6), rtol=max(rtol, 1e-5)):
+            return description
+    return None
+
+
+def _index(index, shape) -> str:
+    values = [int(i) for i in index] if len(shape) else []
+    return f"[{', '.join(map(str, values))}]"
+
+
+def _shape(shape) -> str:
+    return f"({', '.join(str(int(s)) for s in shape)})" if len(shape) != 1 else f"({int(shape[0])},)"
+
+
+def _dtype(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, WireTensor):
+        return f"a single tensor of shape {_shape(value.shape)}"
+    return f"a {getattr(value, 'type_name', type(value).__name__)}"

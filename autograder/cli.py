@@ -1,0 +1,73 @@
+"""``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]``.
+
+Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
+when the grader itself could not run (an unreadable path, an unknown assignment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.suites import SUITES
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder", description="Grade Transformer-course notebooks.")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("grade", help="grade one or more submissions")
+    g.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
+                   help="a notebook, or a folder with one submission's notebooks (nbgrader's submitted/<student>/<assignment>/ works)")
+    g.add_argument("--assignment", choices=list(SUITES), help="the assignment id (default: inferred from the path or notebook)")
+    g.add_argument("--out", type=Path, help="where to write results.json (default: ./results.json; one submission only)")
+    g.add_argument("--out-dir", type=Path, help="with several submissions: write <DIR>/<n>-<name>.json for each (default: ./results/)")
+    g.add_argument("--device", default="auto", help="device the student's code runs on: auto (cuda when present), cpu, cuda, cuda:1, ...")
+    g.add_argument("--time-limit", type=float, default=None, help="seconds per hidden test (default 10)")
+    g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.out and len(args.submissions) > 1:
+        return _error("--out takes one submission; use --out-dir for several")
+    for path in args.submissions:
+        if not path.exists():
+            return _error(f"cannot read {path}: no such file or folder")
+
+    # Import torch (slow) only after the arguments are known to be good.
+    import torch
+
+    from autograder.report import render, write_results
+    from autograder.runner import DEFAULT_TIME_LIMIT, GraderError, grade
+    from autograder.worker.pool import WorkerServer
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    color = sys.stdout.isatty()
+    many = len(args.submissions) > 1
+    with WorkerServer() as server:
+        for n, path in enumerate(args.submissions, start=1):
+            try:
+                report = grade(path, assignment=args.assignment, server=server, device=device,
+                               time_limit=args.time_limit or DEFAULT_TIME_LIMIT)
+            except GraderError as exc:
+                return _error(str(exc))
+            out = args.out or ((args.out_dir or Path("results")) / f"{n:03d}-{_slug(path)}.json" if many else Path("results.json"))
+            write_results(report, out)
+            if many:
+                print(f"[{n}/{len(args.submissions)}] {path}", flush=True)
+            text = render(report, color=color)
+            print(text.splitlines()[-1] if args.quiet else text, flush=True)
+            print(f"  results: {out}\n", flush=True)
+    return 0
+
+
+def _slug(path: Path) -> str:
+    name = "-".join(p for p in path.with_suffix("").parts[-2:] if p not in ("/", ".", ".."))
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "submission"
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2

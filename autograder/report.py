@@ -1,0 +1,79 @@
+"""The report a person reads, and results.json in Gradescope's schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from itertools import groupby
+from pathlib import Path
+
+from autograder.runner import GradeReport
+
+
+def render(report: GradeReport, color: bool = False) -> str:
+    width = min(shutil.get_terminal_size((100, 20)).columns, 110)
+    green, red, dim, bold, reset = ("\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[0m") if color else ("",) * 5
+    lines = [f"{bold}{report.assignment}{reset} · {report.notebook or report.submission}"]
+    for exercise, tests in groupby(report.tests, key=lambda t: t.exercise):
+        tests = list(tests)
+        got, total = sum(t.score for t in tests), sum(t.max_score for t in tests)
+        lines.append(f"  {bold}{exercise}{reset}  {_pts(got)}/{_pts(total)}")
+        for t in tests:
+            mark = f"{green}✓{reset}" if t.passed else f"{red}✗{reset}"
+            lines.append(f"    {mark} {_pts(t.score):>3}/{_pts(t.max_score):<3} {t.title}")
+            if t.output:
+                for piece in textwrap.wrap(t.output, width - 14):
+                    lines.append(f"{dim}              {piece}{reset}")
+    for note in report.diagnostics:
+        lines.append(f"  note: {note}")
+    for note in report.review:
+        lines.append(f"  review: {note}")
+    pct = 100 * report.score / report.max_score if report.max_score else 0.0
+    passed = sum(t.passed for t in report.tests)
+    lines.append(f"  {bold}score {_pts(report.score)}/{_pts(report.max_score)} ({pct:.0f}%){reset}"
+                 f" · {passed}/{len(report.tests)} tests passed · {report.execution_time:.2f} s")
+    return "\n".join(lines)
+
+
+def _pts(x: float) -> str:
+    return f"{x:g}"
+
+
+def gradescope(report: GradeReport) -> dict:
+    """results.json as Gradescope's autograder specification describes it."""
+    return {
+        "score": report.score,
+        "execution_time": round(report.execution_time, 3),
+        "output": "\n".join(report.diagnostics) or f"{report.assignment}: {sum(t.passed for t in report.tests)}/{len(report.tests)} tests passed",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [
+            {
+                "name": f"{t.exercise}: {t.title}",
+                "number": f"{i}",
+                "score": t.score,
+                "max_score": t.max_score,
+                "status": "passed" if t.passed else "failed",
+                "output": t.output,
+                "tags": [t.exercise, t.group],
+                "visibility": "visible",
+            }
+            for i, t in enumerate(report.tests, start=1)
+        ],
+        "extra_data": {
+            "assignment": report.assignment,
+            "notebook": report.notebook,
+            "max_score": report.max_score,
+            "seed": report.seed,
+            "review": report.review,
+            "sandbox": report.sandbox,
+        },
+    }
+
+
+def write_results(report: GradeReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(gradescope(report), indent=2) + "\n")
+    tmp.replace(path)  # never a half-written results.json

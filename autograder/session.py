@@ -1,0 +1,211 @@
+"""A submission's workers, and the proxy through which hidden tests call student code.
+
+Tests never hold student objects: ``ctx.call("softmax", x)`` sends ``x`` to a worker,
+which calls the student's function and sends plain tensors back. A student module
+lives in the worker and is reached through a :class:`RemoteModule` handle.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from autograder import wire
+from autograder.worker.pool import Worker, WorkerServer
+
+LOAD_TIME_LIMIT = 60.0
+
+
+class CheckFailed(Exception):
+    """A hidden check did not hold; the message is what the student reads."""
+
+
+class StudentRaised(CheckFailed):
+    """The student's code raised an exception during a call."""
+
+    def __init__(self, what: str, error: dict):
+        self.error = error
+        self.not_implemented = error.get("type") == "NotImplementedError"
+        super().__init__(describe_error(what, error))
+
+
+class WorkerLost(CheckFailed):
+    """The worker died or stopped answering; the test fails and a fresh worker takes over."""
+
+
+def describe_error(what: str, error: dict) -> str:
+    if error.get("type") == "NotImplementedError":
+        return f"{what}: not implemented yet"
+    where = error.get("where") or []
+    place = ""
+    if where:
+        last = where[-1]
+        place = f" (cell {last['cell']}, line {last['line']}, in {last['function']}: {last['code']})"
+    message = (error.get("message") or "").strip().splitlines()
+    first = message[0][:300] if message else ""
+    return f"{what} raised {error.get('type')}: {first}{place}"
+
+
+class CallResult:
+    def __init__(self, value, args_after, grads, traced):
+        self.value = value
+        self.args_after = args_after
+        self.grads = grads or {}
+        self.traced = traced
+
+    @property
+    def input_grads(self):
+        return self.grads.get("inputs")
+
+    @property
+    def param_grads(self) -> dict:
+        return self.grads.get("params") or {}
+
+    @property
+    def backward_error(self) -> dict | None:
+        return self.grads.get("error")
+
+
+class Session:
+    """The workers of one submission: a fresh one per exercise, and after any crash."""
+
+    def __init__(self, server: WorkerServer, program: list[dict], *, seed: int, device: str,
+                 trace: list[str], time_limit: float):
+        self.server = server
+        self.program = program
+        self.seed = seed
+        self.device = device
+        self.trace = trace
+        self.time_limit = time_limit
+        self.worker: Worker | None = None
+        self.worker_scope: str | None = None
+        self.load_report: dict | None = None
+        self.load_failure: str | None = None  # set once loading itself crashed or hung
+        self.sandbox_layers: dict = {}
+        self.deadline: float | None = None
+
+    def begin_test(self, time_limit: float | None) -> None:
+        """Start one test's clock: all its requests together get ``time_limit`` seconds."""
+        self.deadline = time.monotonic() + (time_limit or self.time_limit)
+
+    # --- worker lifecycle ------------------------------------------------------------
+
+    def use_worker_for(self, scope: str) -> None:
+        """Give each exercise a fresh worker, so global state one exercise changes stays there."""
+        if scope != self.worker_scope:
+            self.drop_worker()
+            self.worker_scope = scope
+
+    def drop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    def _worker(self) -> Worker:
+        if self.load_failure:
+            raise WorkerLost(self.load_failure)
+        if self.worker is None or not self.worker.alive:
+            worker = self.server.spawn()
+            try:
+                header, _ = worker.request(
+                    {"op": "load", "cells": self.program, "device": self.device,
+                     "seed": self.seed, "trace": self.trace},
+                    timeout=LOAD_TIME_LIMIT,
+                )
+            except wire.MessageTimeout:
+                self.load_failure = f"running the notebook's definitions took longer than {LOAD_TIME_LIMIT:.0f} s (an infinite loop at the top level of a cell?)"
+                raise WorkerLost(self.load_failure) from None
+            except wire.WireError as exc:
+                self.load_failure = f"the notebook's code ended the worker while its cells were loading ({exc}): sys.exit/os._exit at the top level of a cell?"
+                raise WorkerLost(self.load_failure) from None
+            if self.load_report is None:
+                self.load_report = header
+                self.sandbox_layers = header.get("sandbox", {})
+            self.worker = worker
+        return self.worker
+
+    def close(self) -> None:
+        self.drop_worker()
+
+    # --- requests --------------------------------------------------------------------
+
+    def request(self, header: dict, buffers: list[bytes], what: str):
+        worker = self._worker()
+        remaining = self.time_limit if self.deadline is None else max(0.05, self.deadline - time.monotonic())
+        try:
+            reply, reply_buffers = worker.request(header, buffers, timeout=remaining)
+        except wire.MessageTimeout:
+            raise WorkerLost(f"{what} did not return within the test's time limit: an infinite loop, or a very slow implementation?") from None
+        except wire.PeerClosed:
+            raise WorkerLost(f"the worker process died while running {what}: did the code call sys.exit/os._exit, crash, or run out of memory?") from None
+        except wire.WireError as exc:
+            raise WorkerLost(f"{what} sent back an unreadable result ({exc})") from None
+        if not reply.get("ok"):
+            raise StudentRaised(what, reply.get("error") or {})
+        return reply, reply_buffers
+
+    def call(self, target, *args, method=None, grad=None, what=None, **kwargs) -> CallResult:
+        what = what or (f"{target}()" if isinstance(target, str) else f"{method or 'forward'}()")
+        buffers: list[bytes] = []
+        header = {
+            "op": "call",
+            "target": target if isinstance(target, str) else {"handle": target.id},
+            "method": method,
+            "args": wire.encode(list(args), buffers),
+            "kwargs": wire.encode(kwargs, buffers),
+        }
+        if grad is not None:
+            header["grad"] = {"wrt": list(grad["wrt"]), "grad_outputs": wire.encode(list(grad["grad_outputs"]), buffers)}
+        reply, reply_buffers = self.request(header, buffers, what)
+        factory = lambda h: RemoteModule(self, h)  # noqa: E731
+        return CallResult(
+            value=wire.decode(reply.get("result"), reply_buffers, factory),
+            args_after=wire.decode(reply.get("args_after"), reply_buffers),
+            grads=wire.decode(reply.get("grads"), reply_buffers) if "grads" in reply else None,
+            traced=reply.get("traced", []),
+        )
+
+
+class RemoteModule:
+    """A student ``nn.Module`` that lives in the worker."""
+
+    def __init__(self, session: Session, handle: wire.Handle):
+        self.session = session
+        self.id = handle.id
+        self.type_name = handle.type_name
+        self._description = None
+
+    def describe(self) -> dict:
+        if self._description is None:
+            reply, buffers = self.session.request({"op": "get", "target": {"handle": self.id}}, [], f"inspecting {self.type_name}")
+            self._description = {
+                "params": wire.decode(reply["params"], buffers),
+                "buffers": wire.decode(reply["buffers"], buffers),
+                "submodules": reply["submodules"],
+            }
+        return self._description
+
+    @property
+    def parameters(self) -> dict:
+        return self.describe()["params"]
+
+    @property
+    def submodules(self) -> dict[str, dict]:
+        return {m["name"]: m for m in self.describe()["submodules"]}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        buffers: list[bytes] = []
+        self.session.request({"op": "set", "target": {"handle": self.id}, "state": wire.encode(state, buffers)},
+                             buffers, f"{self.type_name}.load_state_dict()")
+        self._description = None
+
+    def set_mode(self, train: bool = False, dtype: torch.dtype | None = None) -> None:
+        header = {"op": "mode", "target": {"handle": self.id}, "train": train,
+                  "dtype": str(dtype).removeprefix("torch.") if dtype else None}
+        self.session.request(header, [], f"{self.type_name}.train()/to()")
+        self._description = None
+
+    def __call__(self, *args, grad=None, **kwargs) -> CallResult:
+        return self.session.call(self, *args, method="__call__", grad=grad,
+                                 what=f"{self.type_name.rpartition('.')[2]}.forward()", **kwargs)

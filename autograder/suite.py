@@ -1,0 +1,137 @@
+"""How a hidden suite is declared: tests with points, grouped by exercise, and forbidden APIs."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from autograder.session import CallResult, CheckFailed, RemoteModule, Session
+
+GROUPS = ("shapes", "numerics", "properties", "gradients", "hygiene")
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """A built-in students must not call.
+
+    ``names`` are the attribute or import names the static scan looks for
+    (``F.softmax`` and ``from torch import softmax`` both match ``"softmax"``);
+    ``traced`` are dotted paths wrapped in the worker so a call at run time is seen,
+    however it was reached. ``inside`` limits the rule to one exercise.
+    """
+
+    label: str
+    names: tuple[str, ...]
+    traced: tuple[str, ...]
+    inside: str | None = None
+    reason: str = ""
+
+
+@dataclass
+class HiddenTest:
+    name: str
+    title: str
+    exercise: str
+    group: str
+    points: float
+    fn: Callable
+    time_limit: float | None = None
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.exercise}: {self.title}"
+
+
+@dataclass
+class Suite:
+    assignment: str
+    notebook: str
+    exercises: list[str]
+    forbidden: list[Forbidden] = field(default_factory=list)
+    tests: list[HiddenTest] = field(default_factory=list)
+
+    def test(self, exercise: str, points: float, group: str, time_limit: float | None = None):
+        if exercise not in self.exercises or group not in GROUPS:
+            raise ValueError(f"unknown exercise {exercise!r} or group {group!r}")
+
+        def register(fn):
+            title = (fn.__doc__ or fn.__name__).strip().splitlines()[0]
+            self.tests.append(HiddenTest(fn.__name__, title, exercise, group, points, fn, time_limit))
+            return fn
+
+        return register
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.points for t in self.tests)
+
+    def traced_apis(self) -> list[str]:
+        return sorted({path for rule in self.forbidden for path in rule.traced})
+
+    def rules_for(self, exercise: str) -> list[Forbidden]:
+        return [r for r in self.forbidden if r.inside in (None, exercise)]
+
+    def ordered_tests(self) -> list[HiddenTest]:
+        """Tests grouped by exercise (one worker each), in the order they were declared."""
+        rank = {name: i for i, name in enumerate(self.exercises)}
+        return sorted(self.tests, key=lambda t: rank[t.exercise])
+
+
+def seed_for_test(submission_seed: int, test_name: str) -> int:
+    """Each test's inputs depend on the submission and the test, never on test order."""
+    digest = hashlib.sha256(f"{submission_seed}:{test_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+class Context:
+    """What a hidden test gets: seeded inputs and calls into the student's code."""
+
+    def __init__(self, session: Session, suite: Suite, test: HiddenTest, seed: int):
+        self.session = session
+        self.suite = suite
+        self.test = test
+        self.generator = torch.Generator().manual_seed(seed)
+
+    # --- inputs ----------------------------------------------------------------------
+
+    def randn(self, *shape, dtype=torch.float64, scale: float = 1.0) -> torch.Tensor:
+        """Normal samples drawn in float64, then cast, so float32 and float64 variants share values."""
+        return (torch.randn(*shape, generator=self.generator, dtype=torch.float64) * scale).to(dtype)
+
+    def randint(self, low: int, high: int) -> int:
+        return int(torch.randint(low, high, (), generator=self.generator))
+
+    def permutation(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.generator)
+
+    # --- calls into the worker -------------------------------------------------------
+
+    def call(self, name: str, *args, **kwargs):
+        """Call the student's function ``name``; returns what it returned."""
+        return self.call_full(name, *args, **kwargs).value
+
+    def call_full(self, name: str, *args, grad=None, **kwargs) -> CallResult:
+        result = self.session.call(name, *args, grad=grad, **kwargs)
+        self._check_trace(result, f"{name}()")
+        return result
+
+    def construct(self, class_name: str, *args, **kwargs) -> RemoteModule:
+        module = self.call(class_name, *args, **kwargs)
+        if not isinstance(module, RemoteModule):
+            kind = getattr(module, "type_name", type(module).__name__)
+            raise CheckFailed(f"{class_name}(...) gave a {kind}, expected an nn.Module instance")
+        return module
+
+    def forward(self, module: RemoteModule, *args, grad=None, **kwargs) -> CallResult:
+        result = module(*args, grad=grad, **kwargs)
+        self._check_trace(result, f"{module.type_name.rpartition('.')[2]}.forward()")
+        return result
+
+    def _check_trace(self, result: CallResult, what: str) -> None:
+        for rule in self.suite.rules_for(self.test.exercise):
+            used = [path for path in result.traced if path in rule.traced]
+            if used:
+                raise CheckFailed(f"{what} called {used[0]} at run time, which this exercise forbids. {rule.reason}".strip())

@@ -1,0 +1,259 @@
+"""What runs inside a worker: the student's code, and a small server that calls it.
+
+The worker holds the student's definitions in a namespace and answers requests from
+the grader over one socket (see ``autograder.wire``). It judges nothing: it sends back
+plain tensors, and every comparison happens in the grader's own process, where
+student code cannot reach the functions that compare.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import io
+import linecache
+import os
+import sys
+import traceback
+
+import torch
+from torch import nn
+
+from autograder import wire
+from autograder.worker import sandbox
+
+STUDENT_FILE_PREFIX = "<cell "
+OUTPUT_TAIL_CHARS = 800
+
+
+class CappedOutput(io.TextIOBase):
+    """A stdout that keeps only the tail of what the student prints."""
+
+    def __init__(self, limit: int = 64 * 1024):
+        self.limit = limit
+        self.text = ""
+
+    def writable(self):
+        return True
+
+    def write(self, s):
+        s = str(s)
+        self.text = (self.text + s)[-self.limit:]
+        return len(s)
+
+    def tail(self) -> str:
+        return self.text[-OUTPUT_TAIL_CHARS:]
+
+
+class Tracer:
+    """Wraps forbidden built-ins so a call to them at run time is recorded."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def install(self, paths: list[str]) -> None:
+        for path in paths:
+            owner_path, _, attr = path.rpartition(".")
+            owner = _resolve(owner_path)
+            original = getattr(owner, attr, None)
+            if owner is None or original is None:
+                continue
+            setattr(owner, attr, self._wrap(path, original))
+
+    def _wrap(self, path, original):
+        seen = self.seen
+
+        @functools.wraps(original)
+        def traced(*args, **kwargs):
+            if path not in seen:
+                seen.append(path)
+            return original(*args, **kwargs)
+
+        return traced
+
+    def take(self) -> list[str]:
+        seen = list(self.seen)
+        self.seen.clear()
+        return seen
+
+
+def _resolve(dotted: str):
+    obj = sys.modules.get(dotted.split(".")[0])
+    for part in dotted.split(".")[1:]:
+        obj = getattr(obj, part, None)
+    return obj
+
+
+class Runtime:
+    def __init__(self, sock):
+        self.sock = sock
+        self.namespace: dict = {"__name__": "submission", "__builtins__": builtins}
+        self.handles: dict[int, object] = {}
+        self.device = torch.device("cpu")
+        self.tracer = Tracer()
+        self.output = CappedOutput()
+
+    # --- the request loop ------------------------------------------------------------
+
+    def serve(self) -> None:
+        sys.stdout = sys.stderr = self.output
+        while True:
+            try:
+                header, buffers = wire.recv(self.sock)
+            except wire.WireError:
+                return
+            op = header.get("op")
+            if op == "exit":
+                return
+            handler = getattr(self, f"op_{op}", None)
+            try:
+                reply_buffers: list[bytes] = []
+                reply = handler(header, buffers, reply_buffers) if handler else {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}"}}
+            except BaseException as exc:  # the student may raise SystemExit, KeyboardInterrupt, ...
+                reply_buffers = []
+                reply = {"ok": False, "error": self.describe(exc)}
+            reply["traced"] = self.tracer.take()
+            self.send(reply, reply_buffers)
+
+    def send(self, reply: dict, buffers: list[bytes]) -> None:
+        try:
+            wire.send(self.sock, reply, buffers)
+        except (ValueError, TypeError) as exc:  # e.g. a value JSON cannot hold
+            wire.send(self.sock, {"ok": False, "error": {"type": "ProtocolError", "message": str(exc)}, "traced": []})
+
+    # --- ops -------------------------------------------------------------------------
+
+    def op_load(self, header, buffers, out):
+        """Install the tracer, then run each cell on its own so one broken cell spares the rest."""
+        self.device = torch.device(header.get("device", "cpu"))
+        self.tracer.install(header.get("trace", []))
+        torch.manual_seed(int(header.get("seed", 0)))
+        cells = []
+        for cell in header["cells"]:
+            filename = f"{STUDENT_FILE_PREFIX}{cell['index']}>"
+            source = cell["source"]
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            try:
+                exec(compile(source, filename, "exec"), self.namespace)
+                cells.append({"index": cell["index"], "ok": True})
+            except BaseException as exc:
+                cells.append({"index": cell["index"], "ok": False, "error": self.describe(exc)})
+        names = sorted(k for k in self.namespace if not k.startswith("_"))
+        return {"ok": True, "cells": cells, "names": names, "sandbox": dict(sandbox.LAYERS)}
+
+    def op_call(self, header, buffers, out):
+        """Call a student function or a method of a student object, optionally backpropagate."""
+        target = self.lookup(header["target"])
+        method = header.get("method")
+        fn = getattr(target, method) if method else target
+        args = self.to_device(wire.decode(header.get("args", []), buffers, self.handle_of))
+        kwargs = self.to_device(wire.decode(header.get("kwargs", {"__dict__": {}}), buffers, self.handle_of))
+        grad = header.get("grad")
+        if grad is not None:
+            args = [a.detach().clone().requires_grad_(True) if i in grad["wrt"] else a for i, a in enumerate(args)]
+        inputs = list(args)
+        self.output.text = ""
+        result = fn(*args, **kwargs)
+        reply = {"ok": True, "result": self.encode(result, out), "args_after": self.encode(tuple(inputs), out)}
+        if grad is not None:
+            reply["grads"] = self.encode(self.backward(result, inputs, target, grad, buffers), out)
+        return reply
+
+    def backward(self, result, inputs, target, grad, buffers):
+        grad_outputs = self.to_device(wire.decode(grad["grad_outputs"], buffers))
+        outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+        pairs = [(o, g) for o, g in zip(outputs, grad_outputs) if g is not None]
+        params = dict(target.named_parameters()) if isinstance(target, nn.Module) else {}
+        for p in params.values():
+            p.grad = None
+        try:
+            tensors = [o for o, _ in pairs]
+            if not all(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
+                raise RuntimeError("an output does not require grad: it is detached from the inputs")
+            torch.autograd.backward(tensors, [g.to(t.dtype) for t, g in pairs])
+        except BaseException as exc:
+            return {"error": self.describe(exc)}
+        return {"inputs": [inputs[i].grad for i in grad["wrt"]], "params": {name: p.grad for name, p in params.items()}}
+
+    def op_get(self, header, buffers, out):
+        """Describe a student module: its parameters and submodules."""
+        module = self.lookup(header["target"])
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{type(module).__name__} is not an nn.Module")
+        params = {name: p for name, p in module.named_parameters()}
+        submodules = [
+            {"name": name, "type": wire._type_name(m), "repr": repr(m)[:200]}
+            for name, m in module.named_modules() if name
+        ]
+        buffers_ = {name: b for name, b in module.named_buffers()}
+        return {"ok": True, "params": self.encode(params, out), "buffers": self.encode(buffers_, out),
+                "submodules": submodules, "training": module.training}
+
+    def op_set(self, header, buffers, out):
+        """Load parameter values into a student module (strict: names must match)."""
+        module = self.lookup(header["target"])
+        state = self.to_device(wire.decode(header["state"], buffers))
+        with torch.no_grad():
+            module.load_state_dict(state, strict=True)
+        return {"ok": True}
+
+    def op_mode(self, header, buffers, out):
+        module = self.lookup(header["target"])
+        module.train(bool(header.get("train")))
+        if header.get("dtype"):
+            module.to(dtype=wire.DTYPES[header["dtype"]])
+        module.to(device=self.device)
+        return {"ok": True}
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def lookup(self, target):
+        if isinstance(target, dict) and "handle" in target:
+            return self.handles[int(target["handle"])]
+        if target not in self.namespace:
+            raise NameError(f"name {target!r} is not defined in the notebook")
+        return self.namespace[target]
+
+    def handle_of(self, handle):
+        return self.handles[handle.id]
+
+    def encode(self, value, out):
+        if isinstance(value, nn.Module):
+            handle_id = len(self.handles) + 1
+            self.handles[handle_id] = value
+            value.to(self.device)
+            value.eval()  # graded behaviour is checked in eval() mode
+            return wire.encode(wire.Handle(handle_id, wire._type_name(value)), out)
+        return wire.encode(value, out)
+
+    def to_device(self, value):
+        if isinstance(value, wire.WireTensor):
+            return value.tensor.to(self.device)
+        if isinstance(value, list):
+            return [self.to_device(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.to_device(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self.to_device(v) for k, v in value.items()}
+        return value
+
+    def describe(self, exc: BaseException) -> dict:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(STUDENT_FILE_PREFIX)]
+        where = [
+            {"cell": f.filename[len(STUDENT_FILE_PREFIX):-1], "line": f.lineno, "function": f.name, "code": (f.line or "").strip()[:160]}
+            for f in frames[-4:]
+        ]
+        if isinstance(exc, SyntaxError) and str(exc.filename).startswith(STUDENT_FILE_PREFIX):
+            where.append({"cell": exc.filename[len(STUDENT_FILE_PREFIX):-1], "line": exc.lineno,
+                          "function": "<module>", "code": (exc.text or "").strip()[:160]})
+        try:
+            message = str(exc)[:1000]
+        except BaseException:
+            message = "<unprintable message>"
+        return {"type": type(exc).__name__, "message": message, "where": where, "output": self.output.tail()}
+
+
+def run_worker(sock) -> None:
+    """Entry point in the freshly forked worker process."""
+    Runtime(sock).serve()
+    os._exit(0)
