@@ -4,9 +4,11 @@
 `nbgrader generate_assignment a1_attention` run from here writes the committed release.
 """
 
+import os
+
 c = get_config()  # noqa: F821  (injected by traitlets)
 
-c.CourseDirectory.root = "."
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
 c.CourseDirectory.submitted_directory = "submitted"
