@@ -19,12 +19,15 @@ def render(report: GradeReport, color: bool = False) -> str:
         tests = list(tests)
         got, total = sum(t.score for t in tests), sum(t.max_score for t in tests)
         lines.append(f"  {bold}{exercise}{reset}  {_pts(got)}/{_pts(total)}")
+        previous = None
         for t in tests:
             mark = f"{green}✓{reset}" if t.passed else f"{red}✗{reset}"
             lines.append(f"    {mark} {_pts(t.score):>3}/{_pts(t.max_score):<3} {t.title}")
             if t.output:
-                for piece in textwrap.wrap(t.output, width - 14):
+                text = "(same reason as above)" if t.output == previous else t.output
+                for piece in textwrap.wrap(text, width - 14):
                     lines.append(f"{dim}              {piece}{reset}")
+            previous = t.output
     for note in report.diagnostics:
         lines.append(f"  note: {note}")
     for note in report.review:
