@@ -36,31 +36,39 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             return _error(f"cannot read {path}: no such file or folder")
 
-    # Import torch (slow) only after the arguments are known to be good.
+    # Start the worker server first: it imports torch while this process does the same.
+    from autograder.worker.pool import WorkerServer
+
+    with WorkerServer() as server:
+        return grade_all(args, server)
+
+
+def grade_all(args, server) -> int:
     import torch
+    import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward needs it; load it while the server starts)
 
     from autograder.report import render, write_results
     from autograder.runner import DEFAULT_TIME_LIMIT, GraderError, grade
-    from autograder.worker.pool import WorkerServer
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     color = sys.stdout.isatty()
     many = len(args.submissions) > 1
-    with WorkerServer() as server:
-        for n, path in enumerate(args.submissions, start=1):
-            try:
-                report = grade(path, assignment=args.assignment, server=server, device=device,
-                               time_limit=args.time_limit or DEFAULT_TIME_LIMIT)
-            except GraderError as exc:
-                return _error(str(exc))
-            out = args.out or ((args.out_dir or Path("results")) / f"{n:03d}-{_slug(path)}.json" if many else Path("results.json"))
-            write_results(report, out)
-            if many:
-                print(f"[{n}/{len(args.submissions)}] {path}", flush=True)
-            text = render(report, color=color)
-            print(text.splitlines()[-1] if args.quiet else text, flush=True)
-            print(f"  results: {out}\n", flush=True)
-    return 0
+    status = 0
+    for n, path in enumerate(args.submissions, start=1):
+        try:
+            report = grade(path, assignment=args.assignment, server=server, device=device,
+                           time_limit=args.time_limit or DEFAULT_TIME_LIMIT)
+        except GraderError as exc:  # this submission cannot be graded; the others still are
+            status = _error(str(exc))
+            continue
+        out = args.out or ((args.out_dir or Path("results")) / f"{n:03d}-{_slug(path)}.json" if many else Path("results.json"))
+        write_results(report, out)
+        if many:
+            print(f"[{n}/{len(args.submissions)}] {path}", flush=True)
+        text = render(report, color=color)
+        print(text.splitlines()[-1] if args.quiet else text, flush=True)
+        print(f"  results: {out}\n", flush=True)
+    return status
 
 
 def _slug(path: Path) -> str:

@@ -45,7 +45,9 @@ def make_course(root: Path, n: int) -> list[Path]:
 
 def timed(cmd: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # nbgrader runs `alembic` from PATH: put this interpreter's bin folder first.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:4])} failed:\n{proc.stderr[-2000:]}")
@@ -71,8 +73,7 @@ def main() -> None:
                 (f"this grader, {args.n} submissions, one process", batch, args.n)]
         if not args.skip_nbgrader:
             nbgrader = str(bin_dir / "nbgrader")
-            env_cmd = [nbgrader, "generate_assignment", ASSIGNMENT, "--force"]
-            timed(env_cmd, root)
+            timed([nbgrader, "generate_assignment", ASSIGNMENT, "--force"], root)
             ours_per = batch / args.n
             nb = timed([nbgrader, "autograde", ASSIGNMENT, "--force"], root)
             rows.append((f"nbgrader autograde, {args.n} submissions", nb, args.n))

@@ -7,6 +7,7 @@ copied weights). Reference: Vaswani et al., "Attention Is All You Need" (2017), 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -15,7 +16,9 @@ from torch import nn
 
 from autograder.checks import (expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
+from autograder.session import CheckFailed, StudentRaised
 from autograder.suite import Forbidden, Suite
+from autograder.wire import WireTensor
 
 SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax")
 SOFTMAX_TRACED = (
@@ -39,8 +42,50 @@ SUITE = Suite(
                   reason="Build multi-head attention from your own pieces."),
     ],
 )
-test = SUITE.test
 FLOATS = (torch.float32, torch.float64)
+
+# Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
+# The function is the test's exercise or any student function on the traceback.
+ERROR_HINTS = [
+    ("softmax", ("must match the size of tensor",),
+     "A max or sum along dim drops that dimension unless keepdim=True, so it no longer broadcasts against x"),
+    (None, ("same dtype", "expected scalar type"),
+     "float32 and float64 tensors were mixed: is something cast with .float()/.double(), or created without dtype=x.dtype?"),
+    (None, ("leaf Variable that requires grad is being used in an in-place operation",),
+     "The code modifies its input in place (x -= m, q.div_(s)); inputs must stay unchanged: write x = x - m"),
+    ("scaled_dot_product_attention", ("Dimension out of range",),
+     "q, k and v may have 0, 1 or 2 batch dimensions: index dimensions from the end (k.transpose(-2, -1), q.shape[-1])"),
+]
+
+
+def _hint_for_error(exercise: str, exc: StudentRaised) -> str | None:
+    functions = {exercise} | {w.get("function") for w in exc.error.get("where") or []}
+    message = exc.error.get("message") or ""
+    for where, parts, hint in ERROR_HINTS:
+        if (where is None or where in functions) and any(part in message for part in parts):
+            return hint
+    return None
+
+
+def test(exercise: str, points: float, group: str, time_limit: float | None = None):
+    """``SUITE.test``, adding the likely cause to errors raised by the student's code."""
+    register = SUITE.test(exercise, points, group, time_limit)
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def run(ctx):
+            try:
+                return fn(ctx)
+            except StudentRaised as exc:
+                hint = None if exc.not_implemented else _hint_for_error(exercise, exc)
+                if hint is None:
+                    raise
+                raise CheckFailed(f"{exc}. {hint}") from None
+
+        register(run)
+        return fn
+
+    return decorate
 
 
 # --- oracles and known-wrong variants (for "your result matches ..." hints) ----------
@@ -90,11 +135,17 @@ def softmax_matches_reference(ctx):
         for shape, dim in [((3, 4, 10), -1), ((3, 4, 10), 1), ((6, 5), 0)]:
             x = ctx.randn(*shape, dtype=dtype, scale=3.0)
             want = torch.softmax(x.double(), dim=dim)
-            suspects = {f"a softmax over dim={d} instead of dim={dim}": torch.softmax(x.double(), dim=d)
+            suspects = {f"a softmax over dim={d} (that is, dim={d + x.dim()}) instead of dim={dim}": torch.softmax(x.double(), dim=d)
                         for d in range(-x.dim(), 0) if d != (dim if dim < 0 else dim - x.dim())}
             suspects["exp(x) / exp(x).sum() over the whole tensor, not along dim"] = x.double().exp() / x.double().exp().sum()
-            expect_close(ctx.call("softmax", x, dim=dim), want, f"softmax(x, dim={dim}) in {str(dtype)[6:]}",
-                         **tolerance(dtype), suspects=suspects)
+            what = f"softmax(x, dim={dim}) in {str(dtype)[6:]}"
+            got = ctx.call("softmax", x, dim=dim)
+            expect_tensor(got, what, dtype=dtype)
+            expect_close(got, want, what, **tolerance(dtype), suspects=suspects)
+    x = ctx.randn(3, 4, 10, scale=3.0)
+    default = "The default must be dim=-1 (the last dimension): def softmax(x, dim=-1)"
+    expect_close(ctx.call("softmax", x), torch.softmax(x, dim=-1), "softmax(x) without a dim argument", **tolerance(torch.float64),
+                 suspects={f"a softmax over dim={d}. {default}": torch.softmax(x, dim=d) for d in (0, 1)}, hint=default)
 
 
 @test("softmax", points=1, group="properties")
@@ -102,7 +153,7 @@ def softmax_rows_sum_to_one(ctx):
     """is non-negative and sums to 1 along dim"""
     x = ctx.randn(5, 6, 11, scale=4.0)
     for dim in (-1, 0):
-        out = expect_tensor(ctx.call("softmax", x, dim=dim), f"softmax(x, dim={dim})", shape=x.shape)
+        out = expect_tensor(ctx.call("softmax", x, dim=dim), f"softmax(x, dim={dim})", shape=x.shape, dtype=x.dtype)
         sums = out.sum(dim)
         if (out < 0).any():
             fail(f"softmax(x, dim={dim}) has negative entries (min {out.min().item():.3g})")
@@ -128,6 +179,7 @@ def softmax_gradient_matches(ctx):
     """gradient w.r.t. x matches torch.softmax's"""
     x, g = ctx.randn(3, 7), ctx.randn(3, 7)
     result = ctx.call_full("softmax", x, dim=-1, grad={"wrt": [0], "grad_outputs": [g]})
+    expect_tensor(result.value, "softmax(x)", shape=x.shape, dtype=x.dtype)
     _expect_no_backward_error(result, "softmax")
     x64 = x.clone().requires_grad_(True)
     torch.softmax(x64, -1).backward(g)
@@ -156,8 +208,21 @@ def attention_shapes(ctx):
         q, k, v = sdpa_inputs(ctx, batch, t_q, t_k, d_k, d_v)
         what = f"attention(q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)})"
         out, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), what)
+        _expect_attention_layout(out, weights, what, batch, t_q, t_k, d_v)
         expect_tensor(out, f"out of {what}", shape=(*batch, t_q, d_v), hint="out is weights @ v: (..., T_q, T_k) @ (..., T_k, d_v)")
         expect_tensor(weights, f"weights of {what}", shape=(*batch, t_q, t_k), hint="weights are softmax(q @ k^T / sqrt(d_k)): (..., T_q, T_k)")
+
+
+def _expect_attention_layout(out, weights, what, batch, t_q, t_k, d_v) -> None:
+    """Name two layout slips that a shape mismatch alone does not explain."""
+    shape = lambda value: tuple(value.shape) if isinstance(value, WireTensor) else None  # noqa: E731
+    want_out, want_w = (*batch, t_q, d_v), (*batch, t_q, t_k)
+    if want_out != want_w and shape(out) == want_w and shape(weights) == want_out:
+        fail(f"{what} returned a first tensor of shape {want_w} (the weights' shape) and a second of shape {want_out} (the output's)",
+             "Return (out, weights) in that order")
+    if t_q != t_k and shape(weights) == (*batch, t_k, t_q):
+        fail(f"weights of {what} have shape {(*batch, t_k, t_q)}, that is (..., T_k, T_q), expected (..., T_q, T_k) = {want_w}",
+             "The weights are transposed: return softmax(q @ k^T / sqrt(d_k)) as it is, one row per query")
 
 
 @test("scaled_dot_product_attention", points=3, group="numerics")
@@ -167,6 +232,8 @@ def attention_matches_reference(ctx):
     out, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
     want_out, want_w = oracle_attention(q, k, v)
     bad_outs, bad_weights = attention_suspects(q, k, v)
+    for what, value in (("attention weights", weights), ("attention output", out)):
+        expect_tensor(value, f"{what} for float64 inputs", dtype=torch.float64)
     expect_close(weights, want_w, "attention weights", **tolerance(torch.float64), suspects=bad_weights,
                  hint="weights = softmax(q @ k.transpose(-2, -1) / sqrt(d_k), dim=-1)")
     expect_close(out, want_out, "attention output", **tolerance(torch.float64), suspects=bad_outs,
@@ -179,7 +246,9 @@ def attention_matches_reference_float32(ctx):
     q, k, v = sdpa_inputs(ctx, (4,), 6, 6, 16, 16, dtype=torch.float32)
     out, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
     want_out, want_w = oracle_attention(q, k, v)
-    expect_close(weights, want_w, "float32 attention weights", **tolerance(torch.float32))
+    bad_outs, bad_weights = attention_suspects(q, k, v)
+    bad_weights["weights transposed: (..., T_k, T_q) instead of (..., T_q, T_k)"] = want_w.transpose(-2, -1)
+    expect_close(weights, want_w, "float32 attention weights", **tolerance(torch.float32), suspects=bad_weights)
     expect_close(out, want_out, "float32 attention output", **tolerance(torch.float32))
 
 
@@ -188,7 +257,7 @@ def attention_weights_are_distributions(ctx):
     """each query's weights are non-negative and sum to 1 over the keys"""
     q, k, v = sdpa_inputs(ctx, (2,), 6, 9, 8, 8)
     _, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
-    w = expect_tensor(weights, "attention weights", shape=(2, 6, 9))
+    w = expect_tensor(weights, "attention weights", shape=(2, 6, 9), dtype=torch.float64)
     sums = w.sum(-1)
     if (w < 0).any() or (sums - 1).abs().max() > 1e-9:
         fail(f"attention rows sum to {sums.reshape(-1)[(sums - 1).abs().reshape(-1).argmax()].item():.4g}, not 1",
@@ -200,7 +269,7 @@ def attention_is_permutation_equivariant(ctx):
     """permuting keys with values changes nothing; permuting queries permutes the output"""
     q, k, v = sdpa_inputs(ctx, (2,), 5, 8, 4, 4)
     out, _ = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
-    out = expect_tensor(out, "attention output", shape=(2, 5, 4))
+    out = expect_tensor(out, "attention output", shape=(2, 5, 4), dtype=torch.float64)
     pk, pq = ctx.permutation(8), ctx.permutation(5)
     out_k, _ = ctx.call("scaled_dot_product_attention", q, k[:, pk], v[:, pk])
     expect_close(out_k, out, "output after permuting keys and values together", **tolerance(torch.float64),
@@ -228,7 +297,8 @@ def attention_gradients_match(ctx):
     q, k, v = sdpa_inputs(ctx, (2,), 5, 6, 8, 4)
     g_out, g_w = ctx.randn(2, 5, 4), ctx.randn(2, 5, 6)
     result = ctx.call_full("scaled_dot_product_attention", q, k, v, grad={"wrt": [0, 1, 2], "grad_outputs": [g_out, g_w]})
-    expect_pair(result.value, "scaled_dot_product_attention")
+    for what, value in zip(("attention output", "attention weights"), expect_pair(result.value, "scaled_dot_product_attention")):
+        expect_tensor(value, f"{what} for float64 inputs", dtype=torch.float64)
     _expect_no_backward_error(result, "scaled_dot_product_attention")
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     out, w = oracle_attention(*leaves)
@@ -342,7 +412,7 @@ def build_mha(ctx, d_model, n_heads, bias=True, dtype=torch.float64):
              f"Expected four nn.Linear({d_model}, {d_model}, bias={bias}) named q_proj, k_proj, v_proj, out_proj")
     state = {name: ctx.randn(*shape, scale=1 / math.sqrt(d_model)) for name, shape in expected.items()}
     module.set_mode(train=False, dtype=dtype)
-    module.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+    _load_weights(module, {k: v.to(dtype) for k, v in state.items()})
     oracle = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=torch.float64).eval()
     with torch.no_grad():
         oracle.in_proj_weight.copy_(torch.cat([state[f"{p}.weight"] for p in PROJECTIONS[:3]]))
@@ -351,6 +421,20 @@ def build_mha(ctx, d_model, n_heads, bias=True, dtype=torch.float64):
             oracle.in_proj_bias.copy_(torch.cat([state[f"{p}.bias"] for p in PROJECTIONS[:3]]))
             oracle.out_proj.bias.copy_(state["out_proj.bias"])
     return module, oracle, state
+
+
+def _load_weights(module, weights: dict) -> None:
+    """Load the test's weights; persistent buffers the module registered (a scale, a mask) keep their values."""
+    try:
+        module.load_state_dict(weights)
+    except StudentRaised as exc:
+        message = exc.error.get("message") or ""
+        missing = message.partition("Missing key(s) in state_dict:")[2].split("Unexpected key(s)")[0]
+        buffers = {name: value.tensor for name, value in module.describe()["buffers"].items()
+                   if isinstance(value, WireTensor) and value.tensor is not None and f'"{name}"' in missing}
+        if not buffers:
+            raise
+        module.load_state_dict({**weights, **buffers})
 
 
 def mha_suspects(x, state, n_heads):
@@ -365,12 +449,19 @@ def mha_suspects(x, state, n_heads):
     heads, _ = oracle_attention(split(q), split(k), split(v))
     no_split, _ = oracle_attention(q, k, v)
     wrong_scale, _ = oracle_attention(split(q), split(k), split(v), scale=1 / math.sqrt(D))
-    return {
+    suspects = {
         "multi-head attention without the output projection out_proj": merge(heads),
         "a single head over all of d_model (heads never split)": linear("out_proj", no_split),
         "heads scaled by 1/sqrt(d_model) instead of 1/sqrt(d_head)": linear("out_proj", merge(wrong_scale)),
         "heads merged by a reshape without the transpose": linear("out_proj", heads.reshape(B, T, D)),
+        "values projected with k_proj instead of v_proj": linear("out_proj", merge(oracle_attention(split(q), split(k), split(k))[0])),
+        "keys projected with q_proj instead of k_proj": linear("out_proj", merge(oracle_attention(split(q), split(q), split(v))[0])),
     }
+    if D // n_heads != n_heads:
+        swapped = lambda t: t.reshape(B, T, D // n_heads, n_heads).transpose(1, 2)  # noqa: E731
+        out, _ = oracle_attention(swapped(q), swapped(k), swapped(v))
+        suspects["d_model // n_heads heads of size n_heads (n_heads and d_head swapped in split_heads)"] = linear("out_proj", merge(out))
+    return suspects
 
 
 @test("MultiHeadAttention", points=1, group="shapes")
@@ -399,12 +490,15 @@ def mha_output_shape(ctx):
 @test("MultiHeadAttention", points=3, group="numerics")
 def mha_matches_nn_multihead_attention(ctx):
     """matches nn.MultiheadAttention with the same weights (float64)"""
-    for bias in (True, False):
-        module, oracle, state = build_mha(ctx, 16, 4, bias=bias)
-        x = ctx.randn(2, 6, 16)
+    # (24, 3) first: with d_head != n_heads and d_head**2 != d_model, no two wrong scales or head layouts coincide
+    for d_model, n_heads, bias in [(24, 3, True), (16, 4, True), (16, 4, False)]:
+        module, oracle, state = build_mha(ctx, d_model, n_heads, bias=bias)
+        x = ctx.randn(2, 6, d_model)
         want = oracle(x, x, x, need_weights=False)[0]
-        expect_close(ctx.forward(module, x).value, want, f"MultiHeadAttention(16, 4, bias={bias}) output",
-                     **tolerance(torch.float64), suspects=mha_suspects(x, state, 4),
+        what = f"MultiHeadAttention({d_model}, {n_heads}, bias={bias}) output"
+        got = ctx.forward(module, x).value
+        expect_tensor(got, f"{what} for a float64 module and input", dtype=torch.float64)
+        expect_close(got, want, what, **tolerance(torch.float64), suspects=mha_suspects(x, state, n_heads),
                      hint="Project, split heads, attend per head, merge heads, then apply out_proj")
 
 
