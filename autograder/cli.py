@@ -7,7 +7,9 @@ when the grader itself could not run (an unreadable path, an unknown assignment)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from autograder.suites import SUITES
@@ -24,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", type=Path, help="with several submissions: write <DIR>/<n>-<name>.json for each (default: ./results/)")
     g.add_argument("--device", default="auto", help="device the student's code runs on: auto (cuda when present), cpu, cuda, cuda:1, ...")
     g.add_argument("--time-limit", type=float, default=None, help="seconds per hidden test (default 10)")
+    g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: the number of CPU cores)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
     return p
 
@@ -48,27 +51,45 @@ def grade_all(args, server) -> int:
     import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward needs it; load it while the server starts)
 
     from autograder.report import render, write_results
-    from autograder.runner import DEFAULT_TIME_LIMIT, GraderError, grade
 
+    torch.set_num_threads(1)  # the grader's tensors are tiny; extra threads only contend with the workers
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    color = sys.stdout.isatty()
     many = len(args.submissions) > 1
+    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(args.submissions)))
     status = 0
-    for n, path in enumerate(args.submissions, start=1):
-        try:
-            report = grade(path, assignment=args.assignment, server=server, device=device,
-                           time_limit=args.time_limit or DEFAULT_TIME_LIMIT)
-        except GraderError as exc:  # this submission cannot be graded; the others still are
-            status = _error(str(exc))
-            continue
-        out = args.out or ((args.out_dir or Path("results")) / f"{n:03d}-{_slug(path)}.json" if many else Path("results.json"))
-        write_results(report, out)
-        if many:
-            print(f"[{n}/{len(args.submissions)}] {path}", flush=True)
-        text = render(report, color=color)
-        print(text.splitlines()[-1] if args.quiet else text, flush=True)
-        print(f"  results: {out}\n", flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(_grade_one, args, path, server, device): (n, path)
+                   for n, path in enumerate(args.submissions, start=1)}
+        for done, future in enumerate(as_completed(futures), start=1):
+            n, path = futures[future]
+            report, error = future.result()
+            if error:
+                status = _error(error)
+            if report is None:
+                continue
+            out = args.out or ((args.out_dir or Path("results")) / f"{n:03d}-{_slug(path)}.json" if many else Path("results.json"))
+            write_results(report, out)
+            if many:
+                print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
+            text = render(report, color=sys.stdout.isatty())
+            print(text.splitlines()[-1] if args.quiet else text, flush=True)
+            print(f"  results: {out}\n", flush=True)
     return status
+
+
+def _grade_one(args, path: Path, server, device: str):
+    """(report, error line): a GraderError gives no report; a grader bug still gives one saying so."""
+    from autograder.runner import DEFAULT_TIME_LIMIT, GradeReport, GraderError, grade
+
+    try:
+        return grade(path, assignment=args.assignment, server=server, device=device,
+                     time_limit=args.time_limit or DEFAULT_TIME_LIMIT), None
+    except GraderError as exc:  # this submission cannot be graded; the others still are
+        return None, str(exc)
+    except Exception as exc:
+        report = GradeReport(assignment=args.assignment or "?", submission=str(path), notebook=None)
+        report.diagnostics.append(f"the grader failed on this submission ({type(exc).__name__}: {exc}); ask your instructor to regrade")
+        return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
 
 
 def _slug(path: Path) -> str:

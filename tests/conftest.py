@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from autograder.worker.pool import WorkerServer
 from tests.variants import grade_variant
@@ -10,6 +11,7 @@ from tests.variants import grade_variant
 
 @pytest.fixture(scope="session")
 def server():
+    torch.set_num_threads(1)  # as the CLI does: the grader's tensors are tiny
     with WorkerServer() as srv:
         yield srv
 
