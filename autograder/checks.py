@@ -54,10 +54,16 @@ def expect_tensor(value, what: str, *, shape=None, dtype=None, device=None, hint
     if dtype is not None and tensor.dtype != dtype:
         fail(f"{what} has dtype {_dtype(tensor.dtype)}, expected {_dtype(dtype)} (the input's)",
              hint or "Avoid .float()/.double() casts and tensors created without dtype=")
-    if device is not None and isinstance(value, WireTensor) and value.device != str(device):
+    if device is not None and isinstance(value, WireTensor) and not same_device(value.device, device):
         fail(f"{what} is on device {value.device}, expected {device} (the input's)",
              hint or "Create new tensors with device=x.device; never call .cuda()/.cpu()")
     return tensor
+
+
+def same_device(a, b) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device (the current one, on a one-GPU machine)."""
+    a, b = torch.device(a), torch.device(b)
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def expect_pair(value, what: str) -> tuple:
