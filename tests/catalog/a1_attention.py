@@ -622,7 +622,7 @@ MUTANTS = [
     Variant("attention_multiplied_by_sqrt_d_k", {"scaled_dot_product_attention": SDPA_MULTIPLIED_BY_SQRT_D_K},
             fails=["attention_matches_reference", "attention_matches_reference_float32"], says="multiplied, not divided"),
     Variant("attention_softmax_over_queries", {"scaled_dot_product_attention": SDPA_SOFTMAX_OVER_QUERIES},
-            fails=["attention_matches_reference", "attention_weights_are_distributions", "attention_is_permutation_equivariant"],
+            fails=["attention_matches_reference", "attention_weights_are_distributions", "attention_gradients_match"],
             says="over the query axis (dim=-2)"),
     Variant("attention_weights_transposed", {"scaled_dot_product_attention": SDPA_WEIGHTS_TRANSPOSED},
             fails=["attention_shapes", "attention_matches_reference", "attention_matches_reference_float32"],
@@ -841,7 +841,7 @@ MHA_INLINE_EINSUM = MHA_HEAD + MHA_INIT + '''
         return self.out_proj(out)
 '''
 
-MHA_SCALE_BUFFER = MHA_HEAD + '''\
+MHA_D_HEAD_BUFFER = MHA_HEAD + '''\
     def __init__(self, d_model, n_heads, bias=True):
         """Create the four projections; raise ValueError if d_model is not divisible by n_heads."""
         super().__init__()
@@ -852,15 +852,15 @@ MHA_SCALE_BUFFER = MHA_HEAD + '''\
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
-        # 1/sqrt(d_head) as a buffer: it follows .to(device, dtype) and is saved with the model
-        self.register_buffer("scale", torch.tensor((d_model // n_heads) ** -0.5))
+        # d_head as a buffer: it follows .to(device, dtype) and is saved in the state dict
+        self.register_buffer("d_head", torch.tensor(float(d_model // n_heads)))
 
     def forward(self, x):
         """Self-attention over x of shape (B, T, d_model); returns shape (B, T, d_model)."""
-        q = split_heads(self.q_proj(x), self.n_heads) * self.scale
+        q = split_heads(self.q_proj(x), self.n_heads)
         k = split_heads(self.k_proj(x), self.n_heads)
         v = split_heads(self.v_proj(x), self.n_heads)
-        weights = softmax(q @ k.transpose(-2, -1), dim=-1)
+        weights = softmax(q @ k.transpose(-2, -1) / self.d_head.sqrt(), dim=-1)
         return self.out_proj(merge_heads(weights @ v))
 '''
 
@@ -874,7 +874,7 @@ ALTERNATIVES = [
     Variant("heads_with_view_and_permute", {"split_heads": SPLIT_VIEW_PERMUTE, "merge_heads": MERGE_PERMUTE_CONTIGUOUS_VIEW}),
     Variant("mha_fused_qkv_projection", {"MultiHeadAttention": MHA_FUSED_QKV}),
     Variant("mha_inline_einsum_attention", {"MultiHeadAttention": MHA_INLINE_EINSUM}),
-    Variant("mha_scale_as_registered_buffer", {"MultiHeadAttention": MHA_SCALE_BUFFER}),
+    Variant("mha_d_head_as_registered_buffer", {"MultiHeadAttention": MHA_D_HEAD_BUFFER}),
 ]
 
 # --- CHEATS ----------------------------------------------------------------------------
@@ -885,6 +885,7 @@ class Cheat(Variant):
     """A variant whose expected outcome is more than "these tests fail": ``check(report)`` asserts it."""
 
     check: Callable[[GradeReport], None] | None = None
+    reason: str = ""  # for KNOWN_ENGINE_GAPS: what the engine misses today
 
 
 def tests_of(report: GradeReport, exercise: str) -> list:
@@ -1262,4 +1263,83 @@ CHEATS = [
           check=check_nn_multihead_attention),
     Cheat("keyboard_interrupt_in_split_heads", {"split_heads": CHEAT_KEYBOARD_INTERRUPT_IN_SPLIT},
           check=check_keyboard_interrupt),
+]
+
+
+# --- KNOWN_ENGINE_GAPS -----------------------------------------------------------------
+# Cheats that get credit today. Their checks state the outcome the engine should reach;
+# tests/test_a1_catalog.py runs them as strict xfails, so a fix shows up as XPASS.
+# Not worked around here: the fix belongs in autograder/worker/runtime.py (Tracer) and
+# autograder/forbidden.py (DYNAMIC_CALLS).
+
+GAP_GETATTR_WRAPPED = '''\
+def softmax(x, dim=-1):
+    """Numerically stable softmax of `x` along dimension `dim`.
+
+    Args:
+        x: a tensor of any shape, float32 or float64.
+        dim: the dimension to normalise over (default: the last one).
+
+    Returns:
+        A tensor shaped like `x` whose slices along `dim` are non-negative and sum to 1.
+    """
+    builtin = getattr(torch, "soft" + "max")
+    return builtin.__wrapped__(x, dim=dim)  # the tracer's functools.wraps keeps the original here
+'''
+
+GAP_ATTRGETTER_WRAPPED = '''\
+import operator
+
+
+def softmax(x, dim=-1):
+    """Numerically stable softmax of `x` along dimension `dim`.
+
+    Args:
+        x: a tensor of any shape, float32 or float64.
+        dim: the dimension to normalise over (default: the last one).
+
+    Returns:
+        A tensor shaped like `x` whose slices along `dim` are non-negative and sum to 1.
+    """
+    return operator.attrgetter("soft" + "max.__wrapped__")(torch)(x, dim=dim)
+'''
+
+GAP_UNTRACED_ALIAS_VIA_GETATTRIBUTE = '''\
+def softmax(x, dim=-1):
+    """Numerically stable softmax of `x` along dimension `dim`.
+
+    Args:
+        x: a tensor of any shape, float32 or float64.
+        dim: the dimension to normalise over (default: the last one).
+
+    Returns:
+        A tensor shaped like `x` whose slices along `dim` are non-negative and sum to 1.
+    """
+    return torch._C._VariableFunctions.__getattribute__("soft" + "max")(x, dim)
+'''
+
+
+def check_softmax_gets_no_credit(report: GradeReport) -> None:
+    expect_no_credit(report, "softmax")
+
+
+def check_softmax_no_credit_or_flagged(report: GradeReport) -> None:
+    credited = sum(t.score for t in tests_of(report, "softmax"))
+    assert credited == 0 or report.review, (
+        f"softmax got {credited:g} points for calling torch.softmax, and nothing was flagged for review")
+
+
+KNOWN_ENGINE_GAPS = [
+    Cheat("getattr_then_dunder_wrapped_escapes_the_trace", {"softmax": GAP_GETATTR_WRAPPED},
+          check=check_softmax_gets_no_credit,
+          reason="Tracer wraps forbidden APIs with functools.wraps, which stores the untraced original as "
+                 "__wrapped__; calling it is never traced (the getattr is only flagged for review, and softmax gets 8/8)"),
+    Cheat("attrgetter_dunder_wrapped_is_neither_traced_nor_flagged", {"softmax": GAP_ATTRGETTER_WRAPPED},
+          check=check_softmax_no_credit_or_flagged,
+          reason="operator.attrgetter with a computed dotted name is not in forbidden.DYNAMIC_CALLS, and "
+                 "'.__wrapped__' skips the trace: softmax gets 8/8 and report.review is empty"),
+    Cheat("getattribute_on_an_untraced_alias", {"softmax": GAP_UNTRACED_ALIAS_VIA_GETATTRIBUTE},
+          check=check_softmax_no_credit_or_flagged,
+          reason="torch._C._VariableFunctions.softmax is the same kernel as torch.softmax but is not traced, and "
+                 "obj.__getattribute__(computed name) is not flagged: softmax gets 8/8 and report.review is empty"),
 ]
