@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from autograder.suite import Forbidden
 
-DYNAMIC_CALLS = {"getattr", "__import__", "import_module", "eval", "exec", "globals", "vars"}
+DYNAMIC_CALLS = {"getattr", "__import__", "import_module", "eval", "exec", "compile", "globals", "vars",
+                 "attrgetter", "methodcaller", "__getattribute__", "getattr_static"}
+# Attributes that reach behind a function or into torch's internals (where the trace could be undone).
+INTERNAL_ATTRIBUTES = {"__dict__", "__wrapped__", "__closure__", "__globals__", "__code__", "__builtins__",
+                       "_C", "_VariableFunctions", "_pop_mode", "_push_mode", "_DisableTorchFunction",
+                       "_DisableTorchFunctionSubclass", "overrides"}
 
 
 @dataclass
@@ -85,8 +90,8 @@ def _module_aliases(trees, rules) -> dict[str, Forbidden]:
 
 
 def _dynamic_lookup(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Attribute) and node.attr == "__dict__":
-        return "reads a __dict__"
+    if isinstance(node, ast.Attribute) and node.attr in INTERNAL_ATTRIBUTES:
+        return f"reads .{node.attr}"
     if isinstance(node, ast.Call):
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None

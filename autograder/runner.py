@@ -146,7 +146,7 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
     report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
     findings, report.review = forbidden.scan(program, suite.forbidden, suite.exercises)
     session = Session(server, program, seed=report.seed, device=device,
-                      trace=suite.traced_apis(), time_limit=time_limit)
+                      trace=suite.traced_names(), time_limit=time_limit)
     try:
         for test in suite.ordered_tests():
             session.use_worker_for(test.exercise)

@@ -17,15 +17,15 @@ GROUPS = ("shapes", "numerics", "properties", "gradients", "hygiene")
 class Forbidden:
     """A built-in students must not call.
 
-    ``names`` are the attribute or import names the static scan looks for
-    (``F.softmax`` and ``from torch import softmax`` both match ``"softmax"``);
-    ``traced`` are dotted paths wrapped in the worker so a call at run time is seen,
-    however it was reached. ``inside`` limits the rule to one exercise.
+    ``names`` are what the static scan looks for as attributes and imports
+    (``F.softmax`` and ``from torch import softmax`` both match ``"softmax"``) and the
+    function names the worker's trace watches at run time (``torch.softmax``,
+    ``Tensor.softmax`` and ``torch._C._VariableFunctions.softmax`` are all ``softmax``).
+    ``inside`` limits the rule to one exercise.
     """
 
     label: str
     names: tuple[str, ...]
-    traced: tuple[str, ...]
     inside: str | None = None
     reason: str = ""
 
@@ -68,8 +68,8 @@ class Suite:
     def max_score(self) -> float:
         return sum(t.points for t in self.tests)
 
-    def traced_apis(self) -> list[str]:
-        return sorted({path for rule in self.forbidden for path in rule.traced})
+    def traced_names(self) -> list[str]:
+        return sorted({name for rule in self.forbidden for name in rule.names})
 
     def rules_for(self, exercise: str) -> list[Forbidden]:
         return [r for r in self.forbidden if r.inside in (None, exercise)]
@@ -132,6 +132,6 @@ class Context:
 
     def _check_trace(self, result: CallResult, what: str) -> None:
         for rule in self.suite.rules_for(self.test.exercise):
-            used = [path for path in result.traced if path in rule.traced]
+            used = [label for label in result.traced if label.rpartition(".")[2] in rule.names]
             if used:
                 raise CheckFailed(f"{what} called {used[0]} at run time, which this exercise forbids. {rule.reason}".strip())

@@ -95,6 +95,7 @@ def test_broken_notebooks_get_a_diagnosis(tmp_path):
     assert sub.readable and any("not valid UTF-8" in d for d in sub.diagnostics)
 
 
+@pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")  # the duplicate is the point
 def test_duplicated_cells_are_reported(tmp_path):
     nb = nbformat.read(solution_path("a1_attention"), as_version=4)
     first = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "softmax")

@@ -885,7 +885,6 @@ class Cheat(Variant):
     """A variant whose expected outcome is more than "these tests fail": ``check(report)`` asserts it."""
 
     check: Callable[[GradeReport], None] | None = None
-    reason: str = ""  # for KNOWN_ENGINE_GAPS: what the engine misses today
 
 
 def tests_of(report: GradeReport, exercise: str) -> list:
@@ -1266,13 +1265,11 @@ CHEATS = [
 ]
 
 
-# --- KNOWN_ENGINE_GAPS -----------------------------------------------------------------
-# Cheats that get credit today. Their checks state the outcome the engine should reach;
-# tests/test_a1_catalog.py runs them as strict xfails, so a fix shows up as XPASS.
-# Not worked around here: the fix belongs in autograder/worker/runtime.py (Tracer) and
-# autograder/forbidden.py (DYNAMIC_CALLS).
+# --- cheats that reach a forbidden built-in by a path the static scan cannot read -------
+# Each must still get no credit (the worker's torch-function trace sees the call) and be
+# flagged for review (the scan sees the dynamic lookup or the reach into internals).
 
-GAP_GETATTR_WRAPPED = '''\
+CHEAT_GETATTR_DUNDER_WRAPPED = '''\
 def softmax(x, dim=-1):
     """Numerically stable softmax of `x` along dimension `dim`.
 
@@ -1284,10 +1281,10 @@ def softmax(x, dim=-1):
         A tensor shaped like `x` whose slices along `dim` are non-negative and sum to 1.
     """
     builtin = getattr(torch, "soft" + "max")
-    return builtin.__wrapped__(x, dim=dim)  # the tracer's functools.wraps keeps the original here
+    return builtin.__wrapped__(x, dim=dim)  # a wrapper's untraced original, if there were one
 '''
 
-GAP_ATTRGETTER_WRAPPED = '''\
+CHEAT_ATTRGETTER_DUNDER_WRAPPED = '''\
 import operator
 
 
@@ -1304,7 +1301,7 @@ def softmax(x, dim=-1):
     return operator.attrgetter("soft" + "max.__wrapped__")(torch)(x, dim=dim)
 '''
 
-GAP_UNTRACED_ALIAS_VIA_GETATTRIBUTE = '''\
+CHEAT_GETATTRIBUTE_ON_AN_INTERNAL_ALIAS = '''\
 def softmax(x, dim=-1):
     """Numerically stable softmax of `x` along dimension `dim`.
 
@@ -1319,27 +1316,17 @@ def softmax(x, dim=-1):
 '''
 
 
-def check_softmax_gets_no_credit(report: GradeReport) -> None:
-    expect_no_credit(report, "softmax")
+def check_builtin_softmax_gets_no_credit_and_is_flagged(report: GradeReport) -> None:
+    expect_no_credit(report, "softmax", "softmax")
+    assert report.review, "the dynamic lookup should be flagged for review"
 
 
-def check_softmax_no_credit_or_flagged(report: GradeReport) -> None:
-    credited = sum(t.score for t in tests_of(report, "softmax"))
-    assert credited == 0 or report.review, (
-        f"softmax got {credited:g} points for calling torch.softmax, and nothing was flagged for review")
-
-
-KNOWN_ENGINE_GAPS = [
-    Cheat("getattr_then_dunder_wrapped_escapes_the_trace", {"softmax": GAP_GETATTR_WRAPPED},
-          check=check_softmax_gets_no_credit,
-          reason="Tracer wraps forbidden APIs with functools.wraps, which stores the untraced original as "
-                 "__wrapped__; calling it is never traced (the getattr is only flagged for review, and softmax gets 8/8)"),
-    Cheat("attrgetter_dunder_wrapped_is_neither_traced_nor_flagged", {"softmax": GAP_ATTRGETTER_WRAPPED},
-          check=check_softmax_no_credit_or_flagged,
-          reason="operator.attrgetter with a computed dotted name is not in forbidden.DYNAMIC_CALLS, and "
-                 "'.__wrapped__' skips the trace: softmax gets 8/8 and report.review is empty"),
-    Cheat("getattribute_on_an_untraced_alias", {"softmax": GAP_UNTRACED_ALIAS_VIA_GETATTRIBUTE},
-          check=check_softmax_no_credit_or_flagged,
-          reason="torch._C._VariableFunctions.softmax is the same kernel as torch.softmax but is not traced, and "
-                 "obj.__getattribute__(computed name) is not flagged: softmax gets 8/8 and report.review is empty"),
+DYNAMIC_CHEATS = [
+    Cheat("getattr_then_dunder_wrapped", {"softmax": CHEAT_GETATTR_DUNDER_WRAPPED},
+          check=check_builtin_softmax_gets_no_credit_and_is_flagged),
+    Cheat("attrgetter_dunder_wrapped", {"softmax": CHEAT_ATTRGETTER_DUNDER_WRAPPED},
+          check=check_builtin_softmax_gets_no_credit_and_is_flagged),
+    Cheat("getattribute_on_an_internal_alias", {"softmax": CHEAT_GETATTRIBUTE_ON_AN_INTERNAL_ALIAS},
+          check=check_builtin_softmax_gets_no_credit_and_is_flagged),
 ]
+CHEATS += DYNAMIC_CHEATS
