@@ -128,6 +128,9 @@ class Session:
     def close(self) -> None:
         self.drop_worker()
 
+    def remote(self, handle: wire.Handle) -> RemoteObject:
+        return RemoteModule(self, handle) if handle.is_module else RemoteObject(self, handle)
+
     # --- requests --------------------------------------------------------------------
 
     def request(self, header: dict, buffers: list[bytes], what: str):
@@ -150,7 +153,7 @@ class Session:
         buffers: list[bytes] = []
         header = {
             "op": "call",
-            "target": target if isinstance(target, str) else {"handle": target.id},
+            "target": target if isinstance(target, (str, dict)) else {"handle": target.id},
             "method": method,
             "args": wire.encode(list(args), buffers),
             "kwargs": wire.encode(kwargs, buffers),
@@ -158,33 +161,38 @@ class Session:
         if grad is not None:
             header["grad"] = {"wrt": list(grad["wrt"]), "grad_outputs": wire.encode(list(grad["grad_outputs"]), buffers)}
         reply, reply_buffers = self.request(header, buffers, what)
-        factory = lambda h: RemoteModule(self, h)  # noqa: E731
         return CallResult(
-            value=wire.decode(reply.get("result"), reply_buffers, factory),
+            value=wire.decode(reply.get("result"), reply_buffers, self.remote),
             args_after=wire.decode(reply.get("args_after"), reply_buffers),
             grads=wire.decode(reply.get("grads"), reply_buffers) if "grads" in reply else None,
             traced=reply.get("traced", []),
         )
 
 
-class RemoteModule:
-    """A student ``nn.Module`` that lives in the worker."""
+class RemoteObject:
+    """An object that lives in the worker (an optimizer, a generator), reached by handle."""
 
     def __init__(self, session: Session, handle: wire.Handle):
         self.session = session
         self.id = handle.id
         self.type_name = handle.type_name
-        self._description = None
+        self.wire_handle = handle  # how it crosses back as an argument
+
+    def call_method(self, method: str, *args, **kwargs) -> CallResult:
+        return self.session.call(self, *args, method=method, what=f"{self.type_name.rpartition('.')[2]}.{method}()", **kwargs)
+
+
+class RemoteModule(RemoteObject):
+    """A student ``nn.Module`` that lives in the worker."""
 
     def describe(self) -> dict:
-        if self._description is None:
-            reply, buffers = self.session.request({"op": "get", "target": {"handle": self.id}}, [], f"inspecting {self.type_name}")
-            self._description = {
-                "params": wire.decode(reply["params"], buffers),
-                "buffers": wire.decode(reply["buffers"], buffers),
-                "submodules": reply["submodules"],
-            }
-        return self._description
+        """Parameters, buffers and submodules as they are now (fetched every time: calls change them)."""
+        reply, buffers = self.session.request({"op": "get", "target": {"handle": self.id}}, [], f"inspecting {self.type_name}")
+        return {
+            "params": wire.decode(reply["params"], buffers),
+            "buffers": wire.decode(reply["buffers"], buffers),
+            "submodules": reply["submodules"],
+        }
 
     @property
     def parameters(self) -> dict:
@@ -198,13 +206,11 @@ class RemoteModule:
         buffers: list[bytes] = []
         self.session.request({"op": "set", "target": {"handle": self.id}, "state": wire.encode(state, buffers)},
                              buffers, f"{self.type_name}.load_state_dict()")
-        self._description = None
 
     def set_mode(self, train: bool = False, dtype: torch.dtype | None = None) -> None:
         header = {"op": "mode", "target": {"handle": self.id}, "train": train,
                   "dtype": str(dtype).removeprefix("torch.") if dtype else None}
         self.session.request(header, [], f"{self.type_name}.train()/to()")
-        self._description = None
 
     def __call__(self, *args, grad=None, **kwargs) -> CallResult:
         return self.session.call(self, *args, method="__call__", grad=grad,

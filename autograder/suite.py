@@ -118,6 +118,10 @@ class Context:
         self._check_trace(result, f"{name}()")
         return result
 
+    def builtin(self, name: str, *args, **kwargs):
+        """Call a helper of ``autograder/worker/builtins_for_grader.py`` inside the worker."""
+        return self.session.call({"builtin": name}, *args, what=f"the grader's {name}()", **kwargs).value
+
     def construct(self, class_name: str, *args, **kwargs) -> RemoteModule:
         module = self.call(class_name, *args, **kwargs)
         if not isinstance(module, RemoteModule):

@@ -46,8 +46,12 @@ class MessageTimeout(WireError):
 
 # --- values <-> JSON + buffers -------------------------------------------------------
 
-def encode(value, buffers: list[bytes]):
-    """Turn a value into JSON-able data, appending tensor bytes to ``buffers``."""
+def encode(value, buffers: list[bytes], register=None):
+    """Turn a value into JSON-able data, appending tensor bytes to ``buffers``.
+
+    ``register(obj)`` may turn an object that cannot cross (a module, an optimizer) into a
+    :class:`Handle`; without it, or when it returns None, the object crosses as :class:`Foreign`.
+    """
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -57,14 +61,15 @@ def encode(value, buffers: list[bytes]):
     if isinstance(value, torch.Tensor):
         return _encode_tensor(value, buffers)
     if isinstance(value, (list, tuple)):
-        items = [encode(v, buffers) for v in value]
+        items = [encode(v, buffers, register) for v in value]
         return items if isinstance(value, list) else {"__tuple__": items}
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {"__dict__": {k: encode(v, buffers) for k, v in value.items()}}
+        return {"__dict__": {k: encode(v, buffers, register) for k, v in value.items()}}
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value).removeprefix("torch.")}
-    if isinstance(value, Handle):
-        return {"__handle__": value.id, "type": value.type_name}
+    handle = value if isinstance(value, Handle) else getattr(value, "wire_handle", None) or (register and register(value))
+    if isinstance(handle, Handle):
+        return {"__handle__": handle.id, "type": handle.type_name, "module": handle.is_module}
     return {"__object__": _type_name(value), "repr": _safe_repr(value)}
 
 
@@ -105,7 +110,7 @@ def decode(data, buffers: list[bytes], handle_factory=None):
     if "__dtype__" in data:
         return DTYPES.get(data["__dtype__"], data["__dtype__"])
     if "__handle__" in data:
-        handle = Handle(int(data["__handle__"]), str(data.get("type", "?")))
+        handle = Handle(int(data["__handle__"]), str(data.get("type", "?")), bool(data.get("module", True)))
         return handle_factory(handle) if handle_factory else handle
     if "__object__" in data:
         return Foreign(str(data["__object__"]), str(data.get("repr", ""))[:300])
@@ -165,11 +170,12 @@ class Foreign:
 
 
 class Handle:
-    """A reference to an object that lives in the worker (a student's module)."""
+    """A reference to an object that lives in the worker (a student's module, an optimizer)."""
 
-    def __init__(self, id: int, type_name: str):
+    def __init__(self, id: int, type_name: str, is_module: bool = True):
         self.id = id
         self.type_name = type_name
+        self.is_module = is_module
 
 
 def _type_name(value) -> str:

@@ -172,3 +172,29 @@ def test_cli_grades_writes_gradescope_results_and_exits_zero(tmp_path):
     assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(results["tests"][0])
     assert {t["status"] for t in results["tests"]} == {"failed"}
     assert "not implemented yet" in proc.stdout
+
+
+def test_grader_builtins_build_and_observe_student_objects(server):
+    """Stacks, optimizers and hooks are built in the worker, next to the student's modules."""
+    from autograder.notebook import read_submission
+    from autograder.session import RemoteModule, RemoteObject, Session
+
+    program = read_submission(solution_path("a1_attention")).program()
+    session = Session(server, program, seed=0, device="cpu", trace=[], time_limit=30)
+    try:
+        blocks = [session.call("MultiHeadAttention", 8, 2).value for _ in range(2)]
+        stack = session.call({"builtin": "sequential"}, *blocks).value
+        assert isinstance(stack, RemoteModule) and "1.out_proj.bias" in stack.parameters
+        session.call({"builtin": "record_lengths"}, stack)
+        x, g = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+        result = stack(x, grad={"wrt": [0], "grad_outputs": [g]})
+        assert set(result.param_grads) == set(stack.parameters)
+        assert session.call({"builtin": "recorded_lengths"}, stack).value == [5]
+        opt = session.call({"builtin": "optimizer"}, stack, name="SGD", lr=1.0).value
+        assert isinstance(opt, RemoteObject) and not isinstance(opt, RemoteModule)
+        before = stack.parameters["0.q_proj.weight"].tensor.clone()
+        opt.call_method("step")
+        after = stack.parameters["0.q_proj.weight"].tensor
+        assert torch.allclose(after, before - result.param_grads["0.q_proj.weight"].tensor)
+    finally:
+        session.close()

@@ -20,9 +20,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from autograder import wire
-from autograder.worker import sandbox
+from autograder.worker import builtins_for_grader, sandbox
 
 STUDENT_FILE_PREFIX = "<cell "
+HANDLED_TYPES = (nn.Module, torch.optim.Optimizer, torch.Generator)
 OUTPUT_TAIL_CHARS = 800
 
 
@@ -82,6 +83,7 @@ class Runtime:
         self.sock = sock
         self.namespace: dict = {"__name__": "submission", "__builtins__": builtins}
         self.handles: dict[int, object] = {}
+        self.handle_ids: dict[int, int] = {}  # id(obj) -> handle, so an object keeps one handle
         self.device = torch.device("cpu")
         self.tracer = Tracer()
         self.output = CappedOutput()
@@ -204,6 +206,8 @@ class Runtime:
     def lookup(self, target):
         if isinstance(target, dict) and "handle" in target:
             return self.handles[int(target["handle"])]
+        if isinstance(target, dict) and "builtin" in target:
+            return getattr(builtins_for_grader, target["builtin"])
         if target not in self.namespace:
             raise NameError(f"name {target!r} is not defined in the notebook")
         return self.namespace[target]
@@ -212,13 +216,20 @@ class Runtime:
         return self.handles[handle.id]
 
     def encode(self, value, out):
-        if isinstance(value, nn.Module):
+        return wire.encode(value, out, self.register)
+
+    def register(self, obj):
+        """Objects that stay in the worker and are reached by handle: modules, optimizers, generators."""
+        if not isinstance(obj, HANDLED_TYPES):
+            return None
+        if id(obj) not in self.handle_ids:
             handle_id = len(self.handles) + 1
-            self.handles[handle_id] = value
-            value.to(self.device)
-            value.eval()  # graded behaviour is checked in eval() mode
-            return wire.encode(wire.Handle(handle_id, wire._type_name(value)), out)
-        return wire.encode(value, out)
+            self.handles[handle_id] = obj
+            self.handle_ids[id(obj)] = handle_id
+            if isinstance(obj, nn.Module):
+                obj.to(self.device)
+                obj.eval()  # graded behaviour is checked in eval() mode
+        return wire.Handle(self.handle_ids[id(obj)], wire._type_name(obj), isinstance(obj, nn.Module))
 
     def to_device(self, value):
         if isinstance(value, wire.WireTensor):

@@ -1,0 +1,46 @@
+"""Helpers a hidden test may call inside the worker, next to the student's objects.
+
+They build what only makes sense where the student's modules live (an optimizer over their
+parameters, a stack of their blocks, a seeded generator) and observe them (the sequence
+lengths a model was fed). Results still cross the wire as plain values or handles and are
+judged in the grader. Called as ``ctx.builtin("optimizer", model, lr=1e-2)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def optimizer(module: nn.Module, name: str = "AdamW", **options):
+    return getattr(torch.optim, name)(module.parameters(), **options)
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def sequential(*modules: nn.Module) -> nn.Sequential:
+    """A stack of the student's blocks; parameter names become ``0.attn.q_proj.weight``, ..."""
+    return nn.Sequential(*modules)
+
+
+def record_lengths(module: nn.Module) -> None:
+    """From now on, remember the sequence length (dim 1) of every input ``module.forward`` gets."""
+    lengths: list[int] = []
+
+    def hook(mod, args):
+        if args and isinstance(args[0], torch.Tensor) and args[0].dim() >= 2:
+            lengths.append(int(args[0].shape[1]))
+
+    module.register_forward_pre_hook(hook)
+    module._grader_lengths = lengths
+
+
+def recorded_lengths(module: nn.Module) -> list[int]:
+    return list(getattr(module, "_grader_lengths", []))
+
+
+def shares_parameter(module: nn.Module, name_a: str, name_b: str) -> bool:
+    """Whether two parameter names of ``module`` are one tensor (weight tying)."""
+    return module.get_parameter(name_a) is module.get_parameter(name_b)
