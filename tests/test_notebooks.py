@@ -14,7 +14,10 @@ from autograder.suites import SUITES, load_suite
 from tests.variants import REPO
 
 pytestmark = pytest.mark.notebooks
-os.environ.setdefault("MPLBACKEND", "Agg")  # the kernel inherits it: plots render off-screen
+# Kernels inherit these: plots render off-screen, and notebooks that train take their small size
+# (COURSE_SMALL=1: a tiny model and a few steps), so CI checks that they run, not how well they learn.
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("COURSE_SMALL", "1")
 KERNEL_TIMEOUT = 600  # seconds per cell; generous for a loaded 2-core CI machine
 
 
