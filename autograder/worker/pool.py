@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 SERVER_START_TIMEOUT = 120.0  # importing torch on a cold, busy machine can take a while
+# When the grader runs as root, each live worker gets a uid of its own from this range, so it
+# can neither signal nor read the grader, and everything it leaves behind can be killed by uid.
+WORKER_UIDS = range(61000, 61512)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,11 +43,22 @@ def worker_environment(tmp: str) -> dict[str, str]:
     }
 
 
+def python_readable_by_others() -> bool:
+    """Whether another uid can read this Python (a pyenv under /root, mode 700, cannot)."""
+    for root in {sys.base_prefix, sys.prefix}:
+        path = Path(root).resolve()
+        for folder in [path, *path.parents]:
+            if not folder.stat().st_mode & 0o001:  # others may not traverse it
+                return False
+    return True
+
+
 class WorkerServer:
     """The process that forks workers (see ``autograder.worker.zygote``)."""
 
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="grader-")
+        os.chmod(self.tmp, 0o711)  # a worker with a uid of its own must reach its private folder inside
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control = ours
         self.lock = threading.Lock()
@@ -60,6 +74,7 @@ class WorkerServer:
         )
         theirs.close()
         self._ready = False
+        self.uids_in_use: set[int] = set()
 
     def wait_ready(self) -> None:
         if self._ready:
@@ -78,20 +93,42 @@ class WorkerServer:
     def spawn(self) -> "Worker":
         with self.lock:
             self.wait_ready()
+            uid = self._free_uid()
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                socket.send_fds(self.control, [b"spawn"], [theirs.fileno()])
-                self.control.settimeout(30)
-                raw = b""
-                while len(raw) < 8:
-                    chunk = self.control.recv(8 - len(raw))
-                    if not chunk:
-                        raise RuntimeError("the worker server exited")
-                    raw += chunk
+                request = b"spawn" if uid is None else f"spawn:{uid}".encode()
+                socket.send_fds(self.control, [request], [theirs.fileno()])
+                (pid,) = struct.unpack("<q", self._reply())
             finally:
                 theirs.close()
-        (pid,) = struct.unpack("<q", raw)
-        return Worker(pid, ours)
+            if uid is not None:
+                self.uids_in_use.add(uid)
+        return Worker(pid, ours, uid, self)
+
+    def reap(self, pid: int, uid: int | None) -> None:
+        """Kill a worker and everything it left behind (see the server's ``_reap``), then free its uid."""
+        with self.lock:
+            try:
+                self.control.sendall(f"reap:{pid}" .encode() + (f":{uid}".encode() if uid is not None else b""))
+                self._reply()
+            except (OSError, RuntimeError):
+                pass  # the server is gone, and with it the subreaper that held the orphans
+            self.uids_in_use.discard(uid)
+
+    def _free_uid(self) -> int | None:
+        if os.geteuid() != 0 or not python_readable_by_others():
+            return None
+        return next(uid for uid in WORKER_UIDS if uid not in self.uids_in_use)
+
+    def _reply(self) -> bytes:
+        self.control.settimeout(30)
+        raw = b""
+        while len(raw) < 8:
+            chunk = self.control.recv(8 - len(raw))
+            if not chunk:
+                raise RuntimeError("the worker server exited")
+            raw += chunk
+        return raw
 
     def close(self) -> None:
         try:
@@ -111,11 +148,17 @@ class WorkerServer:
 
 
 class Worker:
-    """One forked worker; a session leader, so ``kill`` takes its descendants with it."""
+    """One forked worker: a session leader with, when the grader is root, a uid of its own.
 
-    def __init__(self, pid: int, sock: socket.socket):
+    ``kill`` kills its process group and, with a uid, every process of that uid, so a
+    double-forked orphan that left the session and ignores SIGTERM goes too.
+    """
+
+    def __init__(self, pid: int, sock: socket.socket, uid: int | None = None, server: "WorkerServer | None" = None):
         self.pid = pid
         self.sock = sock
+        self.uid = uid
+        self.server = server
         self.alive = True
 
     def request(self, header: dict, buffers: list[bytes] = (), timeout: float = 10.0):
@@ -141,6 +184,8 @@ class Worker:
                 target()
             except (ProcessLookupError, PermissionError):
                 pass
+        if self.server is not None:
+            self.server.reap(self.pid, self.uid)
         self.sock.close()
 
     def close(self) -> None:

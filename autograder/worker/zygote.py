@@ -4,10 +4,17 @@ Importing torch costs about a second; ``fork`` of a process that has done it cos
 about ten milliseconds. The grader starts this server once, then asks it for a fresh
 worker per submission and exercise, or after a worker crashed or timed out.
 
-Protocol on the control socket (inherited as file descriptor ``argv[1]``): the grader
-sends ``b"spawn"`` with one end of a socketpair attached (SCM_RIGHTS); the server forks,
-the child becomes a worker talking on that socket, and the server replies with the
-child's pid as 8 bytes. EOF on the control socket ends the server.
+Protocol on the control socket (inherited as file descriptor ``argv[1]``):
+
+- ``b"spawn"`` or ``b"spawn:<uid>"`` with one end of a socketpair attached (SCM_RIGHTS): the
+  server forks, the child becomes a worker talking on that socket (running as ``uid`` when
+  given), and the server replies with the child's pid as 8 bytes;
+- ``b"reap:<pid>"`` or ``b"reap:<pid>:<uid>"``: kill that worker and everything it left behind,
+  then reply ``b"reaped\0\0"``. The server is a child subreaper, so a worker's orphans,
+  double-forked or not, become the server's children once the worker is gone: every child
+  that is not a live worker is killed. With a uid, every process of that uid is killed too.
+
+EOF on the control socket ends the server.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 
 def preload() -> None:
@@ -37,8 +45,13 @@ def preload() -> None:
     from autograder.worker import runtime  # noqa: F401
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
 def serve(control: socket.socket) -> None:
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers and adopted orphans are reaped automatically
+    _subreaper()
+    workers: set[int] = set()
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(control, 64, 1)
@@ -46,29 +59,100 @@ def serve(control: socket.socket) -> None:
             return
         if not msg:
             return
-        if msg != b"spawn" or len(fds) != 1:
+        command, *args = msg.decode(errors="replace").split(":")
+        numbers = [int(a) for a in args if a.isdigit()]
+        if command == "reap" and numbers and not fds:
+            workers.discard(numbers[0])
+            _reap(numbers[0], numbers[1] if len(numbers) > 1 else None, workers)
+            control.sendall(b"reaped\0\0")
+            continue
+        if command != "spawn" or len(fds) != 1:
             for fd in fds:
                 os.close(fd)
             continue
         pid = os.fork()
         if pid == 0:
             control.close()
-            _become_worker(fds[0])
+            _become_worker(fds[0], numbers[0] if numbers else None)
+        workers.add(pid)
         os.close(fds[0])
         control.sendall(struct.pack("<q", pid))
 
 
-def _become_worker(fd: int) -> None:
+def _subreaper() -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _become_worker(fd: int, uid: int | None) -> None:
     try:
         from autograder.worker import sandbox
         from autograder.worker.runtime import run_worker
 
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _subreaper()  # the worker's own orphans stay its children while it lives
         sock = socket.socket(fileno=fd)
-        sandbox.enter()
+        sandbox.enter(uid)
         run_worker(sock)
     finally:
         os._exit(0)
+
+
+def _reap(pid: int, uid: int | None, workers: set[int]) -> None:
+    """Kill a worker, its process group, every child of this server that is no live worker
+    (the worker's adopted orphans), and, with a uid, every process of that uid."""
+    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            kill()
+        except OSError:
+            pass
+    if uid is not None:
+        _kill_uid(uid)
+    for _ in range(50):  # orphans arrive as the worker's exit completes; a fork bomb keeps forking
+        strays = [child for child in _children() if child not in workers]
+        if not strays and pid not in _children():
+            return
+        for child in strays:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.005)
+
+
+def _children() -> list[int]:
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != b"Z":
+                found.append(int(entry))
+    return found
+
+
+def _kill_uid(uid: int) -> None:
+    """From a child that becomes ``uid``, kill(-1) reaches exactly that uid's processes."""
+    done_r, done_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for _ in range(3):
+                os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            os.write(done_w, b"x")
+            os._exit(0)
+    os.close(done_w)
+    os.read(done_r, 1)
+    os.close(done_r)
 
 
 def main() -> None:
