@@ -198,3 +198,16 @@ def test_grader_builtins_build_and_observe_student_objects(server):
         assert torch.allclose(after, before - result.param_grads["0.q_proj.weight"].tensor)
     finally:
         session.close()
+
+
+def test_a_dead_worker_server_is_restarted():
+    """Should student code ever kill the server that forks workers, the next spawn starts a new one."""
+    from autograder.runner import grade
+    from autograder.worker.pool import WorkerServer
+
+    with WorkerServer() as server:
+        server.wait_ready()
+        server.process.kill()
+        server.process.wait()
+        report = grade(solution_path("a1_attention"), server=server)
+        assert report.score == report.max_score and server.restarts == 1

@@ -54,14 +54,23 @@ def python_readable_by_others() -> bool:
 
 
 class WorkerServer:
-    """The process that forks workers (see ``autograder.worker.zygote``)."""
+    """The process that forks workers (see ``autograder.worker.zygote``).
+
+    If it dies (student code found a way to kill it), the next ``spawn`` starts a new one.
+    """
 
     def __init__(self):
         self.tmp = tempfile.mkdtemp(prefix="grader-")
         os.chmod(self.tmp, 0o711)  # a worker with a uid of its own must reach its private folder inside
+        self.lock = threading.Lock()
+        self.uids_in_use: set[int] = set()
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control = ours
-        self.lock = threading.Lock()
+        self.log = open(os.path.join(self.tmp, "server.log"), "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autograder.worker.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
@@ -69,12 +78,11 @@ class WorkerServer:
             cwd=self.tmp,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             start_new_session=True,
         )
         theirs.close()
         self._ready = False
-        self.uids_in_use: set[int] = set()
 
     def wait_ready(self) -> None:
         if self._ready:
@@ -86,23 +94,37 @@ class WorkerServer:
             greeting = b""
         if greeting != b"ready":
             self.process.kill()
-            err = (self.process.stderr.read() or b"").decode(errors="replace")[-2000:]
-            raise RuntimeError(f"the worker server did not start:\n{err}")
+            log = Path(self.tmp, "server.log").read_bytes().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"the worker server did not start:\n{log}")
         self._ready = True
 
     def spawn(self) -> "Worker":
         with self.lock:
-            self.wait_ready()
-            uid = self._free_uid()
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                request = b"spawn" if uid is None else f"spawn:{uid}".encode()
-                socket.send_fds(self.control, [request], [theirs.fileno()])
-                (pid,) = struct.unpack("<q", self._reply())
-            finally:
-                theirs.close()
-            if uid is not None:
-                self.uids_in_use.add(uid)
+                return self._spawn()
+            except (OSError, RuntimeError):
+                if self.process.poll() is None and self._ready:
+                    raise
+                self._stop()  # it died: start a fresh one and try once more
+                self.restarts += 1
+                self._start()
+                return self._spawn()
+
+    def _spawn(self) -> "Worker":
+        self.wait_ready()
+        uid = self._free_uid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            request = b"spawn" if uid is None else f"spawn:{uid}".encode()
+            socket.send_fds(self.control, [request], [theirs.fileno()])
+            (pid,) = struct.unpack("<q", self._reply())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        if uid is not None:
+            self.uids_in_use.add(uid)
         return Worker(pid, ours, uid, self)
 
     def reap(self, pid: int, uid: int | None) -> None:
@@ -130,15 +152,17 @@ class WorkerServer:
             raw += chunk
         return raw
 
-    def close(self) -> None:
+    def _stop(self) -> None:
         try:
             self.control.close()
         finally:
             self.process.kill()  # it holds no state; its workers are already gone
             self.process.wait()
-            if self.process.stderr:
-                self.process.stderr.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.log.close()
+
+    def close(self) -> None:
+        self._stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -8,10 +8,12 @@ Layers, in the order applied:
 4. standard streams detached from the grader;
 5. resource limits (CPU time, data size, file size, open files, processes) and one torch thread;
 6. when the grader runs as root: an unprivileged uid of its own, so it can neither signal nor
-   read the grader, and the grader can kill every process of that uid afterwards;
+   read the grader, and the grader can kill every process of that uid afterwards; if that is
+   impossible, root without any capability;
 7. Landlock: read access only to the Python installation and system folders, write access only
    to its private directory, no signals or abstract sockets outside its own sandbox. The
-   course repository (hidden suites, solutions, gradebook) is outside what it may read.
+   course repository (hidden suites, solutions, gradebook) is outside what it may read;
+8. seccomp: threads may be created, processes may not (no fork bomb, no orphan).
 
 Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader
 and into ``results.json``.
@@ -55,11 +57,14 @@ def enter(uid: int | None = None) -> dict[str, str]:
     if uid is not None:
         _layer("unprivileged_uid", lambda: _drop_privileges(uid))
     elif os.geteuid() == 0:
+        _layer("capabilities_dropped", _drop_capabilities)  # root without its powers: RLIMIT_NPROC binds
+    elif os.geteuid() == 0:
         LAYERS["unprivileged_uid"] = ("off: this Python installation is not readable by other users "
                                       f"({sys.base_prefix}); install Python where other users can read it")
     else:
         LAYERS["unprivileged_uid"] = "off: the grader is not root, so the worker runs as the grader's user"
     _layer("landlock", lambda: _landlock(private))
+    _layer("no_new_processes", _no_new_processes)
     return LAYERS
 
 
@@ -114,6 +119,68 @@ def _drop_privileges(uid: int) -> int:
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     return uid
+
+
+PR_CAPBSET_DROP, CAPABILITY_VERSION_3 = 24, 0x20080522
+
+
+def _drop_capabilities() -> None:
+    """Empty the bounding, permitted, effective and inheritable sets (uid stays 0)."""
+    for cap in range(64):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the last capability: harmless
+    header = struct.pack("<Ii", CAPABILITY_VERSION_3, 0)
+    data = bytes(24)  # two {effective, permitted, inheritable} u32 triples, all zero
+    if _libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+# --- seccomp: threads yes, new processes no ----------------------------------------------
+
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+# Syscalls that make a process: fork and vfork (x86_64 only), clone without CLONE_THREAD, clone3.
+PROCESS_SYSCALLS = {"x86_64": {"fork": 57, "vfork": 58, "clone": 56}, "aarch64": {"clone": 220}}
+CLONE3, CLONE_THREAD, EAGAIN, ENOSYS = 435, 0x10000, 11, 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+class _Filter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_Filter))]
+
+
+def _no_new_processes() -> str:
+    """A seccomp filter: fork/vfork/clone of a process fail with EAGAIN (a fork bomb stops at once,
+    no orphan can exist); clone3 says ENOSYS, so the C library creates threads with clone."""
+    machine = os.uname().machine
+    if machine not in AUDIT_ARCH:
+        raise OSError(f"no seccomp filter for {machine}")
+    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
+    ALLOW, DENY, NOSYS = 0x7FFF0000, 0x00050000 | EAGAIN, 0x00050000 | ENOSYS
+    calls = PROCESS_SYSCALLS[machine]
+    # Layout: 0 load arch; 1 other arch -> allow; 2 load nr; then one test per plain-process call,
+    # clone3, clone; then load flags, test CLONE_THREAD; then the three return statements.
+    plain = [nr for name, nr in calls.items() if name != "clone"]
+    n_tests = len(plain) + 2
+    load_flags = 3 + n_tests
+    ret_allow, ret_deny, ret_nosys = load_flags + 2, load_flags + 3, load_flags + 4
+    prog = [(LD, 0, 0, 4), (JEQ, 0, ret_allow - 2, AUDIT_ARCH[machine]), (LD, 0, 0, 0)]
+    for nr in plain:
+        prog.append((JEQ, ret_deny - len(prog) - 1, 0, nr))
+    prog.append((JEQ, ret_nosys - len(prog) - 1, 0, CLONE3))
+    prog.append((JEQ, 0, ret_allow - len(prog) - 1, calls["clone"]))
+    prog.append((LD, 0, 0, 16))  # low 32 bits of args[0] (little endian): the clone flags
+    prog.append((JSET, ret_allow - len(prog) - 1, ret_deny - len(prog) - 1, CLONE_THREAD))
+    prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, DENY), (RET, 0, 0, NOSYS)]
+    filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
+    program = _Program(len(prog), filters)
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter refused")
+    return "threads only"
 
 
 # --- Landlock (Linux >= 5.13), through raw system calls ----------------------------------
