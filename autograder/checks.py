@@ -34,7 +34,12 @@ def fail(message: str, hint: str | None = None):
 
 
 def as_tensor(value, what: str) -> torch.Tensor:
-    """The values of a returned tensor, or a failure naming what came back instead."""
+    """The values of a returned tensor, or a failure naming what came back instead.
+
+    A plain ``torch.Tensor`` is the grader's own (a slice of a returned value, say) and is taken as is.
+    """
+    if type(value) is torch.Tensor:
+        return value
     if isinstance(value, WireTensor):
         if value.type_name != "torch.Tensor":
             fail(f"{what} is a {value.type_name}, a subclass of torch.Tensor", "Return a plain torch.Tensor")
@@ -74,10 +79,17 @@ def expect_pair(value, what: str) -> tuple:
 
 
 def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol: float,
-                 hint: str | None = None, suspects: dict[str, torch.Tensor] | None = None) -> None:
-    """``actual`` (a returned value) equals ``expected`` within ``atol + rtol * |expected|``."""
+                 hint: str | None = None, suspects: dict[str, torch.Tensor] | None = None,
+                 equal_nan: bool = False) -> None:
+    """``actual`` (a returned value) equals ``expected`` within ``atol + rtol * |expected|``.
+
+    With ``equal_nan``, NaN where the reference has NaN counts as equal.
+    """
     got = expect_tensor(actual, what, shape=expected.shape)
     got64, want64 = got.detach().to(torch.float64), expected.detach().to(torch.float64)
+    if equal_nan:
+        both = torch.isnan(got64) & torch.isnan(want64)
+        got64, want64 = got64.masked_fill(both, 0.0), want64.masked_fill(both, 0.0)
     bad_values = ~torch.isfinite(got64) & torch.isfinite(want64)
     if bad_values.any():
         where = _index(bad_values.nonzero()[0], expected.shape)
@@ -96,14 +108,14 @@ def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol
     fail(message, f"Your result matches {matched}" if matched else hint)
 
 
-def expect_equal(actual, expected: torch.Tensor, what: str, hint: str | None = None) -> None:
-    expect_close(actual, expected, what, atol=0.0, rtol=0.0, hint=hint)
+def expect_equal(actual, expected: torch.Tensor, what: str, hint: str | None = None, equal_nan: bool = False) -> None:
+    expect_close(actual, expected, what, atol=0.0, rtol=0.0, hint=hint, equal_nan=equal_nan)
 
 
-def expect_unchanged(before: torch.Tensor, after, what: str) -> None:
+def expect_unchanged(before: torch.Tensor, after, what: str, hint: str | None = None) -> None:
     tensor = as_tensor(after, what)
     if tensor.shape != before.shape or not torch.equal(tensor, before):
-        fail(f"{what} was modified in place", "Use out-of-place ops (x = x - m, not x -= m or x.sub_(m))")
+        fail(f"{what} was modified in place", hint or "Use out-of-place ops (x = x - m, not x -= m or x.sub_(m))")
 
 
 def _matching_suspect(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float, rtol: float) -> str | None:

@@ -51,7 +51,7 @@ def scan(program: list[dict], rules: list[Forbidden], exercises: list[str]) -> t
             scope = stmt.name if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else cell_exercise
             for node in ast.walk(stmt):
                 for rule in rules:
-                    if rule.inside not in (None, scope):
+                    if not rule.applies_to(scope):
                         continue
                     if _matches(node, rule) or (scope and isinstance(node, ast.Name) and aliases.get(node.id) is rule):
                         findings.append(Finding(scope, rule, unit["index"], node.lineno))

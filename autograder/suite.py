@@ -21,13 +21,18 @@ class Forbidden:
     (``F.softmax`` and ``from torch import softmax`` both match ``"softmax"``) and the
     function names the worker's trace watches at run time (``torch.softmax``,
     ``Tensor.softmax`` and ``torch._C._VariableFunctions.softmax`` are all ``softmax``).
-    ``inside`` limits the rule to one exercise.
+    ``inside`` limits the rule to one exercise, or to a tuple of them.
     """
 
     label: str
     names: tuple[str, ...]
-    inside: str | None = None
+    inside: str | tuple[str, ...] | None = None
     reason: str = ""
+
+    def applies_to(self, exercise: str | None) -> bool:
+        if self.inside is None:
+            return True
+        return exercise in ((self.inside,) if isinstance(self.inside, str) else self.inside)
 
 
 @dataclass
@@ -72,7 +77,7 @@ class Suite:
         return sorted({name for rule in self.forbidden for name in rule.names})
 
     def rules_for(self, exercise: str) -> list[Forbidden]:
-        return [r for r in self.forbidden if r.inside in (None, exercise)]
+        return [r for r in self.forbidden if r.applies_to(exercise)]
 
     def ordered_tests(self) -> list[HiddenTest]:
         """Tests grouped by exercise (one worker each), in the order they were declared."""
