@@ -118,6 +118,15 @@ def expect_unchanged(before: torch.Tensor, after, what: str, hint: str | None = 
         fail(f"{what} was modified in place", hint or "Use out-of-place ops (x = x - m, not x -= m or x.sub_(m))")
 
 
+def expect_no_backward_error(result, what: str) -> None:
+    """The backward pass through ``what`` ran (see ``CallResult.backward_error``)."""
+    err = result.backward_error
+    if err:
+        msg = (err.get("message") or "").splitlines()[0][:200] if err.get("message") else ""
+        fail(f"backpropagating through {what} failed: {err.get('type')}: {msg}",
+             "Is the output detached from the inputs (.detach(), .data, torch.tensor(...) of a result, numpy)?")
+
+
 def _matching_suspect(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float, rtol: float) -> str | None:
     for description, tensor in suspects.items():
         want = tensor.detach().to(torch.float64)

@@ -166,7 +166,10 @@ def _run_test(test, suite: Suite, session: Session, findings, report: GradeRepor
     try:
         test.fn(ctx)
     except StudentRaised as exc:
-        return _result(test, 0.0, "not implemented yet" if exc.not_implemented else str(exc))
+        if exc.not_implemented:
+            return _result(test, 0.0, "not implemented yet")
+        hint = suite.hint_for_error(test.exercise, exc.error)
+        return _result(test, 0.0, f"{exc}. {hint}" if hint else str(exc))
     except WorkerLost as exc:
         session.drop_worker()
         return _result(test, 0.0, str(exc))

@@ -56,6 +56,8 @@ class Suite:
     notebook: str
     exercises: list[str]
     forbidden: list[Forbidden] = field(default_factory=list)
+    # Likely causes of errors the student's code raises: (exercise or None, message parts, hint).
+    error_hints: list[tuple[str | None, tuple[str, ...], str]] = field(default_factory=list)
     tests: list[HiddenTest] = field(default_factory=list)
 
     def test(self, exercise: str, points: float, group: str, time_limit: float | None = None):
@@ -75,6 +77,17 @@ class Suite:
 
     def traced_names(self) -> list[str]:
         return sorted({name for rule in self.forbidden for name in rule.names})
+
+    def hint_for_error(self, exercise: str, error: dict) -> str | None:
+        """The hint for the test's own exercise first, then for a function on the traceback, then a generic one."""
+        functions = {w.get("function") for w in error.get("where") or []}
+        message = error.get("message") or ""
+        matching = [(where, hint) for where, parts, hint in self.error_hints if any(part in message for part in parts)]
+        for accept in (lambda w: w == exercise, lambda w: w in functions, lambda w: w is None):
+            for where, hint in matching:
+                if accept(where):
+                    return hint
+        return None
 
     def rules_for(self, exercise: str) -> list[Forbidden]:
         return [r for r in self.forbidden if r.applies_to(exercise)]

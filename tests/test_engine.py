@@ -9,7 +9,6 @@ import socket
 import struct
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest

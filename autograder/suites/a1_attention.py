@@ -7,37 +7,21 @@ copied weights). Reference: Vaswani et al., "Attention Is All You Need" (2017), 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks import (expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
+from autograder.checks import (expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
-from autograder.session import CheckFailed, StudentRaised
+from autograder.session import StudentRaised
 from autograder.suite import Forbidden, Suite
 from autograder.wire import WireTensor
 
 # Attribute and import names the static scan rejects, and function names the run-time trace
 # watches (torch.special.softmax reports itself as special_softmax).
 SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax")
-
-SUITE = Suite(
-    assignment="a1_attention",
-    notebook="attention.ipynb",
-    exercises=["softmax", "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention"],
-    forbidden=[
-        Forbidden("a built-in softmax", SOFTMAX_NAMES, inside="softmax",
-                  reason="Write it from exp, max and sum."),
-        Forbidden("F.scaled_dot_product_attention", ("scaled_dot_product_attention",),
-                  reason="Build attention from matrix products and your own softmax."),
-        Forbidden("nn.MultiheadAttention", ("MultiheadAttention", "multi_head_attention_forward"),
-                  reason="Build multi-head attention from your own pieces."),
-    ],
-)
-FLOATS = (torch.float32, torch.float64)
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
 # The function is the test's exercise or any student function on the traceback.
@@ -52,35 +36,23 @@ ERROR_HINTS = [
      "q, k and v may have 0, 1 or 2 batch dimensions: index dimensions from the end (k.transpose(-2, -1), q.shape[-1])"),
 ]
 
+SUITE = Suite(
+    assignment="a1_attention",
+    notebook="attention.ipynb",
+    exercises=["softmax", "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention"],
+    forbidden=[
+        Forbidden("a built-in softmax", SOFTMAX_NAMES, inside="softmax",
+                  reason="Write it from exp, max and sum."),
+        Forbidden("F.scaled_dot_product_attention", ("scaled_dot_product_attention",),
+                  reason="Build attention from matrix products and your own softmax."),
+        Forbidden("nn.MultiheadAttention", ("MultiheadAttention", "multi_head_attention_forward"),
+                  reason="Build multi-head attention from your own pieces."),
+    ],
+    error_hints=ERROR_HINTS,
+)
+test = SUITE.test
+FLOATS = (torch.float32, torch.float64)
 
-def _hint_for_error(exercise: str, exc: StudentRaised) -> str | None:
-    functions = {exercise} | {w.get("function") for w in exc.error.get("where") or []}
-    message = exc.error.get("message") or ""
-    for where, parts, hint in ERROR_HINTS:
-        if (where is None or where in functions) and any(part in message for part in parts):
-            return hint
-    return None
-
-
-def test(exercise: str, points: float, group: str, time_limit: float | None = None):
-    """``SUITE.test``, adding the likely cause to errors raised by the student's code."""
-    register = SUITE.test(exercise, points, group, time_limit)
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def run(ctx):
-            try:
-                return fn(ctx)
-            except StudentRaised as exc:
-                hint = None if exc.not_implemented else _hint_for_error(exercise, exc)
-                if hint is None:
-                    raise
-                raise CheckFailed(f"{exc}. {hint}") from None
-
-        register(run)
-        return fn
-
-    return decorate
 
 
 # --- oracles and known-wrong variants (for "your result matches ..." hints) ----------
@@ -175,7 +147,7 @@ def softmax_gradient_matches(ctx):
     x, g = ctx.randn(3, 7), ctx.randn(3, 7)
     result = ctx.call_full("softmax", x, dim=-1, grad={"wrt": [0], "grad_outputs": [g]})
     expect_tensor(result.value, "softmax(x)", shape=x.shape, dtype=x.dtype)
-    _expect_no_backward_error(result, "softmax")
+    expect_no_backward_error(result, "softmax")
     x64 = x.clone().requires_grad_(True)
     torch.softmax(x64, -1).backward(g)
     expect_close(result.input_grads[0], x64.grad, "d softmax / d x", **tolerance(torch.float64),
@@ -294,7 +266,7 @@ def attention_gradients_match(ctx):
     result = ctx.call_full("scaled_dot_product_attention", q, k, v, grad={"wrt": [0, 1, 2], "grad_outputs": [g_out, g_w]})
     for what, value in zip(("attention output", "attention weights"), expect_pair(result.value, "scaled_dot_product_attention")):
         expect_tensor(value, f"{what} for float64 inputs", dtype=torch.float64)
-    _expect_no_backward_error(result, "scaled_dot_product_attention")
+    expect_no_backward_error(result, "scaled_dot_product_attention")
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     out, w = oracle_attention(*leaves)
     torch.autograd.backward([out, w], [g_out, g_w])
@@ -354,7 +326,7 @@ def split_heads_gradient_and_input(ctx):
     """passes gradients straight through and leaves x unmodified"""
     x, g = ctx.randn(2, 3, 8), ctx.randn(2, 2, 3, 4)
     result = ctx.call_full("split_heads", x, 2, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "split_heads")
+    expect_no_backward_error(result, "split_heads")
     expect_equal(result.input_grads[0], g.transpose(1, 2).reshape(2, 3, 8), "d loss / d x through split_heads")
     expect_unchanged(x, result.args_after[0], "split_heads' input x")
 
@@ -381,7 +353,7 @@ def merge_heads_gradient_and_input(ctx):
     """passes gradients straight through and leaves its input unmodified"""
     h, g = ctx.randn(2, 2, 3, 4), ctx.randn(2, 3, 8)
     result = ctx.call_full("merge_heads", h, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "merge_heads")
+    expect_no_backward_error(result, "merge_heads")
     expect_equal(result.input_grads[0], reference_split(g, 2), "d loss / d x through merge_heads")
     expect_unchanged(h, result.args_after[0], "merge_heads' input")
 
@@ -522,7 +494,7 @@ def mha_gradients_match(ctx):
     module, oracle, _ = build_mha(ctx, 12, 3)
     x, g = ctx.randn(2, 5, 12), ctx.randn(2, 5, 12)
     result = ctx.forward(module, x, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "MultiHeadAttention")
+    expect_no_backward_error(result, "MultiHeadAttention")
     x64 = x.clone().requires_grad_(True)
     oracle(x64, x64, x64, need_weights=False)[0].backward(g)
     expect_close(result.input_grads[0], x64.grad, "d loss / d x", **tolerance(torch.float64))
@@ -553,9 +525,3 @@ def mha_keeps_dtype_device_and_input(ctx):
 
 # --- shared -----------------------------------------------------------------------------
 
-def _expect_no_backward_error(result, what: str) -> None:
-    err = result.backward_error
-    if err:
-        msg = (err.get("message") or "").splitlines()[0][:200] if err.get("message") else ""
-        fail(f"backpropagating through {what} failed: {err.get('type')}: {msg}",
-             "Is the output detached from the inputs (.detach(), .data, torch.tensor(...) of a result, numpy)?")

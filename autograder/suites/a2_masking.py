@@ -13,7 +13,6 @@ Reference: Vaswani et al., "Attention Is All You Need" (2017), §3.2.3.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -21,29 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.bias import causal_lower_right
 
-from autograder.checks import (expect_close, expect_pair, expect_tensor, expect_unchanged, fail,
+from autograder.checks import (expect_no_backward_error, expect_close, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
-from autograder.session import CheckFailed, StudentRaised
 from autograder.suite import Forbidden, Suite
 from autograder.wire import WireTensor
 
 SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax")
-
-SUITE = Suite(
-    assignment="a2_masking",
-    notebook="masking.ipynb",
-    exercises=["causal_mask", "padding_mask", "masked_softmax", "scaled_dot_product_attention", "MultiHeadAttention"],
-    forbidden=[
-        Forbidden("a built-in softmax", SOFTMAX_NAMES, inside="masked_softmax",
-                  reason="Build it from masked_fill, amax, exp and sum."),
-        Forbidden("F.scaled_dot_product_attention", ("scaled_dot_product_attention",),
-                  reason="Build attention from matrix products and your masked_softmax."),
-        Forbidden("nn.MultiheadAttention", ("MultiheadAttention", "multi_head_attention_forward"),
-                  reason="Build multi-head attention from your own pieces."),
-    ],
-)
-FLOATS = (torch.float32, torch.float64)
-NEG_INF = float("-inf")
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
 ERROR_HINTS = [
@@ -70,38 +52,24 @@ ERROR_HINTS = [
      "Create new tensors on the inputs' device (device=lengths.device, device=device)"),
 ]
 
+SUITE = Suite(
+    assignment="a2_masking",
+    notebook="masking.ipynb",
+    exercises=["causal_mask", "padding_mask", "masked_softmax", "scaled_dot_product_attention", "MultiHeadAttention"],
+    forbidden=[
+        Forbidden("a built-in softmax", SOFTMAX_NAMES, inside="masked_softmax",
+                  reason="Build it from masked_fill, amax, exp and sum."),
+        Forbidden("F.scaled_dot_product_attention", ("scaled_dot_product_attention",),
+                  reason="Build attention from matrix products and your masked_softmax."),
+        Forbidden("nn.MultiheadAttention", ("MultiheadAttention", "multi_head_attention_forward"),
+                  reason="Build multi-head attention from your own pieces."),
+    ],
+    error_hints=ERROR_HINTS,
+)
+test = SUITE.test
+FLOATS = (torch.float32, torch.float64)
+NEG_INF = float("-inf")
 
-def _hint_for_error(exercise: str, exc: StudentRaised) -> str | None:
-    """The hint for the test's own exercise first, then for a function on the traceback, then a generic one."""
-    functions = {w.get("function") for w in exc.error.get("where") or []}
-    message = exc.error.get("message") or ""
-    matching = [(where, hint) for where, parts, hint in ERROR_HINTS if any(part in message for part in parts)]
-    for accept in (lambda w: w == exercise, lambda w: w in functions, lambda w: w is None):
-        for where, hint in matching:
-            if accept(where):
-                return hint
-    return None
-
-
-def test(exercise: str, points: float, group: str, time_limit: float | None = None):
-    """``SUITE.test``, adding the likely cause to errors raised by the student's code."""
-    register = SUITE.test(exercise, points, group, time_limit)
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def run(ctx):
-            try:
-                return fn(ctx)
-            except StudentRaised as exc:
-                hint = None if exc.not_implemented else _hint_for_error(exercise, exc)
-                if hint is None:
-                    raise
-                raise CheckFailed(f"{exc}. {hint}") from None
-
-        register(run)
-        return fn
-
-    return decorate
 
 
 # --- oracles, masks and known-wrong variants ---------------------------------------------
@@ -191,14 +159,6 @@ def padding(lengths, t: int) -> torch.Tensor:
 
 def qkv(ctx, batch=(2, 3), t_q=5, t_k=7, d_k=8, d_v=6, dtype=torch.float64):
     return ctx.randn(*batch, t_q, d_k, dtype=dtype), ctx.randn(*batch, t_k, d_k, dtype=dtype), ctx.randn(*batch, t_k, d_v, dtype=dtype)
-
-
-def _expect_no_backward_error(result, what: str) -> None:
-    err = result.backward_error
-    if err:
-        msg = (err.get("message") or "").splitlines()[0][:200] if err.get("message") else ""
-        fail(f"backpropagating through {what} failed: {err.get('type')}: {msg}",
-             "Is the output detached from the inputs (.detach(), .data, torch.tensor(...) of a result, numpy)?")
 
 
 def _plain(value, what: str) -> torch.Tensor:
@@ -469,7 +429,7 @@ def masked_softmax_gradients(ctx):
     mask[1, 4] = False
     result = ctx.call_full("masked_softmax", scores, mask, grad={"wrt": [0], "grad_outputs": [g]})
     expect_tensor(result.value, "masked_softmax", shape=scores.shape, dtype=torch.float64)
-    _expect_no_backward_error(result, "masked_softmax")
+    expect_no_backward_error(result, "masked_softmax")
     grad = _expect_finite(result.input_grads[0], "d loss / d scores", NAN_GRAD_HINT)
     _expect_exact_zero(grad, ~mask, "d loss / d scores at a blocked position",
                        "A blocked score must not influence anything: is the maximum taken over the blocked scores too, "
@@ -605,7 +565,7 @@ def attention_gradients_match(ctx):
     result = ctx.call_full("scaled_dot_product_attention", q, k, v, mask, grad={"wrt": [0, 1, 2], "grad_outputs": [g_out, g_w]})
     for what, value in zip(("attention output", "attention weights"), expect_pair(result.value, "scaled_dot_product_attention")):
         expect_tensor(value, f"{what} for float64 inputs", dtype=torch.float64)
-    _expect_no_backward_error(result, "scaled_dot_product_attention")
+    expect_no_backward_error(result, "scaled_dot_product_attention")
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
     torch.autograd.backward(list(differentiable_attention(*leaves, mask)), [g_out, g_w])
     for name, got, leaf in zip("qkv", result.input_grads, leaves):
@@ -624,7 +584,7 @@ def attention_future_gradient_is_exactly_zero(ctx):
         g_out[..., t, :] = ctx.randn(2, 3, 4)  # only output t carries a gradient
         result = ctx.call_full("scaled_dot_product_attention", q, k, v, mask, grad={"wrt": [1, 2], "grad_outputs": [g_out, None]})
         expect_pair(result.value, "scaled_dot_product_attention")
-        _expect_no_backward_error(result, "scaled_dot_product_attention")
+        expect_no_backward_error(result, "scaled_dot_product_attention")
         future = torch.arange(6).unsqueeze(-1) > t  # (T_k, 1): key positions after t
         hint = ("Blocked keys must have no influence at all, to the last bit: take the maximum after masked_fill "
                 "(over visible scores only), and block the scores before exponentiating")
@@ -769,7 +729,7 @@ def mha_is_causal(ctx):
     g = torch.zeros(2, T, 12, dtype=torch.float64)
     g[:, t] = ctx.randn(2, 12)  # only output t carries a gradient
     result = ctx.forward(module, x, mask, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "MultiHeadAttention")
+    expect_no_backward_error(result, "MultiHeadAttention")
     grad = _expect_finite(result.input_grads[0], f"d out[{t}] / d x", NAN_GRAD_HINT)
     _expect_exact_zero(grad, (torch.arange(T) > t).unsqueeze(-1), f"d out[{t}] / d x at a position after {t}",
                        "Output t must not depend on inputs after t at all: pass the causal mask on to the attention")
@@ -801,7 +761,7 @@ def mha_gradients_match(ctx):
     x, g = ctx.randn(2, 5, 12), ctx.randn(2, 5, 12)
     mask = oracle_causal(5, 5) & padding([5, 3], 5)
     result = ctx.forward(module, x, mask, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "MultiHeadAttention")
+    expect_no_backward_error(result, "MultiHeadAttention")
     x64 = x.clone().requires_grad_(True)
     run_oracle(oracle, x64, mask).backward(g)
     detached = "Is part of the computation detached (.detach(), .data, no_grad), or computed outside torch?"
@@ -823,7 +783,7 @@ def mha_gradients_match(ctx):
     want = torch.stack([out[0], state["out_proj.bias"].expand(4, 12)])  # sequence 1 has no visible key at all
     expect_close(result.value, want, "output for a batch whose sequence 1 has length 0 (expected out_proj.bias there)",
                  **tolerance(torch.float64), hint="With no visible key the attention output is 0, so only out_proj's bias remains")
-    _expect_no_backward_error(result, "MultiHeadAttention")
+    expect_no_backward_error(result, "MultiHeadAttention")
     _expect_finite(result.input_grads[0], "d loss / d x for a batch with a sequence of length 0", NAN_GRAD_HINT)
     for name, grad in result.param_grads.items():
         _expect_finite(grad, f"gradient of {name} for a batch with a sequence of length 0", NAN_GRAD_HINT)

@@ -8,30 +8,15 @@ SwiGLU is from Shazeer, "GLU Variants Improve Transformer" (2020).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
-from autograder.checks import expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
-from autograder.session import CheckFailed, StudentRaised
+from autograder.checks import expect_no_backward_error, expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
+from autograder.session import StudentRaised
 from autograder.suite import Forbidden, Suite
 from autograder.wire import WireTensor
-
-SUITE = Suite(
-    assignment="a3_ffn_positions",
-    notebook="ffn_positions.ipynb",
-    exercises=["FeedForward", "SwiGLU", "sinusoidal_positions"],
-    forbidden=[
-        # The library's Transformer layers contain a finished FFN (linear1, activation, linear2).
-        Forbidden("nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer",
-                  ("TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
-                   "Transformer", "_transformer_encoder_layer_fwd"),
-                  reason="Build the feed-forward network from your own nn.Linear layers."),
-    ],
-)
-FLOATS = (torch.float32, torch.float64)
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
 ERROR_HINTS = [
@@ -46,46 +31,25 @@ ERROR_HINTS = [
      "The code modifies its input in place; inputs must stay unchanged"),
 ]
 
+SUITE = Suite(
+    assignment="a3_ffn_positions",
+    notebook="ffn_positions.ipynb",
+    exercises=["FeedForward", "SwiGLU", "sinusoidal_positions"],
+    forbidden=[
+        # The library's Transformer layers contain a finished FFN (linear1, activation, linear2).
+        Forbidden("nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer",
+                  ("TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
+                   "Transformer", "_transformer_encoder_layer_fwd"),
+                  reason="Build the feed-forward network from your own nn.Linear layers."),
+    ],
+    error_hints=ERROR_HINTS,
+)
+test = SUITE.test
+FLOATS = (torch.float32, torch.float64)
 
-def _hint_for_error(exercise: str, exc: StudentRaised) -> str | None:
-    functions = {exercise} | {w.get("function") for w in exc.error.get("where") or []}
-    message = exc.error.get("message") or ""
-    for where, parts, hint in ERROR_HINTS:
-        if (where is None or where in functions) and any(part in message for part in parts):
-            return hint
-    return None
-
-
-def test(exercise: str, points: float, group: str, time_limit: float | None = None):
-    """``SUITE.test``, adding the likely cause to errors raised by the student's code."""
-    register = SUITE.test(exercise, points, group, time_limit)
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def run(ctx):
-            try:
-                return fn(ctx)
-            except StudentRaised as exc:
-                hint = None if exc.not_implemented else _hint_for_error(exercise, exc)
-                if hint is None:
-                    raise
-                raise CheckFailed(f"{exc}. {hint}") from None
-
-        register(run)
-        return fn
-
-    return decorate
 
 
 # --- shared helpers ----------------------------------------------------------------------
-
-def _expect_no_backward_error(result, what: str) -> None:
-    err = result.backward_error
-    if err:
-        msg = (err.get("message") or "").splitlines()[0][:200] if err.get("message") else ""
-        fail(f"backpropagating through {what} failed: {err.get('type')}: {msg}",
-             "Is the output detached from the input (.detach(), .data, torch.no_grad(), torch.tensor(...) of a result)?")
-
 
 def _expect_grad(value, what: str, hint: str):
     if value is None:
@@ -140,7 +104,7 @@ def _expect_position_wise(ctx, module, name: str, d_model: int) -> None:
     g[b, t] = ctx.randn(d_model)
     result = ctx.forward(module, x, grad={"wrt": [0], "grad_outputs": [g]})
     expect_tensor(result.value, f"{name} output", shape=(B, T, d_model), dtype=torch.float64)
-    _expect_no_backward_error(result, name)
+    expect_no_backward_error(result, name)
     returned = _expect_grad(result.input_grads[0], "d out / d x", "Is the output detached from x?")
     grad = expect_tensor(returned, "d out / d x", shape=x.shape)
     leak = _position_mixing(grad, b, t)
@@ -311,7 +275,7 @@ def ffn_gradients_match(ctx):
     module, state = build_ffn(ctx, 8, 20)
     x, g = ctx.randn(2, 5, 8), ctx.randn(2, 5, 8)
     result = ctx.forward(module, x, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "FeedForward")
+    expect_no_backward_error(result, "FeedForward")
     leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     x64 = x.clone().requires_grad_(True)
     oracle_ffn(x64, leaves).backward(g)
@@ -446,7 +410,7 @@ def swiglu_gradients_match(ctx):
     module, state = build_swiglu(ctx, 8, 12, bias=True)
     x, g = ctx.randn(2, 5, 8), ctx.randn(2, 5, 8)
     result = ctx.forward(module, x, grad={"wrt": [0], "grad_outputs": [g]})
-    _expect_no_backward_error(result, "SwiGLU")
+    expect_no_backward_error(result, "SwiGLU")
     leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     x64 = x.clone().requires_grad_(True)
     oracle_swiglu(x64, leaves).backward(g)
