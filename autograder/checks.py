@@ -83,27 +83,34 @@ def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol
                  equal_nan: bool = False) -> None:
     """``actual`` (a returned value) equals ``expected`` within ``atol + rtol * |expected|``.
 
-    With ``equal_nan``, NaN where the reference has NaN counts as equal.
+    With ``equal_nan``, NaN where the reference has NaN counts as equal; any other non-finite
+    reference value fails.
     """
     got = expect_tensor(actual, what, shape=expected.shape)
     got64, want64 = got.detach().to(torch.float64), expected.detach().to(torch.float64)
+    # A reference that is itself inf or nan (a student's own earlier output, in a property test)
+    # is never matched, except nan by nan when ``equal_nan``: a non-finite output is wrong.
+    finite_want = torch.isfinite(want64)
+    agree = (got64 == want64) & finite_want
     if equal_nan:
-        both = torch.isnan(got64) & torch.isnan(want64)
-        got64, want64 = got64.masked_fill(both, 0.0), want64.masked_fill(both, 0.0)
-    bad_values = ~torch.isfinite(got64) & torch.isfinite(want64)
-    if bad_values.any():
-        where = _index(bad_values.nonzero()[0], expected.shape)
-        count = int(bad_values.sum())
-        fail(f"{what} contains {count} non-finite value(s), first {got64[tuple(bad_values.nonzero()[0])].item()} at {where}",
-             hint or "Overflow in exp? Subtract the maximum before exponentiating")
-    excess = (got64 - want64).abs() - (atol + rtol * want64.abs())
+        agree |= torch.isnan(got64) & torch.isnan(want64)
+    wrong_special = ~agree & ~finite_want  # the reference is inf or nan there, and the result is not the same
+    bad_values = ~torch.isfinite(got64) & finite_want
+    for mask, message, default_hint in (
+            (bad_values, "non-finite value(s)", "Overflow in exp? Subtract the maximum before exponentiating"),
+            (wrong_special, "value(s) where the reference is inf or nan", None)):
+        if mask.any():
+            first = mask.nonzero()[0]
+            fail(f"{what} contains {int(mask.sum())} {message}, first {got64[tuple(first)].item()} "
+                 f"(expected {want64[tuple(first)].item()}) at {_index(first, expected.shape)}", hint or default_hint)
+    diff = (got64 - want64).abs().masked_fill(agree | ~finite_want, 0.0)
+    excess = diff - (atol + rtol * want64.abs().masked_fill(~finite_want, 0.0))
     if excess.numel() == 0 or excess.max() <= 0:
         return
     flat = int(excess.reshape(-1).argmax())
     where = torch.unravel_index(torch.tensor(flat), expected.shape)
-    err = (got64 - want64).abs().max().item()
     matched = _matching_suspect(got64, suspects or {}, atol, rtol)
-    message = (f"{what} differs from the reference: max abs error {err:.3g}; at {_index(where, expected.shape)} "
+    message = (f"{what} differs from the reference: max abs error {diff.max().item():.3g}; at {_index(where, expected.shape)} "
                f"got {got64[where].item():.6g}, expected {want64[where].item():.6g} (atol={atol:g}, rtol={rtol:g})")
     fail(message, f"Your result matches {matched}" if matched else hint)
 
@@ -116,6 +123,16 @@ def expect_unchanged(before: torch.Tensor, after, what: str, hint: str | None = 
     tensor = as_tensor(after, what)
     if tensor.shape != before.shape or not torch.equal(tensor, before):
         fail(f"{what} was modified in place", hint or "Use out-of-place ops (x = x - m, not x -= m or x.sub_(m))")
+
+
+def expect_finite(value, what: str, hint: str | None = None) -> torch.Tensor:
+    tensor = as_tensor(value, what)
+    bad = ~torch.isfinite(tensor)
+    if bad.any():
+        first = bad.nonzero()[0]
+        fail(f"{what} contains {int(bad.sum())} non-finite value(s), first {tensor[tuple(first)].item()} at "
+             f"{_index(first, tensor.shape)}", hint or "Overflow in exp? Subtract the maximum before exponentiating")
+    return tensor
 
 
 def expect_no_backward_error(result, what: str) -> None:

@@ -20,7 +20,11 @@ DYNAMIC_CALLS = {"getattr", "__import__", "import_module", "eval", "exec", "comp
 # Attributes that reach behind a function or into torch's internals (where the trace could be undone).
 INTERNAL_ATTRIBUTES = {"__dict__", "__wrapped__", "__closure__", "__globals__", "__code__", "__builtins__",
                        "_C", "_VariableFunctions", "_pop_mode", "_push_mode", "_DisableTorchFunction",
-                       "_DisableTorchFunctionSubclass", "overrides"}
+                       "_DisableTorchFunctionSubclass", "overrides", "_python_dispatch",
+                       "_getframe", "f_locals", "f_globals", "f_back", "get_objects", "get_referrers", "stack"}
+# Modules whose import lets code inspect or rewire the process it runs in.
+INTERNAL_MODULES = {"gc", "inspect", "ctypes", "torch._C", "torch.overrides", "torch.utils._python_dispatch",
+                    "torch._dispatch", "sys._getframe"}
 
 
 @dataclass
@@ -90,8 +94,16 @@ def _module_aliases(trees, rules) -> dict[str, Forbidden]:
 
 
 def _dynamic_lookup(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Attribute) and node.attr in INTERNAL_ATTRIBUTES:
+    if isinstance(node, ast.Attribute) and node.attr in INTERNAL_ATTRIBUTES and not (
+            node.attr == "stack" and not (isinstance(node.value, ast.Name) and node.value.id == "inspect")):
         return f"reads .{node.attr}"
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        if isinstance(node, ast.ImportFrom):
+            modules += [f"{node.module}.{a.name}" for a in node.names]
+        hit = next((m for m in modules if m in INTERNAL_MODULES or m.startswith(("torch._", "torch.utils._"))), None)
+        if hit:
+            return f"imports {hit}"
     if isinstance(node, ast.Call):
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None

@@ -125,6 +125,9 @@ def choose_notebook(path: Path, suite: Suite, report: GradeReport) -> Submission
 
 
 def _check_exercise_cells(submission: Submission, suite: Suite, report: GradeReport) -> None:
+    if not any(c.source.strip() for c in submission.cells):
+        report.diagnostics.append(f"{submission.path.name} has no code and no exercise cells: is it the right file, saved after your work?")
+        return
     ids = set(submission.grade_ids)
     if ids and not ids & set(suite.exercises):
         report.diagnostics.append(
@@ -155,6 +158,13 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
         session.close()
     report.sandbox = session.sandbox_layers
     report.diagnostics += _cell_errors(session.load_report, submission)
+    if session.load_failure:
+        report.diagnostics.append(session.load_failure)
+    elif session.load_report:
+        defined = set(session.load_report.get("names", []))
+        missing = [e for e in suite.exercises if e not in defined]
+        if missing:
+            report.diagnostics.append(f"{', '.join(missing)} not defined by the notebook: renamed, deleted, or its cell failed?")
 
 
 def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport) -> TestResult:

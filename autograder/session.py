@@ -47,6 +47,16 @@ def describe_error(what: str, error: dict) -> str:
     return f"{what} raised {error.get('type')}: {first}{place}"
 
 
+def _well_formed_error(error) -> bool:
+    """An error report as the worker's runtime writes it (a forged one is treated as a lost worker)."""
+    if not isinstance(error, dict) or not all(isinstance(error.get(k, ""), str) for k in ("type", "message", "output")):
+        return False
+    where = error.get("where", [])
+    return isinstance(where, list) and all(
+        isinstance(w, dict) and all(isinstance(w.get(k, ""), (str, int)) for k in ("cell", "line", "function", "code"))
+        for w in where)
+
+
 class CallResult:
     def __init__(self, value, args_after, grads, traced):
         self.value = value
@@ -145,7 +155,11 @@ class Session:
         except wire.WireError as exc:
             raise WorkerLost(f"{what} sent back an unreadable result ({exc})") from None
         if not reply.get("ok"):
-            raise StudentRaised(what, reply.get("error") or {})
+            error = reply.get("error")
+            if not _well_formed_error(error):
+                self.drop_worker()
+                raise WorkerLost(f"{what} sent back an unreadable error report")
+            raise StudentRaised(what, error)
         return reply, reply_buffers
 
     def call(self, target, *args, method=None, grad=None, what=None, **kwargs) -> CallResult:
@@ -161,12 +175,21 @@ class Session:
         if grad is not None:
             header["grad"] = {"wrt": list(grad["wrt"]), "grad_outputs": wire.encode(list(grad["grad_outputs"]), buffers)}
         reply, reply_buffers = self.request(header, buffers, what)
+        decode = lambda key, factory=None: self.decode(reply.get(key), reply_buffers, what, factory)  # noqa: E731
         return CallResult(
-            value=wire.decode(reply.get("result"), reply_buffers, self.remote),
-            args_after=wire.decode(reply.get("args_after"), reply_buffers),
-            grads=wire.decode(reply.get("grads"), reply_buffers) if "grads" in reply else None,
-            traced=reply.get("traced", []),
+            value=decode("result", self.remote),
+            args_after=decode("args_after"),
+            grads=decode("grads") if "grads" in reply else None,
+            traced=[str(t) for t in reply.get("traced", []) if isinstance(t, str)],
         )
+
+    def decode(self, data, buffers, what: str, factory=None):
+        """Decode a reply; a forged one costs the worker its life, not the grader a crash."""
+        try:
+            return wire.decode(data, buffers, factory)
+        except wire.WireError as exc:
+            self.drop_worker()
+            raise WorkerLost(f"{what} sent back an unreadable result ({exc})") from None
 
 
 class RemoteObject:
@@ -187,11 +210,15 @@ class RemoteModule(RemoteObject):
 
     def describe(self) -> dict:
         """Parameters, buffers and submodules as they are now (fetched every time: calls change them)."""
-        reply, buffers = self.session.request({"op": "get", "target": {"handle": self.id}}, [], f"inspecting {self.type_name}")
+        what = f"inspecting {self.type_name}"
+        reply, buffers = self.session.request({"op": "get", "target": {"handle": self.id}}, [], what)
+        submodules = reply.get("submodules")
+        if not isinstance(submodules, list) or not all(isinstance(m, dict) for m in submodules):
+            submodules = self.session.decode({"__bad__": 1}, [], what)  # raises WorkerLost
         return {
-            "params": wire.decode(reply["params"], buffers),
-            "buffers": wire.decode(reply["buffers"], buffers),
-            "submodules": reply["submodules"],
+            "params": self.session.decode(reply.get("params"), buffers, what),
+            "buffers": self.session.decode(reply.get("buffers"), buffers, what),
+            "submodules": submodules,
         }
 
     @property

@@ -92,7 +92,20 @@ def _encode_tensor(t: torch.Tensor, buffers: list[bytes]) -> dict:
 
 
 def decode(data, buffers: list[bytes], handle_factory=None):
-    """Inverse of :func:`encode`. Tensors come back as :class:`WireTensor` metadata + tensor."""
+    """Inverse of :func:`encode`. Tensors come back as :class:`WireTensor` metadata + tensor.
+
+    Whatever the sender wrote, the only exception that escapes is :class:`WireError`.
+    """
+    try:
+        return _decode(data, buffers, handle_factory)
+    except WireError:
+        raise
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as exc:
+        raise WireError(f"malformed value in message ({type(exc).__name__})") from None
+
+
+def _decode(data, buffers: list[bytes], handle_factory=None):
+    decode = _decode
     if isinstance(data, list):
         return [decode(v, buffers, handle_factory) for v in data]
     if not isinstance(data, dict):
@@ -120,6 +133,8 @@ def decode(data, buffers: list[bytes], handle_factory=None):
 def _decode_tensor(data: dict, buffers: list[bytes]):
     dtype = DTYPES.get(data.get("dtype"))
     shape = [int(s) for s in data.get("shape", [])]
+    if any(n < 0 for n in shape) or len(shape) > 16:
+        raise WireError(f"impossible tensor shape {shape[:17]}")
     index = data["__tensor__"]
     if dtype is None or index is None:
         tensor = None
@@ -193,6 +208,17 @@ def _safe_repr(value) -> str:
 
 # --- framing over a socket -----------------------------------------------------------
 
+def tensor_bytes(value) -> int:
+    """Bytes the tensors in ``value`` would take on the wire (to refuse a huge result before building it)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(tensor_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    return 0
+
+
 def pack(header: dict, buffers: list[bytes]) -> bytes:
     head = json.dumps(header, allow_nan=False).encode()
     body = [struct.pack("<I", len(head)), head]
@@ -211,8 +237,8 @@ def unpack(payload: bytes) -> tuple[dict, list[bytes]]:
             (n,) = struct.unpack_from("<Q", payload, pos)
             buffers.append(payload[pos + 8:pos + 8 + n])
             pos += 8 + n
-    except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise WireError(f"malformed message: {exc}") from None
+    except (struct.error, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise WireError(f"malformed message: {type(exc).__name__}") from None
     if not isinstance(header, dict) or pos != len(payload):
         raise WireError("malformed message")
     return header, buffers

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks import (expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
+from autograder.checks import (expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
 from autograder.session import StudentRaised
 from autograder.suite import Forbidden, Suite
@@ -21,7 +21,8 @@ from autograder.wire import WireTensor
 
 # Attribute and import names the static scan rejects, and function names the run-time trace
 # watches (torch.special.softmax reports itself as special_softmax).
-SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax")
+SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax",
+                 "softmin", "Softmin")
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
 # The function is the test's exercise or any student function on the traceback.
@@ -121,6 +122,7 @@ def softmax_rows_sum_to_one(ctx):
     x = ctx.randn(5, 6, 11, scale=4.0)
     for dim in (-1, 0):
         out = expect_tensor(ctx.call("softmax", x, dim=dim), f"softmax(x, dim={dim})", shape=x.shape, dtype=x.dtype)
+        expect_finite(out, f"softmax(x, dim={dim})")
         sums = out.sum(dim)
         if (out < 0).any():
             fail(f"softmax(x, dim={dim}) has negative entries (min {out.min().item():.3g})")
@@ -224,7 +226,8 @@ def attention_weights_are_distributions(ctx):
     """each query's weights are non-negative and sum to 1 over the keys"""
     q, k, v = sdpa_inputs(ctx, (2,), 6, 9, 8, 8)
     _, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
-    w = expect_tensor(weights, "attention weights", shape=(2, 6, 9), dtype=torch.float64)
+    w = expect_finite(expect_tensor(weights, "attention weights", shape=(2, 6, 9), dtype=torch.float64),
+                      "attention weights", "Does attention use your stable softmax?")
     sums = w.sum(-1)
     if (w < 0).any() or (sums - 1).abs().max() > 1e-9:
         fail(f"attention rows sum to {sums.reshape(-1)[(sums - 1).abs().reshape(-1).argmax()].item():.4g}, not 1",

@@ -25,7 +25,8 @@ from autograder.checks import (expect_no_backward_error, expect_close, expect_pa
 from autograder.suite import Forbidden, Suite
 from autograder.wire import WireTensor
 
-SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax")
+SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax",
+                 "softmin", "Softmin")
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
 ERROR_HINTS = [

@@ -9,11 +9,12 @@ Layers, in the order applied:
 5. resource limits (CPU time, data size, file size, open files, processes) and one torch thread;
 6. when the grader runs as root: an unprivileged uid of its own, so it can neither signal nor
    read the grader, and the grader can kill every process of that uid afterwards; if that is
-   impossible, root without any capability;
+   impossible, root without any capability (Linux never applies RLIMIT_NPROC to uid 0);
 7. Landlock: read access only to the Python installation and system folders, write access only
    to its private directory, no signals or abstract sockets outside its own sandbox. The
    course repository (hidden suites, solutions, gradebook) is outside what it may read;
-8. seccomp: threads may be created, processes may not (no fork bomb, no orphan).
+8. seccomp: threads may be created, processes and sockets may not (no fork bomb, no orphan,
+   no unix socket by path, no UDP).
 
 Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader
 and into ``results.json``.
@@ -42,6 +43,7 @@ LIMITS = {
 }
 
 LAYERS: dict[str, str] = {}
+SERVER_TMP = tempfile.gettempdir()  # the server's folder, holding every worker's private folder
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -57,7 +59,8 @@ def enter(uid: int | None = None) -> dict[str, str]:
     if uid is not None:
         _layer("unprivileged_uid", lambda: _drop_privileges(uid))
     elif os.geteuid() == 0:
-        _layer("capabilities_dropped", _drop_capabilities)  # root without its powers: RLIMIT_NPROC binds
+        _layer("capabilities_dropped", _drop_capabilities)  # root without its powers (RLIMIT_NPROC still
+        # never binds uid 0: the seccomp layer is what stops a fork bomb)
     elif os.geteuid() == 0:
         LAYERS["unprivileged_uid"] = ("off: this Python installation is not readable by other users "
                                       f"({sys.base_prefix}); install Python where other users can read it")
@@ -79,7 +82,11 @@ def _layer(name: str, apply):
 
 
 def _private_dir(uid: int | None) -> str:
-    path = tempfile.mkdtemp(prefix="grader-worker-")
+    """``$TMPDIR/worker-<pid>``: the server deletes it by that name when it reaps the worker."""
+    global SERVER_TMP
+    SERVER_TMP = tempfile.gettempdir()
+    path = os.path.join(SERVER_TMP, f"worker-{os.getpid()}")
+    os.mkdir(path, 0o700)
     if uid is not None:
         os.chown(path, uid, uid)
     os.chdir(path)
@@ -137,8 +144,10 @@ def _drop_capabilities() -> None:
 # --- seccomp: threads yes, new processes no ----------------------------------------------
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-# Syscalls that make a process: fork and vfork (x86_64 only), clone without CLONE_THREAD, clone3.
-PROCESS_SYSCALLS = {"x86_64": {"fork": 57, "vfork": 58, "clone": 56}, "aarch64": {"clone": 220}}
+# Syscalls that make a process: fork and vfork (x86_64 only), clone without CLONE_THREAD, clone3;
+# and new sockets of any family (unix sockets by path, UDP without a network namespace).
+PROCESS_SYSCALLS = {"x86_64": {"fork": 57, "vfork": 58, "socket": 41, "socketpair": 53, "clone": 56},
+                    "aarch64": {"socket": 198, "socketpair": 199, "clone": 220}}
 CLONE3, CLONE_THREAD, EAGAIN, ENOSYS = 435, 0x10000, 11, 38
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 
@@ -153,7 +162,8 @@ class _Program(ctypes.Structure):
 
 def _no_new_processes() -> str:
     """A seccomp filter: fork/vfork/clone of a process fail with EAGAIN (a fork bomb stops at once,
-    no orphan can exist); clone3 says ENOSYS, so the C library creates threads with clone."""
+    no orphan can exist), and so does opening any new socket; clone3 says ENOSYS, so the C library
+    creates threads with clone. The worker's own socket to the grader was opened before."""
     machine = os.uname().machine
     if machine not in AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine}")
@@ -180,7 +190,7 @@ def _no_new_processes() -> str:
         raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    return "threads only"
+    return "threads only, no new sockets"
 
 
 # --- Landlock (Linux >= 5.13), through raw system calls ----------------------------------
@@ -232,9 +242,11 @@ def _readable_roots() -> list[str]:
     virtual environment inside the repository (``.venv``) is the one exception.
     """
     repo = str(PACKAGE_ROOT)
+    server_tmp = SERVER_TMP
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, *READ_ROOTS, *(p for p in sys.path if p)}
     return sorted(r for r in candidates if os.path.isdir(r) and not _within(repo, r)
-                  and (not _within(r, repo) or _within(r, sys.prefix)))
+                  and (not _within(r, repo) or _within(r, sys.prefix))
+                  and not _within(r, server_tmp) and not _within(server_tmp, r))
 
 
 def _within(path: str, root: str) -> bool:

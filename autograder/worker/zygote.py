@@ -20,6 +20,7 @@ EOF on the control socket ends the server.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -109,6 +110,7 @@ def _reap(pid: int, uid: int | None, workers: set[int]) -> None:
             pass
     if uid is not None:
         _kill_uid(uid)
+    shutil.rmtree(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"worker-{pid}"), ignore_errors=True)
     for _ in range(50):  # orphans arrive as the worker's exit completes; a fork bomb keeps forking
         strays = [child for child in _children() if child not in workers]
         if not strays and pid not in _children():
@@ -156,6 +158,10 @@ def _kill_uid(uid: int) -> None:
 
 
 def main() -> None:
+    # `python -m` put the start folder (the server's temporary folder, which holds every
+    # worker's private folder) first on sys.path; workers need none of it.
+    if sys.path and os.path.realpath(sys.path[0]) == os.path.realpath(os.getcwd()):
+        sys.path.pop(0)
     control = socket.socket(fileno=int(sys.argv[1]))
     preload()
     control.sendall(b"ready")
