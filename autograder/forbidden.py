@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from autograder.suite import Forbidden
 
-DYNAMIC_CALLS = {"getattr", "__import__", "import_module", "eval", "exec", "compile", "globals", "vars",
-                 "attrgetter", "methodcaller", "__getattribute__", "getattr_static"}
+# Built-ins that look names up at run time (flagged when called by their bare name: model.eval() is fine),
+# and library functions that do the same (flagged however they are reached).
+DYNAMIC_BUILTINS = {"getattr", "__import__", "eval", "exec", "compile", "globals", "vars"}
+DYNAMIC_CALLS = {"import_module", "attrgetter", "methodcaller", "__getattribute__", "getattr_static"}
 # Attributes that reach behind a function or into torch's internals (where the trace could be undone).
 INTERNAL_ATTRIBUTES = {"__dict__", "__wrapped__", "__closure__", "__globals__", "__code__", "__builtins__",
                        "_C", "_VariableFunctions", "_pop_mode", "_push_mode", "_DisableTorchFunction",
@@ -107,7 +109,7 @@ def _dynamic_lookup(node: ast.AST) -> str | None:
     if isinstance(node, ast.Call):
         func = node.func
         name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-        if name in DYNAMIC_CALLS:
+        if (isinstance(func, ast.Name) and name in DYNAMIC_BUILTINS) or name in DYNAMIC_CALLS:
             if name == "getattr" and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant):
                 return None  # getattr(obj, "literal") is visible to the scan's reader
             return f"calls {name}() with a computed argument"

@@ -136,7 +136,7 @@ class Context:
         self._check_trace(result, f"{name}()")
         return result
 
-    def builtin(self, name: str, *args, **kwargs):
+    def builtin(self, name: str, /, *args, **kwargs):
         """Call a helper of ``autograder/worker/builtins_for_grader.py`` inside the worker."""
         return self.session.call({"builtin": name}, *args, what=f"the grader's {name}()", **kwargs).value
 

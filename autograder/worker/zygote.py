@@ -34,6 +34,7 @@ def preload() -> None:
     import math  # noqa: F401
     import numpy  # noqa: F401
     import torch
+    import torch._dynamo  # noqa: F401  (the first optimizer imports it: ~1.3 s per worker otherwise)
     import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward imports it: ~0.7 s)
     import torch.nn.functional  # noqa: F401
 
