@@ -18,7 +18,7 @@ import pytest
 from autograder import runner
 from autograder.runner import GradeReport
 from autograder.suites import load_suite
-from tests.catalog.a1_attention import Cheat, failures
+from tests.variants import Cheat, failures
 from tests.catalog.a5_transformer_lm import ALTERNATIVES, CHEATS, EXERCISES, MUTANTS
 from tests.variants import Variant, by_name
 

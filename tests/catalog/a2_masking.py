@@ -13,7 +13,7 @@ solution. ``tests/test_a2_catalog.py`` grades each variant with the hidden suite
 
 from __future__ import annotations
 
-from tests.catalog.a1_attention import Cheat, expect_failing, expect_full_marks, expect_no_credit
+from tests.variants import Cheat, expect_failing, expect_full_marks, expect_no_credit
 from tests.variants import Variant
 
 EXERCISES = ("causal_mask", "padding_mask", "masked_softmax", "scaled_dot_product_attention", "MultiHeadAttention")

@@ -13,11 +13,10 @@ solution. ``tests/test_a3_catalog.py`` grades each variant with the hidden suite
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
 
 from autograder.runner import GradeReport
-from tests.variants import Variant, by_name
+from tests.variants import (Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit,
+                            failures)
 
 EXERCISES = ("FeedForward", "SwiGLU", "sinusoidal_positions")
 
@@ -536,46 +535,6 @@ ALTERNATIVES = [
 ]
 
 # --- CHEATS ----------------------------------------------------------------------------
-
-
-@dataclass
-class Cheat(Variant):
-    """A variant whose expected outcome is more than "these tests fail": ``check(report)`` asserts it."""
-
-    check: Callable[[GradeReport], None] | None = None
-
-
-def tests_of(report: GradeReport, exercise: str) -> list:
-    return [t for t in report.tests if t.exercise == exercise]
-
-
-def failures(report: GradeReport) -> str:
-    return "\n".join(f"  {t.name} ({t.score:g}/{t.max_score:g}): {t.output}" for t in report.tests if not t.passed) or "  none"
-
-
-def expect_full_marks(report: GradeReport, *exercises: str) -> None:
-    for exercise in exercises:
-        lost = [t for t in tests_of(report, exercise) if not t.passed]
-        assert not lost, f"{exercise} should get full marks (its code is the reference); failing:\n{failures(report)}"
-
-
-def expect_no_credit(report: GradeReport, exercise: str, *phrases: str, tests: list[str] | None = None) -> None:
-    """Every test of ``exercise`` scores 0; the named ``tests`` (default: all of them) say each phrase."""
-    graded = tests_of(report, exercise)
-    assert graded, f"no hidden test for {exercise} in the report"
-    credited = [t for t in graded if t.score > 0]
-    assert not credited, f"{exercise} got credit from {[t.name for t in credited]}; all results:\n{failures(report)}"
-    for t in graded:
-        if tests is None or t.name in tests:
-            for phrase in phrases:
-                assert phrase.lower() in t.output.lower(), f"{t.name} should say {phrase!r}, said: {t.output!r}"
-
-
-def expect_failing(report: GradeReport, names: list[str], phrase: str = "") -> None:
-    results = by_name(report)
-    for name in names:
-        assert not results[name].passed, f"{name} should fail; results:\n{failures(report)}"
-        assert phrase.lower() in results[name].output.lower(), f"{name} should say {phrase!r}, said: {results[name].output!r}"
 
 
 def expect_passing(report: GradeReport, names: list[str]) -> None:

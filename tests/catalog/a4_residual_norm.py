@@ -14,7 +14,7 @@ solution. ``tests/test_a4_catalog.py`` grades each variant with the hidden suite
 from __future__ import annotations
 
 from autograder.runner import GradeReport
-from tests.catalog.a1_attention import (
+from tests.variants import (
     Cheat,
     expect_failing,
     expect_full_marks,

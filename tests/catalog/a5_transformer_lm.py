@@ -13,7 +13,7 @@ included, stays the reference solution. ``tests/test_a5_catalog.py`` grades each
 
 from __future__ import annotations
 
-from tests.catalog.a1_attention import (
+from tests.variants import (
     Cheat,
     expect_failing,
     expect_full_marks,
