@@ -13,7 +13,7 @@ import time
 import pytest
 
 from autograder.session import Session
-from autograder.worker.sandbox import PACKAGE_ROOT
+from autograder.worker.sandbox import PACKAGE_ROOT, uid_per_worker_possible
 
 pytestmark = pytest.mark.engine
 
@@ -59,6 +59,37 @@ def write_inside():
     with open("scratch.txt", "w") as f:
         f.write("fine")
     return open("scratch.txt").read()
+
+def identity():
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    return dict(uid=int(fields["Uid"].split()[0]), effective=int(fields["CapEff"], 16),
+                bounding=int(fields["CapBnd"], 16))
+
+def import_something_new():
+    import wave, xml.dom.minidom  # not imported by the server: read from the Python installation now
+    return "imported"
+
+def file_handle():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    nr = 303 if os.uname().machine == "x86_64" else 264  # name_to_handle_at (x86_64, aarch64)
+    handle, mount_id = ctypes.create_string_buffer(136), ctypes.c_int()
+    ctypes.memmove(handle, (128).to_bytes(4, "little"), 4)  # handle_bytes
+    if libc.syscall(nr, -100, b"/etc/hostname", handle, ctypes.byref(mount_id), 0) == 0:
+        return "got a handle"
+    return "refused: " + os.strerror(ctypes.get_errno())
+
+def fill_the_disk(size_mib, files):
+    written = 0
+    try:
+        for i in range(files):
+            with open("filler-%d" % i, "wb") as f:
+                f.write(b"x" * (size_mib * 2**20 // files))
+            written += 1
+    except OSError as exc:
+        return "stopped after %d: %s" % (written, os.strerror(exc.errno))
+    return "wrote %d" % written
 
 def leave_an_orphan():
     """Double fork; the grandchild leaves the session and ignores SIGTERM."""
@@ -142,3 +173,105 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+CAP_DAC_READ_SEARCH = 1 << 2
+
+
+def test_worker_runs_as_a_uid_of_its_own_with_at_most_the_read_capability(session):
+    """As root, the worker gets a uid from the pool and no capability but CAP_DAC_READ_SEARCH
+    (kept only where Python is unreadable to others, and then Landlock confines it)."""
+    if not uid_per_worker_possible():
+        pytest.skip("the grader is not root, or Python is unreadable to others and Landlock is missing")
+    session.call("identity")
+    assert session.sandbox_layers["unprivileged_uid"].startswith("on")
+    me = session.call("identity").value
+    assert 61000 <= me["uid"] < 61512
+    assert me["effective"] & ~CAP_DAC_READ_SEARCH == 0 and me["bounding"] & ~CAP_DAC_READ_SEARCH == 0
+    if me["effective"]:
+        assert session.sandbox_layers["landlock"].startswith("on")
+    assert session.call("import_something_new").value == "imported"
+
+
+def test_worker_cannot_open_files_by_handle(session):
+    layer(session, "no_new_processes")
+    assert session.call("file_handle").value == "refused: Operation not permitted"
+
+
+def test_worker_cannot_fill_the_disk(session):
+    """128 MiB and 4096 files per worker, in a tmpfs that dies with it: neither more bytes nor more files fit."""
+    if not _machine_allows_mount_namespaces():
+        pytest.skip("no mount namespaces here (not root, or a container without CAP_SYS_ADMIN)")
+    session.call("identity")
+    assert session.sandbox_layers["disk_quota"].startswith("on")
+    assert session.call("fill_the_disk", 160, 4).value == "stopped after 3: No space left on device"
+    session.drop_worker()
+    assert session.call("fill_the_disk", 1, 5000).value.endswith("No space left on device")
+    assert not os.path.exists(os.path.join(session.server.tmp, f"worker-{session.worker.pid}", "filler-0"))
+
+
+def _machine_allows_mount_namespaces() -> bool:
+    """Whether a child of this process may unshare a mount namespace: then the layer must be on."""
+    import ctypes
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if ctypes.CDLL(None).unshare(0x00020000) == 0 else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+FALLBACK = """
+import json, os, sys
+from autograder.worker import sandbox
+
+def no_landlock(private):
+    raise OSError("disabled by the test")
+
+sandbox._landlock = no_landlock
+out = os.dup(1)
+layers = sandbox.enter(uid=61511)
+with open("/proc/self/status") as f:
+    fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+solutions = os.listdir(sandbox.PACKAGE_ROOT / "solutions")
+os.write(out, json.dumps({"layers": layers, "effective": int(fields["CapEff"], 16), "solutions": solutions}).encode())
+"""
+
+
+def test_without_landlock_the_worker_keeps_no_capability_and_the_course_stays_covered(tmp_path):
+    """The read capability is kept only under Landlock; the mount namespace still hides the course."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["layers"]["landlock"] == "off: disabled by the test"
+    assert result["effective"] == 0
+    if result["layers"].get("course_folders_hidden", "").startswith("on"):
+        assert result["solutions"] == []
+
+
+def test_two_graders_never_hand_out_the_same_worker_uid():
+    """A reap kills every process of the worker's uid, so two worker servers (two graders) sharing
+    a uid would kill each other's workers: each holds a block of its own."""
+    if not uid_per_worker_possible():
+        pytest.skip("workers get no uid of their own here")
+    from autograder.worker.uids import UidBlock
+
+    first, second = UidBlock(), UidBlock()
+    try:
+        assert first.uids and second.uids and not set(first.uids) & set(second.uids)
+        taken = first.take()
+        assert taken in first.uids and first.take() != taken
+    finally:
+        first.release()
+        second.release()
+    again = UidBlock()
+    try:
+        assert again.uids  # released blocks are free again
+    finally:
+        again.release()

@@ -18,10 +18,10 @@ import threading
 import time
 from pathlib import Path
 
+from autograder.worker.sandbox import uid_per_worker_possible
+from autograder.worker.uids import UidBlock
+
 SERVER_START_TIMEOUT = 120.0  # importing torch on a cold, busy machine can take a while
-# When the grader runs as root, each live worker gets a uid of its own from this range, so it
-# can neither signal nor read the grader, and everything it leaves behind can be killed by uid.
-WORKER_UIDS = range(61000, 61512)
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,16 +43,6 @@ def worker_environment(tmp: str) -> dict[str, str]:
     }
 
 
-def python_readable_by_others() -> bool:
-    """Whether another uid can read this Python (a pyenv under /root, mode 700, cannot)."""
-    for root in {sys.base_prefix, sys.prefix}:
-        path = Path(root).resolve()
-        for folder in [path, *path.parents]:
-            if not folder.stat().st_mode & 0o001:  # others may not traverse it
-                return False
-    return True
-
-
 class WorkerServer:
     """The process that forks workers (see ``autograder.worker.zygote``).
 
@@ -63,7 +53,9 @@ class WorkerServer:
         self.tmp = tempfile.mkdtemp(prefix="grader-")
         os.chmod(self.tmp, 0o711)  # a worker with a uid of its own must reach its private folder inside
         self.lock = threading.Lock()
-        self.uids_in_use: set[int] = set()
+        # As root, each live worker gets a uid of its own from a block no other grader uses, so it
+        # can neither signal nor read the grader, and everything it leaves behind dies with that uid.
+        self.uids = UidBlock() if uid_per_worker_possible() else None
         self.restarts = 0
         self._start()
 
@@ -112,7 +104,7 @@ class WorkerServer:
 
     def _spawn(self) -> "Worker":
         self.wait_ready()
-        uid = self._free_uid()
+        uid = self.uids.take() if self.uids else None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             request = b"spawn" if uid is None else f"spawn:{uid}".encode()
@@ -120,11 +112,11 @@ class WorkerServer:
             (pid,) = struct.unpack("<q", self._reply())
         except BaseException:
             ours.close()
+            if self.uids:
+                self.uids.give_back(uid)
             raise
         finally:
             theirs.close()
-        if uid is not None:
-            self.uids_in_use.add(uid)
         return Worker(pid, ours, uid, self)
 
     def reap(self, pid: int, uid: int | None) -> None:
@@ -135,12 +127,8 @@ class WorkerServer:
                 self._reply()
             except (OSError, RuntimeError):
                 pass  # the server is gone, and with it the subreaper that held the orphans
-            self.uids_in_use.discard(uid)
-
-    def _free_uid(self) -> int | None:
-        if os.geteuid() != 0 or not python_readable_by_others():
-            return None
-        return next(uid for uid in WORKER_UIDS if uid not in self.uids_in_use)
+            if self.uids:
+                self.uids.give_back(uid)
 
     def _reply(self) -> bytes:
         self.control.settimeout(30)
@@ -163,6 +151,8 @@ class WorkerServer:
     def close(self) -> None:
         self._stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.uids:
+            self.uids.release()
 
     def __enter__(self):
         return self

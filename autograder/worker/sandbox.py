@@ -3,18 +3,24 @@
 Layers, in the order applied:
 
 1. its own session, so one ``killpg`` takes the worker and what it spawned;
-2. a private, empty working directory (also ``HOME`` and ``TMPDIR``);
-3. no network: a new network namespace when root; Landlock denies TCP everywhere;
+2. when root, new mount and network namespaces: the network has only a loopback that is
+   down, and the private folder below is a size-capped tmpfs, so nothing the worker writes
+   reaches the disk and it cannot fill it; the course's hidden folders are covered by empty
+   read-only mounts (a second wall where Landlock is missing);
+3. a private, empty working directory (also ``HOME`` and ``TMPDIR``); Landlock denies TCP;
 4. standard streams detached from the grader;
 5. resource limits (CPU time, data size, file size, open files, processes) and one torch thread;
 6. when the grader runs as root: an unprivileged uid of its own, so it can neither signal nor
-   read the grader, and the grader can kill every process of that uid afterwards; if that is
-   impossible, root without any capability (Linux never applies RLIMIT_NPROC to uid 0);
+   read the grader, and the grader can kill every process of that uid afterwards. When the
+   Python installation is not readable by other users (a pyenv under ``/root``), the uid keeps
+   one capability, CAP_DAC_READ_SEARCH, to read it, and only where Landlock (7) then confines
+   every read; seccomp (8) refuses ``open_by_handle_at``, the one call that capability would
+   open beyond paths. Without a uid: root without any capability;
 7. Landlock: read access only to the Python installation and system folders, write access only
    to its private directory, no signals or abstract sockets outside its own sandbox. The
    course repository (hidden suites, solutions, gradebook) is outside what it may read;
 8. seccomp: threads may be created, processes and sockets may not (no fork bomb, no orphan,
-   no unix socket by path, no UDP).
+   no unix socket by path, no UDP), nor file handles (``open_by_handle_at``).
 
 Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader
 and into ``results.json``.
@@ -23,6 +29,7 @@ and into ``results.json``.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import resource
 import struct
@@ -49,26 +56,58 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def enter(uid: int | None = None) -> dict[str, str]:
     _layer("session", os.setsid)
+    root = os.geteuid() == 0
+    if root:
+        _layer("namespaces", lambda: _unshare(CLONE_NEWNS | CLONE_NEWNET) or "mount, network")
     private = _layer("private_tmpdir", lambda: _private_dir(uid))
-    if os.geteuid() == 0:
-        _layer("network_namespace", lambda: _unshare(0x40000000))  # CLONE_NEWNET: only a loopback, down
+    if root and "namespaces" in LAYERS and LAYERS["namespaces"].startswith("on"):
+        _layer("disk_quota", lambda: _private_tmpfs(private, uid))
+        _layer("course_folders_hidden", _hide_course_folders)
     _layer("stdio_detached", _detach_stdio)
     for name, value in LIMITS.items():
         _layer(name.lower(), lambda name=name, value=value: _limit(name, value))
     _layer("torch_threads_1", _one_thread)
+    keep = () if python_readable_by_others() else (CAP_DAC_READ_SEARCH,)
     if uid is not None:
-        _layer("unprivileged_uid", lambda: _drop_privileges(uid))
-    elif os.geteuid() == 0:
+        _layer("unprivileged_uid", lambda: _drop_privileges(uid, keep))
+    elif root:
         _layer("capabilities_dropped", _drop_capabilities)  # root without its powers (RLIMIT_NPROC still
         # never binds uid 0: the seccomp layer is what stops a fork bomb)
-    elif os.geteuid() == 0:
-        LAYERS["unprivileged_uid"] = ("off: this Python installation is not readable by other users "
-                                      f"({sys.base_prefix}); install Python where other users can read it")
+        LAYERS["unprivileged_uid"] = ("off: every block of worker uids is held by other graders on this machine"
+                                      if uid_per_worker_possible() else
+                                      "off: Landlock is missing, and other users cannot read this Python")
     else:
         LAYERS["unprivileged_uid"] = "off: the grader is not root, so the worker runs as the grader's user"
-    _layer("landlock", lambda: _landlock(private))
+    landlocked = _layer("landlock", lambda: _landlock(private))
+    if uid is not None and keep and landlocked is None:
+        # The capability was kept only because Landlock would confine it: without Landlock, drop it.
+        LAYERS["unprivileged_uid"] += "; capability dropped as Landlock failed" if _try(_drop_capabilities) else ""
     _layer("no_new_processes", _no_new_processes)
     return LAYERS
+
+
+def uid_per_worker_possible() -> bool:
+    """Whether a root grader can give workers a uid of their own (see layer 6)."""
+    return os.geteuid() == 0 and (python_readable_by_others() or landlock_abi() >= 1)
+
+
+@functools.cache
+def python_readable_by_others() -> bool:
+    """Whether another uid can read this Python (a pyenv under /root, mode 700, cannot)."""
+    for root in {sys.base_prefix, sys.prefix}:
+        path = Path(root).resolve()
+        for folder in [path, *path.parents]:
+            if not folder.stat().st_mode & 0o001:  # others may not traverse it
+                return False
+    return True
+
+
+def _try(action) -> bool:
+    try:
+        action()
+        return True
+    except OSError:
+        return False
 
 
 def _layer(name: str, apply):
@@ -121,34 +160,95 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _drop_privileges(uid: int) -> int:
+def _drop_privileges(uid: int, keep: tuple[int, ...] = ()) -> str:
+    """Become ``uid`` with no capability but those in ``keep`` (effective and permitted)."""
+    if keep:
+        for cap in range(64):
+            if cap not in keep:
+                _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # needs CAP_SETPCAP: done while still root
+        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
-    return uid
+    if not keep:
+        return f"uid {uid}"
+    _libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
+    _capset(sum(1 << cap for cap in keep))
+    return f"uid {uid}, keeps CAP_DAC_READ_SEARCH to read {sys.base_prefix}; Landlock confines its reads"
 
 
-PR_CAPBSET_DROP, CAPABILITY_VERSION_3 = 24, 0x20080522
+PR_CAPBSET_DROP, PR_SET_KEEPCAPS, CAPABILITY_VERSION_3 = 24, 8, 0x20080522
+CAP_DAC_READ_SEARCH = 2
 
 
 def _drop_capabilities() -> None:
     """Empty the bounding, permitted, effective and inheritable sets (uid stays 0)."""
     for cap in range(64):
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the last capability: harmless
+    _capset(0)
+
+
+def _capset(mask: int) -> None:
+    """Effective = permitted = ``mask`` (capabilities 0-31), inheritable empty."""
     header = struct.pack("<Ii", CAPABILITY_VERSION_3, 0)
-    data = bytes(24)  # two {effective, permitted, inheritable} u32 triples, all zero
+    data = struct.pack("<6I", mask, mask, 0, 0, 0, 0)  # two {effective, permitted, inheritable} triples
     if _libc.capset(header, data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
+
+
+# --- mount namespace: a size-capped private folder, the course's folders covered ----------
+
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 1 << 12, 1 << 14, 1 << 18
+TMPFS_SIZE, TMPFS_FILES = "128m", 4096  # per worker; files are also capped one by one (RLIMIT_FSIZE)
+HIDDEN_FOLDERS = ("solutions", "tests", "examples", "autograder/suites", "submitted", "autograded", "feedback")
+HIDDEN_FILES = ("gradebook.db",)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
+    enc = (lambda v: v.encode() if v is not None else None)
+    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(options)) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
+
+
+def _private_tmpfs(private: str, uid: int | None) -> str:
+    """The private folder becomes a tmpfs of its own: at most TMPFS_SIZE and TMPFS_FILES files,
+    gone with the worker's mount namespace. Mounts made here never reach the grader's namespace."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    owner = f",uid={uid},gid={uid}" if uid is not None else ""
+    _mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},nr_inodes={TMPFS_FILES},mode=0700{owner}")
+    os.chdir(private)  # the cwd was the folder underneath the mount
+    return f"tmpfs {TMPFS_SIZE}, {TMPFS_FILES} files"
+
+
+def _hide_course_folders() -> str:
+    """Cover the course's hidden folders with empty read-only tmpfs mounts."""
+    hidden = []
+    for name in HIDDEN_FOLDERS:
+        folder = PACKAGE_ROOT / name
+        if folder.is_dir():
+            _mount("tmpfs", str(folder), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=2")
+            hidden.append(name)
+    for name in HIDDEN_FILES:
+        if (PACKAGE_ROOT / name).is_file():
+            _mount("/dev/null", str(PACKAGE_ROOT / name), None, MS_BIND)
+            hidden.append(name)
+    return ", ".join(hidden) or "none here"
 
 
 # --- seccomp: threads yes, new processes no ----------------------------------------------
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-# Syscalls that make a process: fork and vfork (x86_64 only), clone without CLONE_THREAD, clone3;
-# and new sockets of any family (unix sockets by path, UDP without a network namespace).
-PROCESS_SYSCALLS = {"x86_64": {"fork": 57, "vfork": 58, "socket": 41, "socketpair": 53, "clone": 56},
-                    "aarch64": {"socket": 198, "socketpair": 199, "clone": 220}}
-CLONE3, CLONE_THREAD, EAGAIN, ENOSYS = 435, 0x10000, 11, 38
+EAGAIN, EPERM, ENOSYS = 11, 1, 38
+# Refused calls and their errno: those that make a process (fork and vfork on x86_64; clone
+# without CLONE_THREAD is tested apart), new sockets of any family (unix sockets by path, UDP
+# without a network namespace), file handles (open_by_handle_at reaches files by inode number,
+# around every path rule), and clone3, refused as "not implemented" so the C library falls back
+# to clone for threads.
+REFUSED = {"x86_64": {57: EAGAIN, 58: EAGAIN, 41: EAGAIN, 53: EAGAIN, 303: EPERM, 304: EPERM, 435: ENOSYS},
+           "aarch64": {198: EAGAIN, 199: EAGAIN, 264: EPERM, 265: EPERM, 435: ENOSYS}}
+CLONE = {"x86_64": 56, "aarch64": 220}
+CLONE_THREAD = 0x10000
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 
 
@@ -162,35 +262,42 @@ class _Program(ctypes.Structure):
 
 def _no_new_processes() -> str:
     """A seccomp filter: fork/vfork/clone of a process fail with EAGAIN (a fork bomb stops at once,
-    no orphan can exist), and so does opening any new socket; clone3 says ENOSYS, so the C library
-    creates threads with clone. The worker's own socket to the grader was opened before."""
+    no orphan can exist), and so does opening any new socket; file handles are refused; clone3 says
+    ENOSYS, so the C library creates threads with clone. The worker's own socket to the grader was
+    opened before."""
     machine = os.uname().machine
     if machine not in AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine}")
-    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
-    ALLOW, DENY, NOSYS = 0x7FFF0000, 0x00050000 | EAGAIN, 0x00050000 | ENOSYS
-    calls = PROCESS_SYSCALLS[machine]
-    # Layout: 0 load arch; 1 other arch -> allow; 2 load nr; then one test per plain-process call,
-    # clone3, clone; then load flags, test CLONE_THREAD; then the three return statements.
-    plain = [nr for name, nr in calls.items() if name != "clone"]
-    n_tests = len(plain) + 2
-    load_flags = 3 + n_tests
-    ret_allow, ret_deny, ret_nosys = load_flags + 2, load_flags + 3, load_flags + 4
-    prog = [(LD, 0, 0, 4), (JEQ, 0, ret_allow - 2, AUDIT_ARCH[machine]), (LD, 0, 0, 0)]
-    for nr in plain:
-        prog.append((JEQ, ret_deny - len(prog) - 1, 0, nr))
-    prog.append((JEQ, ret_nosys - len(prog) - 1, 0, CLONE3))
-    prog.append((JEQ, 0, ret_allow - len(prog) - 1, calls["clone"]))
-    prog.append((LD, 0, 0, 16))  # low 32 bits of args[0] (little endian): the clone flags
-    prog.append((JSET, ret_allow - len(prog) - 1, ret_deny - len(prog) - 1, CLONE_THREAD))
-    prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, DENY), (RET, 0, 0, NOSYS)]
+    prog = _filter_program(AUDIT_ARCH[machine], REFUSED[machine], CLONE[machine])
     filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
     program = _Program(len(prog), filters)
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    return "threads only, no new sockets"
+    return "threads only, no new sockets, no file handles"
+
+
+def _filter_program(arch: int, refused: dict[int, int], clone: int) -> list[tuple[int, int, int, int]]:
+    """Classic BPF: another architecture or any unlisted call is allowed; a listed call returns its
+    errno; clone returns EAGAIN unless its flags hold CLONE_THREAD. Jumps count the instructions
+    they skip, so each test jumps to a return statement placed after all of them."""
+    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
+    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+    errnos = sorted(set(refused.values()) | {EAGAIN})
+    n_body = 3 + len(refused) + 3  # load arch, test arch, load nr; one test per call; clone: test, load flags, test
+    ret_at = {"allow": n_body, **{e: n_body + 1 + i for i, e in enumerate(errnos)}}
+    prog = [(LD, 0, 0, 4)]  # seccomp_data.arch
+    prog.append((JEQ, 0, ret_at["allow"] - len(prog) - 1, arch))
+    prog.append((LD, 0, 0, 0))  # seccomp_data.nr
+    for nr, errno in refused.items():
+        prog.append((JEQ, ret_at[errno] - len(prog) - 1, 0, nr))
+    prog.append((JEQ, 0, ret_at["allow"] - len(prog) - 1, clone))
+    prog.append((LD, 0, 0, 16))  # low 32 bits of args[0] (little endian): the clone flags
+    prog.append((JSET, ret_at["allow"] - len(prog) - 1, ret_at[EAGAIN] - len(prog) - 1, CLONE_THREAD))
+    prog.append((RET, 0, 0, ALLOW))
+    prog += [(RET, 0, 0, ERRNO | errno) for errno in errnos]
+    return prog
 
 
 # --- Landlock (Linux >= 5.13), through raw system calls ----------------------------------
@@ -204,8 +311,13 @@ FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) 
 READ_ROOTS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/sys")
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 or less when Landlock is missing or disabled."""
+    return _libc.syscall(SYS_CREATE_RULESET, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+
+
 def _landlock(private: str | None) -> str:
-    abi = _libc.syscall(SYS_CREATE_RULESET, None, 0, 1)  # LANDLOCK_CREATE_RULESET_VERSION
+    abi = landlock_abi()
     if abi < 1:
         raise OSError(ctypes.get_errno(), "Landlock is not available in this kernel")
     fs = FS_RIGHTS.get(abi, (1 << 16) - 1)
