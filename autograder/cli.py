@@ -1,4 +1,9 @@
-"""``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]``.
+"""The command line.
+
+``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]
+[--out-dir DIR] [--csv grades.csv]`` grades; ``python -m autograder export-gradebook RESULTS...
+[--db gradebook.db]`` files graded results into nbgrader's gradebook (see ``autograder/gradebook.py``
+for why that is a step of its own).
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
 when the grader itself could not run (an unreadable path, an unknown assignment).
@@ -23,21 +28,39 @@ def parser() -> argparse.ArgumentParser:
                    help="a notebook, or a folder with one submission's notebooks (nbgrader's submitted/<student>/<assignment>/ works)")
     g.add_argument("--assignment", choices=list(SUITES), help="the assignment id (default: inferred from the path or notebook)")
     g.add_argument("--out", type=Path, help="where to write results.json (default: ./results.json; one submission only)")
-    g.add_argument("--out-dir", type=Path, help="with several submissions: write <DIR>/<n>-<name>.json for each (default: ./results/)")
+    g.add_argument("--out-dir", type=Path, help="write <DIR>/<n>-<name>.json for each submission, and <DIR>/grades.csv "
+                   "(default with several submissions: ./results/)")
+    g.add_argument("--csv", type=Path, help="update this grades.csv instead of <DIR>/grades.csv (also with one submission): "
+                   "rows of the students graded now are replaced, other rows kept")
     g.add_argument("--device", default="auto", help="device the student's code runs on: auto (cuda when present), cpu, cuda, cuda:1, ...")
     g.add_argument("--time-limit", type=float, default=None, help="seconds per hidden test (default 10)")
     g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: the number of CPU cores)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
+    e = sub.add_parser("export-gradebook", help="write graded results (results.json) into nbgrader's gradebook")
+    e.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                   help="results.json files, or folders of them (what grade --out-dir wrote)")
+    e.add_argument("--db", default="gradebook.db",
+                   help="the gradebook: a sqlite file or an SQLAlchemy URL (default: ./gradebook.db, the course folder's)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "export-gradebook":
+        return export_gradebook(args)
     if args.out and len(args.submissions) > 1:
         return _error("--out takes one submission; use --out-dir for several")
     for path in args.submissions:
         if not path.exists():
             return _error(f"cannot read {path}: no such file or folder")
+    csv_path = _csv_path(args)
+    if csv_path:
+        from autograder.grades_csv import GradesCsvError, read_rows
+
+        try:
+            read_rows(csv_path)  # refuse a foreign CSV now, not after grading everything
+        except (GradesCsvError, OSError, UnicodeDecodeError) as exc:
+            return _error(str(exc))
 
     # Start the worker server first: it imports torch while this process does the same.
     from autograder.worker.pool import WorkerServer
@@ -50,11 +73,18 @@ def grade_all(args, server) -> int:
     import torch
     import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward needs it; load it while the server starts)
 
+    from autograder.grades_csv import GradesCsvError, error_row, report_row, update_csv
     from autograder.report import render, write_results
+    from autograder.runner import GraderError, resolve_device
 
     torch.set_num_threads(1)  # the grader's tensors are tiny; extra threads only contend with the workers
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        device = resolve_device(args.device)  # once per run: one line, not an error (and a CSV row) per submission
+    except GraderError as exc:
+        return _error(str(exc))
     many = len(args.submissions) > 1
+    out_dir = _out_dir(args)
+    rows = []  # one per submission for grades.csv, graded or not
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(args.submissions)))
     status = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -66,19 +96,51 @@ def grade_all(args, server) -> int:
             if error:
                 status = _error(error)
             if report is None:
+                rows.append(error_row(path, args.assignment, error))
                 continue
-            out = args.out or ((args.out_dir or Path("results")) / f"{n:03d}-{_slug(path)}.json" if many else Path("results.json"))
+            rows.append(report_row(report))
+            out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else Path("results.json"))
             write_results(report, out)
             if many:
                 print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
             text = render(report, color=sys.stdout.isatty())
             print(text.splitlines()[-1] if args.quiet else text, flush=True)
             print(f"  results: {out}\n", flush=True)
+    csv_path = _csv_path(args)
+    if csv_path:
+        try:
+            update_csv(csv_path, rows)
+            print(f"grades: {csv_path}", flush=True)
+        except (GradesCsvError, OSError) as exc:  # the results.json files are written; only the CSV is missing
+            status = _error(f"grades.csv not written: {exc}")
     return status
+
+
+def export_gradebook(args) -> int:
+    from autograder.gradebook import ExportError, export
+
+    try:
+        for line in export(args.results, args.db):
+            print(line, flush=True)
+    except ExportError as exc:
+        return _error(str(exc))
+    return 0
+
+
+def _out_dir(args) -> Path | None:
+    """Where per-submission results go: --out-dir, or ./results/ when several submissions share a run."""
+    return args.out_dir or (Path("results") if len(args.submissions) > 1 else None)
+
+
+def _csv_path(args) -> Path | None:
+    """--csv, else grades.csv next to the per-submission results; a one-notebook run writes none unless asked."""
+    out_dir = _out_dir(args)
+    return args.csv or (out_dir / "grades.csv" if out_dir else None)
 
 
 def _grade_one(args, path: Path, server, device: str):
     """(report, error line): a GraderError gives no report; a grader bug still gives one saying so."""
+    from autograder.layout import assignment_in_path
     from autograder.runner import DEFAULT_TIME_LIMIT, GradeReport, GraderError, grade
 
     try:
@@ -87,7 +149,7 @@ def _grade_one(args, path: Path, server, device: str):
     except GraderError as exc:  # this submission cannot be graded; the others still are
         return None, str(exc)
     except Exception as exc:
-        report = GradeReport(assignment=args.assignment or "?", submission=str(path), notebook=None)
+        report = GradeReport(assignment=args.assignment or assignment_in_path(path) or "?", submission=str(path), notebook=None)
         report.diagnostics.append(f"the grader failed on this submission ({type(exc).__name__}: {exc}); ask your instructor to regrade")
         return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
 

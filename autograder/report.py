@@ -65,7 +65,11 @@ def gradescope(report: GradeReport) -> dict:
             for i, t in enumerate(report.tests, start=1)
         ],
         "extra_data": {
+            # student and submission let `export-gradebook` file this result without the submission at hand
             "assignment": report.assignment,
+            "student": report.student,
+            "submission": report.submission,
+            "diagnostics": report.diagnostics,
             "notebook": report.notebook,
             "max_score": report.max_score,
             "seed": report.seed,

@@ -8,7 +8,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from autograder import forbidden
+from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
 from autograder.session import CheckFailed, Session, StudentRaised, WorkerLost
 from autograder.suite import Context, Suite, seed_for_test
@@ -57,6 +60,10 @@ class GradeReport:
     def max_score(self) -> float:
         return sum(t.max_score for t in self.tests)
 
+    @property
+    def student(self) -> str:
+        return student_id(self.submission, self.assignment)
+
 
 def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServer | None = None,
           device: str = "cpu", time_limit: float = DEFAULT_TIME_LIMIT) -> GradeReport:
@@ -64,6 +71,7 @@ def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServ
     path = Path(path)
     if not path.exists():
         raise GraderError(f"cannot read {path}: no such file or folder")
+    device = resolve_device(device)
     started = time.monotonic()
     suite = load_suite(resolve_assignment(path, assignment))
     report = GradeReport(assignment=suite.assignment, submission=str(path), notebook=None)
@@ -79,15 +87,34 @@ def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServ
     return report
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when there is a GPU, else ``cpu``; a device that is not here is a GraderError.
+
+    Checked in the grader, before any worker: a missing GPU is the grader's problem, not a zero for every test.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise GraderError(f"--device {device}: not a device (use auto, cpu, cuda or cuda:N)") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise GraderError(f"--device {device}: no CUDA device here")
+        if (parsed.index or 0) >= count:
+            raise GraderError(f"--device {device}: no such CUDA device here ({count} found)")
+    return str(device)
+
+
 def resolve_assignment(path: Path, given: str | None) -> str:
     if given:
         if given not in SUITES:
             raise GraderError(f"unknown assignment {given!r}; known: {', '.join(SUITES)}")
         return given
-    for part in reversed(path.resolve().parts):
-        stem = Path(part).stem
-        if part in SUITES or stem in SUITES:
-            return part if part in SUITES else stem
+    in_path = assignment_in_path(path)
+    if in_path:
+        return in_path
     notebooks = find_notebooks(path)
     for nb in notebooks:
         for assignment_id in SUITES:

@@ -47,6 +47,16 @@ def describe_error(what: str, error: dict) -> str:
     return f"{what} raised {error.get('type')}: {first}{place}"
 
 
+def load_error(device: str, error) -> str:
+    """Why a worker could not load the notebook at all (its device unusable, say): one line for the report."""
+    error = error if isinstance(error, dict) else {}
+    message = str(error.get("message") or "").strip().splitlines()
+    first = message[0][:300] if message else ""
+    if error.get("type") == "DeviceError":
+        return f"the worker cannot use device {device} ({first}); grade with --device cpu instead"
+    return f"the worker could not load the notebook ({error.get('type')}: {first})"
+
+
 def _well_formed_error(error) -> bool:
     """An error report as the worker's runtime writes it (a forged one is treated as a lost worker)."""
     if not isinstance(error, dict) or not all(isinstance(error.get(k, ""), str) for k in ("type", "message", "output")):
@@ -94,6 +104,7 @@ class Session:
         self.load_failure: str | None = None  # set once loading itself crashed or hung
         self.sandbox_layers: dict = {}
         self.deadline: float | None = None
+        self.device_lost = False  # the worker's GPU context broke: the next test gets a fresh worker
 
     def begin_test(self, time_limit: float | None) -> None:
         """Start one test's clock: all its requests together get ``time_limit`` seconds."""
@@ -102,10 +113,12 @@ class Session:
     # --- worker lifecycle ------------------------------------------------------------
 
     def use_worker_for(self, scope: str) -> None:
-        """Give each exercise a fresh worker, so global state one exercise changes stays there."""
-        if scope != self.worker_scope:
+        """Give each exercise a fresh worker, so global state one exercise changes stays there; and each test
+        after one that broke the worker's GPU context, so one CUDA error does not fail the exercise's other tests."""
+        if scope != self.worker_scope or self.device_lost:
             self.drop_worker()
             self.worker_scope = scope
+            self.device_lost = False
 
     def drop_worker(self) -> None:
         if self.worker is not None:
@@ -129,6 +142,10 @@ class Session:
             except wire.WireError as exc:
                 self.load_failure = f"the notebook's code ended the worker while its cells were loading ({exc}): sys.exit/os._exit at the top level of a cell?"
                 raise WorkerLost(self.load_failure) from None
+            if not header.get("ok"):
+                self.load_failure = load_error(self.device, header.get("error"))
+                worker.close()
+                raise WorkerLost(self.load_failure)
             if self.load_report is None:
                 self.load_report = header
                 self.sandbox_layers = header.get("sandbox", {})
@@ -159,6 +176,7 @@ class Session:
             if not _well_formed_error(error):
                 self.drop_worker()
                 raise WorkerLost(f"{what} sent back an unreadable error report")
+            self.device_lost = self.device_lost or reply.get("device_lost") is True
             raise StudentRaised(what, error)
         return reply, reply_buffers
 

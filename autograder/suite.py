@@ -111,6 +111,8 @@ class Context:
         self.session = session
         self.suite = suite
         self.test = test
+        # CPU on purpose: inputs are drawn in the grader and sent to the worker's device, so a test sees the
+        # same values on any device. Objects made in the worker (ctx.builtin) take ctx.session.device instead.
         self.generator = torch.Generator().manual_seed(seed)
 
     # --- inputs ----------------------------------------------------------------------

@@ -818,7 +818,7 @@ def default_init_state(generator, shapes: dict) -> dict:
 def profile_inputs(seed: int = PROFILE_SEED):
     """Per-block weights, input and output gradient of the gradient-profile test."""
     s = PROFILE_SIZE
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # CPU on purpose: inputs drawn here are the same for any worker device
     shapes = block_shapes(s["d_model"])
     states = [default_init_state(generator, shapes) for _ in range(s["n_layers"])]
     x = torch.randn(s["B"], s["T"], s["d_model"], generator=generator, dtype=torch.float64)

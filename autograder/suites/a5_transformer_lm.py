@@ -62,6 +62,12 @@ ERROR_HINTS = [
      "top_k may exceed the vocabulary: use torch.topk(logits, min(top_k, logits.size(-1)))"),
     ("generate", ("has no attribute 'max_len'",),
      "Every model here stores its context size as model.max_len (TransformerLM must set self.max_len = max_len)"),
+    # On a GPU, "index out of range in self" and "probability tensor contains ..." are device-side asserts instead.
+    ("TransformerLM", ("device-side assert triggered",),
+     "A GPU kernel rejected an index: an embedding indexed past its size? Positions are torch.arange(T) (0 .. T-1)"),
+    ("generate", ("device-side assert triggered",),
+     ("A GPU kernel rejected its input: the model fed more than max_len positions (crop to tokens[:, -model.max_len:]), "
+      "or torch.multinomial given NaN or inf probabilities (with temperature == 0 take the argmax)")),
     (None, ("same dtype", "expected scalar type", "expected m1 and m2 to have the same dtype"),
      "float32 and float64 tensors were mixed: is something cast with .float(), or created without dtype=?"),
 ]
@@ -87,9 +93,13 @@ test = SUITE.test
 # --- small helpers ------------------------------------------------------------------------
 
 def wire(tensor: torch.Tensor) -> WireTensor:
-    """A grader-side tensor dressed as a returned value, for checks that take one (slices of results)."""
+    """A grader-side tensor dressed as a returned value, for checks that take one (slices of results).
+
+    Its device is where its values are (results arrive on the CPU), not the worker's: the device check
+    (``lm_keeps_dtype_and_inputs``) reads a returned value itself, never one of these.
+    """
     return WireTensor(tensor=tensor, dtype=str(tensor.dtype).removeprefix("torch."), shape=tuple(tensor.shape),
-                      type_name="torch.Tensor", requires_grad=False, has_grad_fn=False, device="cpu")
+                      type_name="torch.Tensor", requires_grad=False, has_grad_fn=False, device=str(tensor.device))
 
 
 def randint(ctx, high: int, *shape) -> torch.Tensor:
@@ -801,10 +811,19 @@ def greedy_bigram(table, prompt, n, max_len, bug=None):
     return seq
 
 
-def sample_bigram(table, prompt, n, temperature, top_k, seed, style="mask"):
-    """What generate must return: softmax(logits / T) over the top_k logits, one torch.multinomial draw per step."""
-    g = torch.Generator().manual_seed(seed)
-    seq = prompt.clone()
+def worker_generator(ctx, seed: int):
+    """A seeded generator in the worker, on the student's device (torch.multinomial wants it next to the probabilities)."""
+    return ctx.builtin("generator", seed, device=ctx.session.device)
+
+
+def sample_bigram(table, prompt, n, temperature, top_k, seed, style="mask", device="cpu"):
+    """What generate must return: softmax(logits / T) over the top_k logits, one torch.multinomial draw per step.
+
+    Drawn on ``device``, the worker's: CUDA and CPU generators seeded alike give different tokens (and a CUDA
+    stream depends on the GPU), so the replay runs where the student's draw ran; the tokens come back to the CPU.
+    """
+    g = torch.Generator(device=device).manual_seed(seed)
+    table, seq = table.to(device), prompt.to(device)
     for _ in range(n):
         logits = table[seq[:, -1]] / temperature  # (B, V)
         if top_k is not None and style == "gather":  # sample among the k values, then map back to token ids
@@ -816,7 +835,7 @@ def sample_bigram(table, prompt, n, temperature, top_k, seed, style="mask"):
                 logits = logits.masked_fill(logits < kth, float("-inf"))
             nxt = torch.multinomial(torch.softmax(logits, -1), 1, generator=g)
         seq = torch.cat([seq, nxt], dim=1)
-    return seq
+    return seq.cpu()
 
 
 def call_generate(ctx, model, prompt, n, **kwargs):
@@ -849,7 +868,7 @@ def generate_greedy(ctx):
                  suspects={"greedy decoding from the logits of the first position (logits[:, 0]), not the last":
                            greedy_bigram(table, prompt, 10, 16, bug="first_position")},
                  hint="With temperature == 0 append logits[:, -1].argmax(-1) at every step: no sampling")
-    _, again = call_generate(ctx, model, prompt, 10, temperature=0.0, generator=ctx.builtin("generator", ctx.randint(0, 2**31)))
+    _, again = call_generate(ctx, model, prompt, 10, temperature=0.0, generator=worker_generator(ctx, ctx.randint(0, 2**31)))
     expect_equal(wire(again), want, "greedy generation with a generator passed",
                  hint="Greedy decoding is deterministic: it must not sample, with or without a generator")
 
@@ -862,31 +881,32 @@ def generate_samples_with_the_generator(ctx):
     prompt = randint(ctx, V, 4, 3)
     n = 15
     seed = ctx.randint(0, 2**31)
-    _, first = call_generate(ctx, model, prompt, n, temperature=1.0, generator=ctx.builtin("generator", seed))
-    _, second = call_generate(ctx, model, prompt, n, temperature=1.0, generator=ctx.builtin("generator", seed))
+    _, first = call_generate(ctx, model, prompt, n, temperature=1.0, generator=worker_generator(ctx, seed))
+    _, second = call_generate(ctx, model, prompt, n, temperature=1.0, generator=worker_generator(ctx, seed))
     if not torch.equal(first, second):
         fail("two calls with generators seeded alike sampled different tokens",
              "Draw with torch.multinomial(probs, num_samples=1, generator=generator): the global random state is not the generator")
+    replay = functools.partial(sample_bigram, table, prompt, n, device=ctx.session.device)
     for temperature, top_k in [(0.7, None), (1.3, 3), (1.0, 1), (0.9, V + 2)]:
         seed = ctx.randint(0, 2**31)
-        _, out = call_generate(ctx, model, prompt, n, temperature=temperature, top_k=top_k, generator=ctx.builtin("generator", seed))
-        accepted = [sample_bigram(table, prompt, n, temperature, top_k, seed)]
+        _, out = call_generate(ctx, model, prompt, n, temperature=temperature, top_k=top_k, generator=worker_generator(ctx, seed))
+        accepted = [replay(temperature, top_k, seed)]
         if top_k is not None:
-            accepted.append(sample_bigram(table, prompt, n, temperature, top_k, seed, style="gather"))
+            accepted.append(replay(temperature, top_k, seed, style="gather"))
         if any(torch.equal(out, want) for want in accepted):
             continue
         suspects = {
             "sampling at temperature 1: is the temperature ignored, or applied after the softmax (probs / temperature)?":
-                sample_bigram(table, prompt, n, 1.0, top_k, seed),
-            "logits multiplied by the temperature instead of divided by it": sample_bigram(table, prompt, n, 1 / temperature, top_k, seed),
+                replay(1.0, top_k, seed),
+            "logits multiplied by the temperature instead of divided by it": replay(1 / temperature, top_k, seed),
         }
         if top_k is not None and top_k < V:
             suspects.update({
-                "top_k ignored: sampling from the whole vocabulary": sample_bigram(table, prompt, n, temperature, None, seed),
-                f"the top {top_k + 1} logits kept instead of the top {top_k}": sample_bigram(table, prompt, n, temperature, top_k + 1, seed),
+                "top_k ignored: sampling from the whole vocabulary": replay(temperature, None, seed),
+                f"the top {top_k + 1} logits kept instead of the top {top_k}": replay(temperature, top_k + 1, seed),
             })
             if top_k > 1:
-                suspects[f"the top {top_k - 1} logits kept instead of the top {top_k}"] = sample_bigram(table, prompt, n, temperature, top_k - 1, seed)
+                suspects[f"the top {top_k - 1} logits kept instead of the top {top_k}"] = replay(temperature, top_k - 1, seed)
         expect_close(wire(out), accepted[0], f"tokens sampled with temperature={temperature}, top_k={top_k}", atol=0, rtol=0,
                      suspects=suspects,
                      hint="probs = softmax(logits[:, -1] / temperature) with all but the top_k logits set to -inf, then "
@@ -944,7 +964,7 @@ def generate_leaves_prompt_and_model(ctx):
     """leaves the prompt and the model's parameters unmodified"""
     model, table = build_bigram(ctx, 8, max_len=6)
     prompt = randint(ctx, 8, 2, 4)
-    result, _ = call_generate(ctx, model, prompt, 6, temperature=0.8, top_k=4, generator=ctx.builtin("generator", 7))
+    result, _ = call_generate(ctx, model, prompt, 6, temperature=0.8, top_k=4, generator=worker_generator(ctx, 7))
     expect_unchanged(prompt, result.args_after[1], "the prompt")
     expect_equal(wire(table_of(model)), table, "the model's parameters after generate",
                  hint="Generation only reads the model: no optimizer steps, no in-place changes")

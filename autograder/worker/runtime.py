@@ -107,6 +107,8 @@ class Runtime:
             except BaseException as exc:  # the student may raise SystemExit, KeyboardInterrupt, ...
                 reply_buffers = []
                 reply = {"ok": False, "error": self.describe(exc)}
+                if device_lost(self.device):
+                    reply["device_lost"] = True
             reply["traced"] = self.tracer.take()
             self.send(reply, reply_buffers)
 
@@ -121,6 +123,10 @@ class Runtime:
     def op_load(self, header, buffers, out):
         """Install the tracer, then run each cell on its own so one broken cell spares the rest."""
         self.device = torch.device(header.get("device", "cpu"))
+        try:
+            prepare_device(self.device)
+        except Exception as exc:  # noqa: BLE001  (any failure means no usable device: said once, not in every test)
+            return {"ok": False, "error": {"type": "DeviceError", "message": f"{type(exc).__name__}: {exc}"[:1000]}}
         self.tracer.names = frozenset(header.get("trace", []))
         # Stays on for the worker's life. (A TorchDispatchMode would see kernels reached from inside
         # other torch functions too, but it makes grading ten times slower.)
@@ -261,6 +267,29 @@ class Runtime:
         except BaseException:
             message = "<unprintable message>"
         return {"type": type(exc).__name__, "message": message, "where": where, "output": self.output.tail()}
+
+
+def prepare_device(device: torch.device) -> None:
+    """Make the session's device the one student code gets by default; nothing changes on the CPU."""
+    # float32 tolerances assume IEEE float32 matrix products; TF32 (opt-in on recent GPUs) keeps 10 mantissa bits, not 23.
+    torch.set_float32_matmul_precision("highest")
+    if device.type != "cuda":
+        return
+    if device.index is not None:
+        torch.cuda.set_device(device)  # "cuda" and .cuda() in student code mean the session's GPU, not GPU 0
+    torch.empty(0, device=device)  # create the CUDA context now, under the load time limit, not a test's
+
+
+def device_lost(device: torch.device) -> bool:
+    """Whether the GPU context is broken: a CUDA device-side assert (an index out of range, multinomial on NaN)
+    is sticky, so every later call in this process would fail. On the CPU an error leaves nothing behind."""
+    if device.type != "cuda":
+        return False
+    try:
+        torch.cuda.synchronize(device)
+    except Exception:  # noqa: BLE001  (whatever CUDA raises, the context is unusable)
+        return True
+    return False
 
 
 def run_worker(sock) -> None:
