@@ -19,9 +19,10 @@ What it writes mirrors ``nbgrader autograde`` (``converters/autograde.py`` and
 
 Exercise ``E`` of a hidden suite maps to the grade cell ``test_E`` (or ``test_E_*``) and the
 solution cell ``E`` of the assignment's notebook, the names the solution notebooks use. The
-hidden suite's points may differ from the grade cell's (a1's softmax: 8 hidden points,
-``test_softmax`` worth 4): the *fraction* earned is kept, ``auto_score = score / max × cell
-points`` rounded to 0.01, and the command says which exercises it scaled. Grade cells of no
+course's notebooks give each grade cell the hidden suite's points (``tests/test_release.py``
+checks it), but a gradebook made from an older release may not (softmax's grade cell worth 4,
+the suite 8): then the *fraction* earned is kept, ``auto_score = score / max × cell points``
+rounded to 0.01, and the command says which exercises it scaled. Grade cells of no
 exercise (say, a written answer) are left alone for manual grading.
 """
 

@@ -153,29 +153,47 @@ def test_a_foreign_csv_is_refused_before_grading(tmp_path, capsys):
 
 # --- nbgrader's gradebook ------------------------------------------------------------------
 
-def test_gradebook_totals_are_the_results_scaled_to_its_grade_cells(graded, course, tmp_path, capsys):
+def test_gradebook_totals_are_the_results_scores(graded, course, tmp_path, capsys):
+    """The solution notebook's grade cells are worth what the hidden suite awards, so nothing is scaled."""
     _, out = graded
     db = gradebook_db(course, tmp_path)
     assert main(["export-gradebook", str(out), "--db", str(db)]) == 0
     printed = capsys.readouterr().out
-    assert "softmax 8→4" in printed and f"({len(STUDENTS)} new student(s))" in printed
-    cell_points = grade_cell_points()
+    assert "→" not in printed and f"({len(STUDENTS)} new student(s))" in printed
     results = results_by_student(out)
     with open_gradebook(db) as gb:
         assert sorted(s.id for s in gb.students) == STUDENTS
+        for student, result in results.items():
+            grades = {e: gb.find_grade(f"test_{e}", "attention", "a1_attention", student) for e in A1_EXERCISES}
+            assert {e: g.auto_score for e, g in grades.items()} == exercise_points(result)
+            assert not any(g.needs_manual_grade for g in grades.values())
+            submission = gb.find_submission("a1_attention", student)
+            assert (submission.score, submission.max_score) == (pytest.approx(result["score"]), 37.0)
+        comment = gb.find_comment("softmax", "attention", "a1_attention", "untouched_release").comment
+        assert comment.startswith("Hidden tests: 0/8 points.") and "not implemented yet" in comment
+
+
+def test_gradebook_scales_to_a_grade_cell_worth_other_points(graded, course, tmp_path, capsys):
+    """A gradebook made from an older notebook (softmax's grade cell worth 4, the suite 8) gets the fraction earned."""
+    _, out = graded
+    db = gradebook_db(course, tmp_path)
+    with open_gradebook(db) as gb:
+        gb.find_grade_cell("test_softmax", "attention", "a1_attention").max_score = 4.0
+        gb.db.commit()
+    cell_points = {**grade_cell_points(), "softmax": 4.0}
+    assert main(["export-gradebook", str(out), "--db", str(db)]) == 0
+    assert "softmax 8→4" in capsys.readouterr().out
+    results = results_by_student(out)
+    with open_gradebook(db) as gb:
         for student, result in results.items():
             maxima = {e: sum(t["max_score"] for t in result["tests"] if t["tags"][0] == e) for e in A1_EXERCISES}
             expected = {e: round(p / maxima[e] * cell_points[e], 2) for e, p in exercise_points(result).items()}
             grades = {e: gb.find_grade(f"test_{e}", "attention", "a1_attention", student) for e in A1_EXERCISES}
             assert {e: g.auto_score for e, g in grades.items()} == expected
-            assert not any(g.needs_manual_grade for g in grades.values())
-            submission = gb.find_submission("a1_attention", student)
-            assert (submission.score, submission.max_score) == (pytest.approx(sum(expected.values())), 28.0)
+            assert gb.find_submission("a1_attention", student).max_score == 33.0
         # split_heads is worth 3 in both: its score goes over unscaled
         assert gb.find_grade("test_split_heads", "attention", "a1_attention", "hostile").auto_score == \
             exercise_points(results["hostile"])["split_heads"]
-        comment = gb.find_comment("softmax", "attention", "a1_attention", "untouched_release").comment
-        assert comment.startswith("Hidden tests: 0/8 points.") and "not implemented yet" in comment
 
 
 def test_reexport_updates_and_never_duplicates_and_keeps_manual_scores(graded, course, tmp_path):
@@ -199,7 +217,7 @@ def test_reexport_updates_and_never_duplicates_and_keeps_manual_scores(graded, c
         submissions = gb.assignment_submissions("a1_attention")
         assert sorted(s.student.id for s in submissions) == STUDENTS
         assert all(len(s.notebooks) == 1 and len(s.notebooks[0].grades) == 5 for s in submissions)
-        assert gb.find_submission("a1_attention", "untouched_release").score == 4.0
+        assert gb.find_submission("a1_attention", "untouched_release").score == 8.0  # 0 before, now softmax's 8
         kept = gb.find_grade("test_merge_heads", "attention", "a1_attention", "broken_json")
         assert (kept.manual_score, kept.needs_manual_grade, kept.score) == (2.0, True, 2.0)
 

@@ -113,3 +113,23 @@ def test_committed_notebooks_carry_no_outputs():
                     dirty.append(str(path.relative_to(REPO)))
                     break
     assert not dirty, f"clear outputs before committing: {dirty}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_points_agree_between_heading_gradebook_and_hidden_suite(assignment):
+    """An exercise is worth the same everywhere: its heading ("> Points: N"), its nbgrader grade cell
+    (what the gradebook totals) and the hidden suite (what the grader awards)."""
+    suite = load_suite(assignment)
+    awarded: dict[str, float] = {}
+    for test in suite.tests:
+        awarded[test.exercise] = awarded.get(test.exercise, 0) + test.points
+    nb = load(REPO / "solutions" / assignment / suite.notebook)
+    cells = {grade_id(c): c["metadata"]["nbgrader"].get("points") for c in nb["cells"]
+             if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    headings = {}
+    for cell in nb["cells"]:
+        found = re.search(r"### Exercise \d+ — (\w+)\s+> Points: (\d+)", text(cell))
+        if cell["cell_type"] == "markdown" and found:
+            headings[found.group(1)] = int(found.group(2))
+    assert {f"test_{e}": p for e, p in awarded.items()} == cells
+    assert awarded == headings
