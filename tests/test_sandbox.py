@@ -47,6 +47,17 @@ def signal_pid(pid):
     except OSError as exc:
         return "refused: " + type(exc).__name__
 
+def read_process(pid):
+    found = []
+    for name in ("environ", "mem", "maps"):
+        try:
+            with open("/proc/%d/%s" % (pid, name), "rb") as f:
+                f.read(64)
+            found.append(name)
+        except OSError:
+            pass
+    return "read " + ", ".join(found) if found else "refused"
+
 def write_outside():
     try:
         with open("/tmp/escaped-from-the-worker", "w") as f:
@@ -151,6 +162,16 @@ def test_worker_cannot_signal_the_grader(session):
     if abi < 6 and not session.sandbox_layers["unprivileged_uid"].startswith("on"):
         pytest.skip("needs Landlock ABI 6 (signal scoping) or a uid of its own")
     assert session.call("signal_pid", os.getpid()).value.startswith("refused")
+
+
+def test_worker_cannot_read_the_graders_memory_or_environment(session):
+    """/proc/<grader>/environ, mem and maps need ptrace rights: another uid, or Landlock's domain, denies them."""
+    session.call("write_inside")
+    if not (session.sandbox_layers.get("unprivileged_uid", "").startswith("on")
+            or session.sandbox_layers.get("landlock", "").startswith("on")):
+        pytest.skip("needs a uid of its own or Landlock")
+    assert session.call("read_process", os.getpid()).value == "refused"
+    assert session.call("read_process", session.server.process.pid).value == "refused"
 
 
 def test_a_double_forked_orphan_ignoring_sigterm_cannot_outlive_its_worker(session):
