@@ -3,7 +3,8 @@
 ``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]
 [--out-dir DIR] [--csv grades.csv]`` grades; ``python -m autograder export-gradebook RESULTS...
 [--db gradebook.db]`` files graded results into nbgrader's gradebook (see ``autograder/gradebook.py``
-for why that is a step of its own).
+for why that is a step of its own). Grading several submissions ends with a class summary
+(``autograder/summary.py``) and ``<out-dir>/summary.png``.
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
 when the grader itself could not run (an unreadable path, an unknown assignment).
@@ -85,6 +86,7 @@ def grade_all(args, server) -> int:
     many = len(args.submissions) > 1
     out_dir = _out_dir(args)
     rows = []  # one per submission for grades.csv, graded or not
+    reports, not_gradable = {}, []  # for the class summary: reports by submission number, assignments of the rest
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(args.submissions)))
     status = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -97,8 +99,10 @@ def grade_all(args, server) -> int:
                 status = _error(error)
             if report is None:
                 rows.append(error_row(path, args.assignment, error))
+                not_gradable.append(rows[-1]["assignment"])
                 continue
             rows.append(report_row(report))
+            reports[n] = report
             out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else Path("results.json"))
             write_results(report, out)
             if many:
@@ -106,6 +110,8 @@ def grade_all(args, server) -> int:
             text = render(report, color=sys.stdout.isatty())
             print(text.splitlines()[-1] if args.quiet else text, flush=True)
             print(f"  results: {out}\n", flush=True)
+    if many:
+        _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, out_dir)
     csv_path = _csv_path(args)
     if csv_path:
         try:
@@ -114,6 +120,20 @@ def grade_all(args, server) -> int:
         except (GradesCsvError, OSError) as exc:  # the results.json files are written; only the CSV is missing
             status = _error(f"grades.csv not written: {exc}")
     return status
+
+
+def _class_summary(args, reports, not_gradable, out_dir: Path) -> None:
+    """What the class got wrong, printed and drawn into <out-dir>/summary.png; a plot that fails only warns."""
+    from autograder.summary import FIGURE_NAME, render_summary, summarise, write_figure
+
+    summaries = summarise(reports, not_gradable)
+    print(render_summary(summaries, quiet=args.quiet, color=sys.stdout.isatty()), flush=True)
+    figure = out_dir / FIGURE_NAME
+    try:
+        write_figure(summaries, figure)
+        print(f"summary: {figure}", flush=True)
+    except Exception as exc:  # the grades are written; a missing picture must not turn the run into a failure
+        print(f"warning: {figure} not written: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def export_gradebook(args) -> int:
