@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
-from autograder.session import Session
+from autograder.session import Session, WorkerLost
 from autograder.worker.sandbox import PACKAGE_ROOT, uid_per_worker_possible
+from autograder.worker.uids import BLOCK_SIZE, FIRST_UID, N_BLOCKS
 
 pytestmark = pytest.mark.engine
 
@@ -101,6 +103,40 @@ def fill_the_disk(size_mib, files):
     except OSError as exc:
         return "stopped after %d: %s" % (written, os.strerror(exc.errno))
     return "wrote %d" % written
+
+def i386_getpid():
+    """getpid through the 32-bit table (int 0x80): machine code in an executable page."""
+    import ctypes, mmap
+    code = bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3])  # mov eax, 20 (i386 getpid); int 0x80; ret
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    return ctypes.CFUNCTYPE(ctypes.c_int)(address)()
+
+def open_devices(paths):
+    opened = []
+    for path in paths:
+        try:
+            os.close(os.open(path, os.O_RDONLY))
+            opened.append(path)
+        except OSError:
+            pass
+    return opened
+
+def shared_memory(gib):
+    import mmap
+    try:
+        mmap.mmap(-1, int(gib * 2**30))  # shared and anonymous: RLIMIT_DATA does not count it
+        return "mapped"
+    except (OSError, MemoryError) as exc:
+        return "refused: " + type(exc).__name__
+
+def memory_file():
+    try:
+        os.memfd_create("outside-every-quota")
+        return "created"
+    except OSError as exc:
+        return "refused: " + os.strerror(exc.errno)
 
 def leave_an_orphan():
     """Double fork; the grandchild leaves the session and ignores SIGTERM."""
@@ -196,22 +232,37 @@ def _alive(pid: int) -> bool:
         return False
 
 
-CAP_DAC_READ_SEARCH = 1 << 2
+def test_a_call_through_another_architecture_kills_the_worker(session):
+    """int 0x80 reaches the i386 table, where seccomp's numbers mean other calls: it must not pass."""
+    layer(session, "no_new_processes")
+    if os.uname().machine != "x86_64":
+        pytest.skip("i386 calls exist on x86_64 only")
+    with pytest.raises(WorkerLost):
+        session.call("i386_getpid")
 
 
-def test_worker_runs_as_a_uid_of_its_own_with_at_most_the_read_capability(session):
-    """As root, the worker gets a uid from the pool and no capability but CAP_DAC_READ_SEARCH
-    (kept only where Python is unreadable to others, and then Landlock confines it)."""
+def test_worker_opens_no_disk_or_other_raw_device(session):
+    layer(session, "landlock")
+    import stat
+
+    devices = [str(p) for p in Path("/dev").iterdir()
+               if stat.S_ISBLK(p.stat().st_mode) or p.name.startswith(("vcs", "tty", "mem", "kmsg", "port"))]
+    if not devices:
+        pytest.skip("no raw devices here")
+    assert session.call("open_devices", devices).value == []
+    assert session.call("open_devices", ["/dev/null", "/dev/urandom"]).value == ["/dev/null", "/dev/urandom"]
+
+
+def test_worker_runs_as_a_uid_of_its_own_without_capabilities(session):
+    """As root, the worker gets a uid from the grader's block and no capability at all."""
     if not uid_per_worker_possible():
         pytest.skip("the grader is not root, or Python is unreadable to others and Landlock is missing")
     session.call("identity")
     assert session.sandbox_layers["unprivileged_uid"].startswith("on")
     me = session.call("identity").value
-    assert 61000 <= me["uid"] < 61512
-    assert me["effective"] & ~CAP_DAC_READ_SEARCH == 0 and me["bounding"] & ~CAP_DAC_READ_SEARCH == 0
-    if me["effective"]:
-        assert session.sandbox_layers["landlock"].startswith("on")
-    assert session.call("import_something_new").value == "imported"
+    assert FIRST_UID <= me["uid"] < FIRST_UID + BLOCK_SIZE * N_BLOCKS
+    assert me["effective"] == 0 and me["bounding"] == 0
+    assert session.call("import_something_new").value == "imported"  # Python stays readable (unmasked if need be)
 
 
 def test_worker_cannot_open_files_by_handle(session):
@@ -231,6 +282,14 @@ def test_worker_cannot_fill_the_disk(session):
     assert not os.path.exists(os.path.join(session.server.tmp, f"worker-{session.worker.pid}", "filler-0"))
 
 
+def test_worker_cannot_take_memory_around_its_limits(session):
+    """Shared mappings and memory files escape RLIMIT_DATA: the address-space limit and seccomp stop them."""
+    assert session.call("shared_memory", 9).value == "refused: OSError"
+    assert session.call("shared_memory", 0.01).value == "mapped"
+    layer(session, "no_new_processes")
+    assert session.call("memory_file").value == "refused: Operation not permitted"
+
+
 def _machine_allows_mount_namespaces() -> bool:
     """Whether a child of this process may unshare a mount namespace: then the layer must be on."""
     import ctypes
@@ -245,21 +304,33 @@ FALLBACK = """
 import json, os, sys
 from autograder.worker import sandbox
 
-def no_landlock(private):
-    raise OSError("disabled by the test")
+def refuse(*args):
+    raise OSError("refused by the test")
 
-sandbox._landlock = no_landlock
+sandbox._landlock = refuse   # a kernel without Landlock
+os.setresuid = refuse        # a container whose user namespace maps no worker uid
 out = os.dup(1)
-layers = sandbox.enter(uid=61511)
+layers = sandbox.enter(uid=60578)
 with open("/proc/self/status") as f:
     fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+with open("/etc/shadow", "rb") as f:
+    shadow = len(f.read())
 solutions = os.listdir(sandbox.PACKAGE_ROOT / "solutions")
-os.write(out, json.dumps({"layers": layers, "effective": int(fields["CapEff"], 16), "solutions": solutions}).encode())
+devices = []
+for name in os.listdir("/dev"):
+    try:
+        os.close(os.open("/dev/" + name, os.O_RDONLY))
+        devices.append(name)
+    except OSError:
+        pass
+os.write(out, json.dumps({"layers": layers, "uid": os.getuid(), "effective": int(fields["CapEff"], 16),
+                          "solutions": solutions, "shadow": shadow, "devices": sorted(devices)}).encode())
 """
 
 
-def test_without_landlock_the_worker_keeps_no_capability_and_the_course_stays_covered(tmp_path):
-    """The read capability is kept only under Landlock; the mount namespace still hides the course."""
+def test_when_the_uid_and_landlock_fail_the_worker_keeps_no_capability_and_sees_no_course(tmp_path):
+    """Fail closed: a uid drop that fails leaves root without capabilities (never root with them),
+    and the mount namespace still covers the course folders and the system's secrets."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     import json
@@ -270,10 +341,12 @@ def test_without_landlock_the_worker_keeps_no_capability_and_the_course_stays_co
                          env={**os.environ, "TMPDIR": str(tmp_path)})
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert result["layers"]["landlock"] == "off: disabled by the test"
-    assert result["effective"] == 0
-    if result["layers"].get("course_folders_hidden", "").startswith("on"):
-        assert result["solutions"] == []
+    assert result["layers"]["landlock"] == "off: refused by the test"
+    assert result["layers"]["unprivileged_uid"].startswith("off")
+    assert (result["uid"], result["effective"]) == (0, 0)
+    if _machine_allows_mount_namespaces():
+        assert result["solutions"] == [] and result["shadow"] == 0
+        assert set(result["devices"]) <= {"null", "zero", "full", "random", "urandom", "stdin", "stdout", "stderr", "fd"}
 
 
 def test_two_graders_never_hand_out_the_same_worker_uid():

@@ -273,6 +273,8 @@ def prepare_device(device: torch.device) -> None:
     """Make the session's device the one student code gets by default; nothing changes on the CPU."""
     # float32 tolerances assume IEEE float32 matrix products; TF32 (opt-in on recent GPUs) keeps 10 mantissa bits, not 23.
     torch.set_float32_matmul_precision("highest")
+    if device.type == "cpu":
+        sandbox.limit_address_space()
     if device.type != "cuda":
         return
     if device.index is not None:

@@ -3,24 +3,26 @@
 Layers, in the order applied:
 
 1. its own session, so one ``killpg`` takes the worker and what it spawned;
-2. when root, new mount and network namespaces: the network has only a loopback that is
-   down, and the private folder below is a size-capped tmpfs, so nothing the worker writes
-   reaches the disk and it cannot fill it; the course's hidden folders are covered by empty
-   read-only mounts (a second wall where Landlock is missing);
-3. a private, empty working directory (also ``HOME`` and ``TMPDIR``); Landlock denies TCP;
+2. when root, new mount and network namespaces (``/`` made private first, so no mount reaches
+   the host): the network has only a loopback that is down; the private folder (3) is a
+   size-capped, non-executable tmpfs, so nothing the worker writes reaches the disk; the
+   course's hidden folders and the system's secrets are covered by empty mounts (a second wall
+   behind Landlock); and where a folder others may not enter hides Python (``/root``, mode
+   700, holding a pyenv), it is replaced by an open one holding only Python, bound back in place;
+3. a private, empty working directory (also ``HOME`` and ``TMPDIR``);
 4. standard streams detached from the grader;
 5. resource limits (CPU time, data size, file size, open files, processes) and one torch thread;
-6. when the grader runs as root: an unprivileged uid of its own, so it can neither signal nor
-   read the grader, and the grader can kill every process of that uid afterwards. When the
-   Python installation is not readable by other users (a pyenv under ``/root``), the uid keeps
-   one capability, CAP_DAC_READ_SEARCH, to read it, and only where Landlock (7) then confines
-   every read; seccomp (8) refuses ``open_by_handle_at``, the one call that capability would
-   open beyond paths. Without a uid: root without any capability;
+6. when the grader runs as root: an unprivileged uid of its own, with no capability, so it can
+   neither signal nor read the grader, and the grader can kill every process of that uid
+   afterwards; when that fails, root without any capability, and when even that fails the
+   worker exits before running anything;
 7. Landlock: read access only to the Python installation and system folders, write access only
-   to its private directory, no signals or abstract sockets outside its own sandbox. The
-   course repository (hidden suites, solutions, gradebook) is outside what it may read;
+   to its private directory and a few named devices (``/dev/null``, ``/dev/urandom``, a GPU's),
+   no TCP, no signals or abstract sockets outside its own sandbox. The course repository
+   (hidden suites, solutions, gradebook) is outside what it may read;
 8. seccomp: threads may be created, processes and sockets may not (no fork bomb, no orphan,
-   no unix socket by path, no UDP), nor file handles (``open_by_handle_at``).
+   no unix socket by path, no UDP), nor file handles or io_uring; a call through another
+   architecture's table (``int 0x80``, x32) kills the worker.
 
 Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader
 and into ``results.json``.
@@ -57,49 +59,69 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def enter(uid: int | None = None) -> dict[str, str]:
     _layer("session", os.setsid)
     root = os.geteuid() == 0
-    if root:
-        _layer("namespaces", lambda: _unshare(CLONE_NEWNS | CLONE_NEWNET) or "mount, network")
+    namespaces = root and _layer("namespaces", _enter_namespaces) is not None
     private = _layer("private_tmpdir", lambda: _private_dir(uid))
-    if root and "namespaces" in LAYERS and LAYERS["namespaces"].startswith("on"):
+    if namespaces:
         _layer("disk_quota", lambda: _private_tmpfs(private, uid))
         _layer("course_folders_hidden", _hide_course_folders)
+        _layer("devices_minimal", _minimal_dev)
+        if not python_readable_by_others():
+            _layer("python_unmasked", _unmask_python)
     _layer("stdio_detached", _detach_stdio)
     for name, value in LIMITS.items():
         _layer(name.lower(), lambda name=name, value=value: _limit(name, value))
     _layer("torch_threads_1", _one_thread)
-    keep = () if python_readable_by_others() else (CAP_DAC_READ_SEARCH,)
-    if uid is not None:
-        _layer("unprivileged_uid", lambda: _drop_privileges(uid, keep))
+    python_readable = python_readable_by_others() or LAYERS.get("python_unmasked", "").startswith("on")
+    if uid is not None and python_readable:
+        if _layer("unprivileged_uid", lambda: _drop_privileges(uid)) is None and not _try(_drop_capabilities):
+            os._exit(70)  # fail closed: student code never runs as root with capabilities
     elif root:
         _layer("capabilities_dropped", _drop_capabilities)  # root without its powers (RLIMIT_NPROC still
         # never binds uid 0: the seccomp layer is what stops a fork bomb)
-        LAYERS["unprivileged_uid"] = ("off: every block of worker uids is held by other graders on this machine"
-                                      if uid_per_worker_possible() else
-                                      "off: Landlock is missing, and other users cannot read this Python")
+        LAYERS["unprivileged_uid"] = ("off: no block of worker uids was free (other graders hold them all)"
+                                      if python_readable else
+                                      "off: other users cannot read this Python, and it could not be unmasked")
     else:
         LAYERS["unprivileged_uid"] = "off: the grader is not root, so the worker runs as the grader's user"
-    landlocked = _layer("landlock", lambda: _landlock(private))
-    if uid is not None and keep and landlocked is None:
-        # The capability was kept only because Landlock would confine it: without Landlock, drop it.
-        LAYERS["unprivileged_uid"] += "; capability dropped as Landlock failed" if _try(_drop_capabilities) else ""
+    _layer("landlock", lambda: _landlock(private))
     _layer("no_new_processes", _no_new_processes)
     return LAYERS
 
 
 def uid_per_worker_possible() -> bool:
     """Whether a root grader can give workers a uid of their own (see layer 6)."""
-    return os.geteuid() == 0 and (python_readable_by_others() or landlock_abi() >= 1)
+    return os.geteuid() == 0 and (python_readable_by_others() or python_unmaskable())
 
 
 @functools.cache
 def python_readable_by_others() -> bool:
     """Whether another uid can read this Python (a pyenv under /root, mode 700, cannot)."""
-    for root in {sys.base_prefix, sys.prefix}:
-        path = Path(root).resolve()
-        for folder in [path, *path.parents]:
-            if not folder.stat().st_mode & 0o001:  # others may not traverse it
-                return False
-    return True
+    return not _masked_roots()
+
+
+@functools.cache
+def python_unmaskable() -> bool:
+    """Whether the folders that hide Python (``/root``) can be replaced, in the worker's mount
+    namespace, by open ones holding only Python: its own folders must be readable by others."""
+    return all(os.stat(r).st_mode & 0o005 == 0o005 for roots in _masked_roots().values() for r in roots)
+
+
+def _python_roots() -> list[str]:
+    """The folders Python reads code from, without those inside another."""
+    found = sorted({os.path.realpath(r) for r in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                                  *(p for p in sys.path if p)) if os.path.isdir(r)})
+    return [r for r in found if not any(r != o and _within(r, o) for o in found)]
+
+
+def _masked_roots() -> dict[str, list[str]]:
+    """{the topmost folder others may not traverse: the Python roots below it}."""
+    masked: dict[str, list[str]] = {}
+    for root in _python_roots():
+        path = Path(root)
+        blocked = [str(f) for f in [*reversed(path.parents)] if not f.stat().st_mode & 0o001]
+        if blocked:
+            masked.setdefault(blocked[0], []).append(root)
+    return masked
 
 
 def _try(action) -> bool:
@@ -154,31 +176,35 @@ def _limit(name: str, value: int) -> None:
     resource.setrlimit(kind, (value, hard))
 
 
+ADDRESS_SPACE = 8 * GiB  # CPU workers only: counts the shared mappings RLIMIT_DATA does not
+
+
+def limit_address_space() -> None:
+    """Called once the device is known: on the CPU, cap all mappings, shared ones included
+    (``mmap(-1, n)`` is shared and escapes RLIMIT_DATA). CUDA reserves far more address space
+    than it uses, so a GPU worker keeps only RLIMIT_DATA."""
+    _limit("RLIMIT_AS", ADDRESS_SPACE)
+    LAYERS["rlimit_as"] = "on"
+
+
 def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
 
 
-def _drop_privileges(uid: int, keep: tuple[int, ...] = ()) -> str:
-    """Become ``uid`` with no capability but those in ``keep`` (effective and permitted)."""
-    if keep:
-        for cap in range(64):
-            if cap not in keep:
-                _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # needs CAP_SETPCAP: done while still root
-        _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)
+def _drop_privileges(uid: int) -> str:
+    for cap in range(64):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # no file capability can bring one back either
     os.setgroups([])
     os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-    if not keep:
-        return f"uid {uid}"
-    _libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
-    _capset(sum(1 << cap for cap in keep))
-    return f"uid {uid}, keeps CAP_DAC_READ_SEARCH to read {sys.base_prefix}; Landlock confines its reads"
+    os.setresuid(uid, uid, uid)  # from root to another uid: every capability goes
+    if os.getresuid() != (uid, uid, uid):
+        raise OSError(f"still uid {os.getresuid()}")
+    return f"uid {uid}"
 
 
-PR_CAPBSET_DROP, PR_SET_KEEPCAPS, CAPABILITY_VERSION_3 = 24, 8, 0x20080522
-CAP_DAC_READ_SEARCH = 2
+PR_CAPBSET_DROP, CAPABILITY_VERSION_3 = 24, 0x20080522
 
 
 def _drop_capabilities() -> None:
@@ -201,8 +227,17 @@ def _capset(mask: int) -> None:
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 1 << 12, 1 << 14, 1 << 18
 TMPFS_SIZE, TMPFS_FILES = "128m", 4096  # per worker; files are also capped one by one (RLIMIT_FSIZE)
-HIDDEN_FOLDERS = ("solutions", "tests", "examples", "autograder/suites", "submitted", "autograded", "feedback")
-HIDDEN_FILES = ("gradebook.db",)
+HIDDEN_FOLDERS = ("solutions", "tests", "examples", "autograder/suites", ".git", "results",
+                  "submitted", "autograded", "feedback", "release", "source")
+HIDDEN_FILES = ("gradebook.db", "gradebook.db-journal", ".nbgrader.log")
+SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh")  # unreadable to a uid, not to root
+
+
+def _enter_namespaces() -> str:
+    """New mount and network namespaces; every mount made after this stays in the worker's."""
+    _unshare(CLONE_NEWNS | CLONE_NEWNET)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # before any mount: none may propagate to the host
+    return "mount, network"
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
@@ -213,27 +248,83 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, opti
 
 def _private_tmpfs(private: str, uid: int | None) -> str:
     """The private folder becomes a tmpfs of its own: at most TMPFS_SIZE and TMPFS_FILES files,
-    gone with the worker's mount namespace. Mounts made here never reach the grader's namespace."""
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    nothing executable, gone with the worker's mount namespace."""
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
-    _mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, f"size={TMPFS_SIZE},nr_inodes={TMPFS_FILES},mode=0700{owner}")
+    _mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+           f"size={TMPFS_SIZE},nr_inodes={TMPFS_FILES},mode=0700{owner}")
     os.chdir(private)  # the cwd was the folder underneath the mount
     return f"tmpfs {TMPFS_SIZE}, {TMPFS_FILES} files"
 
 
 def _hide_course_folders() -> str:
-    """Cover the course's hidden folders with empty read-only tmpfs mounts."""
+    """Cover the course's hidden folders with empty read-only mounts, its files and the system's
+    secrets with /dev/null: a second wall behind Landlock, and the only one where it is missing."""
     hidden = []
     for name in HIDDEN_FOLDERS:
-        folder = PACKAGE_ROOT / name
-        if folder.is_dir():
-            _mount("tmpfs", str(folder), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=2")
+        if (PACKAGE_ROOT / name).is_dir():
+            _cover_folder(str(PACKAGE_ROOT / name))
             hidden.append(name)
     for name in HIDDEN_FILES:
         if (PACKAGE_ROOT / name).is_file():
             _mount("/dev/null", str(PACKAGE_ROOT / name), None, MS_BIND)
             hidden.append(name)
+    for secret in SECRETS:
+        if os.path.isdir(secret):
+            _cover_folder(secret)
+        elif os.path.isfile(secret):
+            _mount("/dev/null", secret, None, MS_BIND)
     return ", ".join(hidden) or "none here"
+
+
+def _minimal_dev() -> str:
+    """A /dev holding only the harmless devices and a GPU's: no disk, loop device or console can
+    be opened, whatever Landlock and the uid do (root without capabilities still owns them)."""
+    devices = _device_files()
+    handles = {d: os.open(d, os.O_PATH | os.O_CLOEXEC) for d in devices}
+    try:
+        _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
+        for device, fd in handles.items():
+            open(device, "w").close()  # a mount point for the real device node
+            _mount(f"/proc/self/fd/{fd}", device, None, MS_BIND)
+    finally:
+        for fd in handles.values():
+            os.close(fd)
+    for n, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{n}", f"/dev/{name}")
+    os.symlink("/proc/self/fd", "/dev/fd")
+    return ", ".join(os.path.basename(d) for d in devices)
+
+
+def _cover_folder(folder: str) -> None:
+    _mount("tmpfs", folder, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=2")
+
+
+def _unmask_python() -> str:
+    """Where a folder others may not enter hides Python (``/root``, mode 700, holding a pyenv),
+    replace that folder by an open tmpfs that holds only Python's folders, bound back in place,
+    so a worker with a uid of its own can import from them and sees nothing else there."""
+    masked = _masked_roots()
+    if not python_unmaskable():
+        raise OSError("Python's own folders are not readable by others")
+    for blocked, roots in masked.items():
+        handles = {root: os.open(root, os.O_PATH | os.O_CLOEXEC) for root in roots}
+        try:
+            _mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,nr_inodes=64,mode=0755")
+            for root, fd in handles.items():
+                _make_open_folders(blocked, root)
+                _mount(f"/proc/self/fd/{fd}", root, None, MS_BIND | MS_REC)
+        finally:
+            for fd in handles.values():
+                os.close(fd)
+    return ", ".join(masked)
+
+
+def _make_open_folders(top: str, path: str) -> None:
+    """Create ``path`` below ``top`` (a fresh tmpfs), every folder on the way mode 755."""
+    for folder in [*reversed(Path(path).parents), Path(path)]:
+        if _within(str(folder), top) and str(folder) != top and not folder.exists():
+            folder.mkdir()
+            folder.chmod(0o755)
 
 
 # --- seccomp: threads yes, new processes no ----------------------------------------------
@@ -244,9 +335,11 @@ EAGAIN, EPERM, ENOSYS = 11, 1, 38
 # without CLONE_THREAD is tested apart), new sockets of any family (unix sockets by path, UDP
 # without a network namespace), file handles (open_by_handle_at reaches files by inode number,
 # around every path rule), and clone3, refused as "not implemented" so the C library falls back
-# to clone for threads.
-REFUSED = {"x86_64": {57: EAGAIN, 58: EAGAIN, 41: EAGAIN, 53: EAGAIN, 303: EPERM, 304: EPERM, 435: ENOSYS},
-           "aarch64": {198: EAGAIN, 199: EAGAIN, 264: EPERM, 265: EPERM, 435: ENOSYS}}
+# to clone for threads; memfd_create, whose memory no limit counts.
+REFUSED = {"x86_64": {57: EAGAIN, 58: EAGAIN, 41: EAGAIN, 53: EAGAIN, 303: EPERM, 304: EPERM, 319: EPERM, 435: ENOSYS},
+           "aarch64": {198: EAGAIN, 199: EAGAIN, 264: EPERM, 265: EPERM, 279: EPERM, 435: ENOSYS}}
+IO_URING = {425: EPERM, 426: EPERM, 427: EPERM}  # same numbers everywhere: it can open sockets without socket()
+X32_BIT = 0x40000000  # x86_64's x32 calls: another table, killed like another architecture
 CLONE = {"x86_64": 56, "aarch64": 220}
 CLONE_THREAD = 0x10000
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
@@ -268,34 +361,39 @@ def _no_new_processes() -> str:
     machine = os.uname().machine
     if machine not in AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine}")
-    prog = _filter_program(AUDIT_ARCH[machine], REFUSED[machine], CLONE[machine])
+    prog = _filter_program(AUDIT_ARCH[machine], {**REFUSED[machine], **IO_URING}, CLONE[machine],
+                           kill_from=X32_BIT if machine == "x86_64" else None)
     filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
     program = _Program(len(prog), filters)
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    return "threads only, no new sockets, no file handles"
+    return "threads only; no new sockets, file handles, io_uring or other-architecture calls"
 
 
-def _filter_program(arch: int, refused: dict[int, int], clone: int) -> list[tuple[int, int, int, int]]:
-    """Classic BPF: another architecture or any unlisted call is allowed; a listed call returns its
-    errno; clone returns EAGAIN unless its flags hold CLONE_THREAD. Jumps count the instructions
-    they skip, so each test jumps to a return statement placed after all of them."""
-    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
-    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+def _filter_program(arch: int, refused: dict[int, int], clone: int,
+                    kill_from: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Classic BPF: a call of another architecture (i386 through ``int 0x80``, say), or numbered
+    ``kill_from`` or above, kills the worker; a listed call returns its errno; clone returns
+    EAGAIN unless its flags hold CLONE_THREAD; anything else is allowed. Jumps count the
+    instructions they skip, so each test jumps to a return statement placed after all of them."""
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    ALLOW, KILL, ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
     errnos = sorted(set(refused.values()) | {EAGAIN})
-    n_body = 3 + len(refused) + 3  # load arch, test arch, load nr; one test per call; clone: test, load flags, test
-    ret_at = {"allow": n_body, **{e: n_body + 1 + i for i, e in enumerate(errnos)}}
+    n_body = 3 + (kill_from is not None) + len(refused) + 3
+    ret_at = {"allow": n_body, "kill": n_body + 1, **{e: n_body + 2 + i for i, e in enumerate(errnos)}}
     prog = [(LD, 0, 0, 4)]  # seccomp_data.arch
-    prog.append((JEQ, 0, ret_at["allow"] - len(prog) - 1, arch))
+    prog.append((JEQ, 0, ret_at["kill"] - len(prog) - 1, arch))
     prog.append((LD, 0, 0, 0))  # seccomp_data.nr
+    if kill_from is not None:
+        prog.append((JGE, ret_at["kill"] - len(prog) - 1, 0, kill_from))
     for nr, errno in refused.items():
         prog.append((JEQ, ret_at[errno] - len(prog) - 1, 0, nr))
     prog.append((JEQ, 0, ret_at["allow"] - len(prog) - 1, clone))
     prog.append((LD, 0, 0, 16))  # low 32 bits of args[0] (little endian): the clone flags
     prog.append((JSET, ret_at["allow"] - len(prog) - 1, ret_at[EAGAIN] - len(prog) - 1, CLONE_THREAD))
-    prog.append((RET, 0, 0, ALLOW))
+    prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, KILL)]
     prog += [(RET, 0, 0, ERRNO | errno) for errno in errnos]
     return prog
 
@@ -305,6 +403,8 @@ def _filter_program(arch: int, refused: dict[int, int], clone: int) -> list[tupl
 SYS_CREATE_RULESET, SYS_ADD_RULE, SYS_RESTRICT_SELF = 444, 445, 446
 PR_SET_NO_NEW_PRIVS = 38
 READ = (1 << 0) | (1 << 2) | (1 << 3)          # execute, read file, read dir
+READ_FILE = 1 << 2
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 WRITE_FILE, IOCTL_DEV = 1 << 1, 1 << 15
 # Rights by ABI version: 1 has bits 0-12, 2 adds refer (13), 3 truncate (14), 5 ioctl on devices (15).
 FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1}
@@ -335,7 +435,8 @@ def _landlock(private: str | None) -> str:
     try:
         for root in _readable_roots():
             _allow(ruleset, root, READ & fs)
-        _allow(ruleset, "/dev", (READ | WRITE_FILE | (IOCTL_DEV if abi >= 5 else 0)) & fs)
+        for device in _device_files():  # named devices only: never a disk, a console or a loop device
+            _allow(ruleset, device, (READ_FILE | WRITE_FILE | (IOCTL_DEV if abi >= 5 else 0)) & fs)
         if private:
             _allow(ruleset, private, fs)
         if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -345,6 +446,12 @@ def _landlock(private: str | None) -> str:
     finally:
         os.close(ruleset)
     return f"ABI {abi}"
+
+
+def _device_files() -> list[str]:
+    """The harmless devices, and a GPU's (``/dev/nvidia*``) so CUDA works in the worker."""
+    gpu = sorted(str(p) for p in Path("/dev").glob("nvidia*") if not p.is_dir())
+    return [d for d in (*DEVICES, *gpu) if os.path.exists(d)]
 
 
 def _readable_roots() -> list[str]:

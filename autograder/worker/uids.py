@@ -14,8 +14,10 @@ import fcntl
 import os
 import signal
 
-FIRST_UID, BLOCK_SIZE, N_BLOCKS = 61000, 64, 8  # uids 61000-61511: 8 graders at once, 64 live workers each
-LOCK_FOLDERS = ("/run/lock/transformer-course-uids", "/tmp/transformer-course-uids")
+# 60578-61089: the range systemd leaves unused (below its DynamicUser range, 61184-65519), so no
+# service shares a uid with a worker; 8 graders at once, 64 live workers each.
+FIRST_UID, BLOCK_SIZE, N_BLOCKS = 60578, 64, 8
+LOCK_FOLDERS = ("/run/transformer-course-uids", "/tmp/transformer-course-uids")  # /run: only root writes there
 
 
 class UidBlock:
