@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def grade_all(args, server) -> int:
     rows = []  # one per submission for grades.csv, graded or not
     reports, not_gradable = {}, []  # for the class summary: reports by submission number, assignments of the rest
     jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(args.submissions)))
+    if many:  # the class summary's figure needs matplotlib: import it while the workers grade
+        threading.Thread(target=_import_plotting, daemon=True).start()
     status = 0
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(_grade_one, args, path, server, device): (n, path)
@@ -120,6 +123,14 @@ def grade_all(args, server) -> int:
         except (GradesCsvError, OSError) as exc:  # the results.json files are written; only the CSV is missing
             status = _error(f"grades.csv not written: {exc}")
     return status
+
+
+def _import_plotting() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # noqa: BLE001  (write_figure reports the failure when it needs the module)
+        pass
 
 
 def _class_summary(args, reports, not_gradable, out_dir: Path) -> None:

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autograder.layout import assignment_in_path, student_id
-from autograder.runner import GradeReport
 from autograder.suites import SUITES, load_suite
+
+if TYPE_CHECKING:  # importing the runner imports torch: the CLI reads grades.csv before starting the worker server
+    from autograder.runner import GradeReport
 
 LEADING = ["student", "assignment", "submission", "score", "max_score"]
 TRAILING = ["diagnostics"]

@@ -109,12 +109,11 @@ def _reap(pid: int, uid: int | None, workers: set[int]) -> None:
             kill()
         except OSError:
             pass
-    if uid is not None:
-        _kill_uid(uid)
     shutil.rmtree(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"worker-{pid}"), ignore_errors=True)
     for _ in range(50):  # orphans arrive as the worker's exit completes; a fork bomb keeps forking
-        strays = [child for child in _children() if child not in workers]
-        if not strays and pid not in _children():
+        children, of_uid = _scan(uid)
+        strays = [child for child in children if child not in workers] + of_uid
+        if not strays and pid not in children:
             return
         for child in strays:
             try:
@@ -124,38 +123,24 @@ def _reap(pid: int, uid: int | None, workers: set[int]) -> None:
         time.sleep(0.005)
 
 
-def _children() -> list[int]:
-    me, found = os.getpid(), []
+def _scan(uid: int | None) -> tuple[list[int], list[int]]:
+    """One pass over /proc: this server's live children, and the processes owned by ``uid``
+    (a process that made itself non-dumpable shows as root's, but it is still a descendant,
+    so the subreaper has it among the children)."""
+    me, children, of_uid = os.getpid(), [], []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == me and fields[0] != b"Z":
-                found.append(int(entry))
-    return found
-
-
-def _kill_uid(uid: int) -> None:
-    """From a child that becomes ``uid``, kill(-1) reaches exactly that uid's processes."""
-    done_r, done_w = os.pipe()
-    child = os.fork()
-    if child == 0:
+        if not entry.isdigit():
+            continue
         try:
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            for _ in range(3):
-                os.kill(-1, signal.SIGKILL)
+            if uid is not None and os.stat(f"/proc/{entry}").st_uid == uid:
+                of_uid.append(int(entry))
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
-            pass
-        finally:
-            os.write(done_w, b"x")
-            os._exit(0)
-    os.close(done_w)
-    os.read(done_r, 1)
-    os.close(done_r)
+            continue
+        if int(fields[1]) == me and fields[0] != b"Z":
+            children.append(int(entry))
+    return children, of_uid
 
 
 def main() -> None:
