@@ -52,6 +52,8 @@ def load_error(device: str, error) -> str:
     error = error if isinstance(error, dict) else {}
     message = str(error.get("message") or "").strip().splitlines()
     first = message[0][:300] if message else ""
+    if error.get("type") == "SandboxError":
+        return f"not graded: {first}; run the grader as root on Linux 5.13+ (see the README's Security model)"
     if error.get("type") == "DeviceError":
         return f"the worker cannot use device {device} ({first}); grade with --device cpu instead"
     return f"the worker could not load the notebook ({error.get('type')}: {first})"

@@ -138,6 +138,31 @@ def memory_file():
     except OSError as exc:
         return "refused: " + os.strerror(exc.errno)
 
+def raise_limits():
+    import resource
+    raised = []
+    for name in ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NPROC", "RLIMIT_NOFILE"):
+        kind = getattr(resource, name)
+        soft, hard = resource.getrlimit(kind)
+        try:
+            resource.setrlimit(kind, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            raised.append(name)
+        except (ValueError, OSError):
+            try:
+                if hard > soft:
+                    resource.setrlimit(kind, (hard, hard))
+                    raised.append(name + " to its hard limit")
+            except (ValueError, OSError):
+                pass
+    return raised
+
+def new_user_namespace():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000 | 0x00020000) == 0:  # CLONE_NEWUSER | CLONE_NEWNS
+        return "unshared"
+    return "refused: " + os.strerror(ctypes.get_errno())
+
 def leave_an_orphan():
     """Double fork; the grandchild leaves the session and ignores SIGTERM."""
     r, w = os.pipe()
@@ -290,6 +315,17 @@ def test_worker_cannot_take_memory_around_its_limits(session):
     assert session.call("memory_file").value == "refused: Operation not permitted"
 
 
+def test_worker_cannot_raise_its_resource_limits(session):
+    """Soft limits are set equal to hard ones: the worker can lower them, never raise them."""
+    session.call("identity")
+    assert session.call("raise_limits").value == []
+
+
+def test_worker_cannot_make_namespaces(session):
+    layer(session, "no_new_processes")
+    assert session.call("new_user_namespace").value == "refused: Operation not permitted"
+
+
 def _machine_allows_mount_namespaces() -> bool:
     """Whether a child of this process may unshare a mount namespace: then the layer must be on."""
     import ctypes
@@ -324,13 +360,15 @@ for name in os.listdir("/dev"):
     except OSError:
         pass
 os.write(out, json.dumps({"layers": layers, "uid": os.getuid(), "effective": int(fields["CapEff"], 16),
-                          "solutions": solutions, "shadow": shadow, "devices": sorted(devices)}).encode())
+                          "solutions": solutions, "shadow": shadow, "devices": sorted(devices),
+                          "unsafe": sandbox.UNSAFE}).encode())
 """
 
 
 def test_when_the_uid_and_landlock_fail_the_worker_keeps_no_capability_and_sees_no_course(tmp_path):
-    """Fail closed: a uid drop that fails leaves root without capabilities (never root with them),
-    and the mount namespace still covers the course folders and the system's secrets."""
+    """Fail closed: a uid drop that fails leaves root without capabilities (never root with them);
+    as uid 0 still owns most files, with no Landlock the worker is marked unsafe and runs no student
+    code; and the mount namespace still covers the course folders and the system's secrets."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     import json
@@ -344,6 +382,7 @@ def test_when_the_uid_and_landlock_fail_the_worker_keeps_no_capability_and_sees_
     assert result["layers"]["landlock"] == "off: refused by the test"
     assert result["layers"]["unprivileged_uid"].startswith("off")
     assert (result["uid"], result["effective"]) == (0, 0)
+    assert result["unsafe"].startswith("the worker would run as root with no Landlock")  # the runtime refuses to load
     if _machine_allows_mount_namespaces():
         assert result["solutions"] == [] and result["shadow"] == 0
         assert set(result["devices"]) <= {"null", "zero", "full", "random", "urandom", "stdin", "stdout", "stderr", "fd"}
@@ -369,3 +408,11 @@ def test_two_graders_never_hand_out_the_same_worker_uid():
         assert again.uids  # released blocks are free again
     finally:
         again.release()
+
+
+def test_a_worker_that_cannot_be_isolated_grades_nothing_and_says_why():
+    from autograder.session import load_error
+
+    line = load_error("cpu", {"type": "SandboxError", "message": "the worker would run as root with no Landlock"})
+    assert line.startswith("not graded: the worker would run as root with no Landlock")
+    assert "Security model" in line

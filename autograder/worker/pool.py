@@ -39,6 +39,8 @@ def worker_environment(tmp: str) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MiB of address space per thread's arena otherwise
+        "USER": "worker", "LOGNAME": "worker",  # getpass.getuser() for a uid /etc/passwd does not know
         **{k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_CORETYPE") or k == "OPENBLAS_L2_SIZE"},
     }
 

@@ -123,6 +123,8 @@ class Runtime:
     def op_load(self, header, buffers, out):
         """Install the tracer, then run each cell on its own so one broken cell spares the rest."""
         self.device = torch.device(header.get("device", "cpu"))
+        if sandbox.UNSAFE:
+            return {"ok": False, "error": {"type": "SandboxError", "message": sandbox.UNSAFE}}
         try:
             prepare_device(self.device)
         except Exception as exc:  # noqa: BLE001  (any failure means no usable device: said once, not in every test)

@@ -52,6 +52,7 @@ LIMITS = {
 }
 
 LAYERS: dict[str, str] = {}
+UNSAFE: str | None = None  # set when student code must not run here at all (the runtime refuses to load it)
 SERVER_TMP = tempfile.gettempdir()  # the server's folder, holding every worker's private folder
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -76,15 +77,19 @@ def enter(uid: int | None = None) -> dict[str, str]:
         if _layer("unprivileged_uid", lambda: _drop_privileges(uid)) is None and not _try(_drop_capabilities):
             os._exit(70)  # fail closed: student code never runs as root with capabilities
     elif root:
-        _layer("capabilities_dropped", _drop_capabilities)  # root without its powers (RLIMIT_NPROC still
-        # never binds uid 0: the seccomp layer is what stops a fork bomb)
+        if _layer("capabilities_dropped", _drop_capabilities) is None and not _try(_drop_capabilities):
+            os._exit(70)
         LAYERS["unprivileged_uid"] = ("off: no block of worker uids was free (other graders hold them all)"
                                       if python_readable else
                                       "off: other users cannot read this Python, and it could not be unmasked")
     else:
         LAYERS["unprivileged_uid"] = "off: the grader is not root, so the worker runs as the grader's user"
-    _layer("landlock", lambda: _landlock(private))
+    landlocked = _layer("landlock", lambda: _landlock(private)) is not None
     _layer("no_new_processes", _no_new_processes)
+    if os.geteuid() == 0 and not landlocked:
+        # uid 0 owns nearly every file and sysctl, capabilities or not: only Landlock keeps it off them.
+        global UNSAFE
+        UNSAFE = "the worker would run as root with no Landlock to confine it (" + LAYERS["unprivileged_uid"] + ")"
     return LAYERS
 
 
@@ -152,6 +157,7 @@ def _private_dir(uid: int | None) -> str:
         os.chown(path, uid, uid)
     os.chdir(path)
     os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["MPLCONFIGDIR"] = path
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(path, "inductor")
     tempfile.tempdir = path
     return path
 
@@ -169,11 +175,12 @@ def _detach_stdio() -> None:
 
 
 def _limit(name: str, value: int) -> None:
+    """Soft and hard limit alike: a process may raise its soft limit up to the hard one, never the hard one."""
     kind = getattr(resource, name)
-    soft, hard = resource.getrlimit(kind)
+    _, hard = resource.getrlimit(kind)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
-    resource.setrlimit(kind, (value, hard))
+    resource.setrlimit(kind, (value, value))
 
 
 ADDRESS_SPACE = 8 * GiB  # CPU workers only: counts the shared mappings RLIMIT_DATA does not
@@ -284,6 +291,7 @@ def _minimal_dev() -> str:
     try:
         _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
         for device, fd in handles.items():
+            os.makedirs(os.path.dirname(device), mode=0o755, exist_ok=True)  # /dev/nvidia-caps on MIG GPUs
             open(device, "w").close()  # a mount point for the real device node
             _mount(f"/proc/self/fd/{fd}", device, None, MS_BIND)
     finally:
@@ -339,6 +347,10 @@ EAGAIN, EPERM, ENOSYS = 11, 1, 38
 REFUSED = {"x86_64": {57: EAGAIN, 58: EAGAIN, 41: EAGAIN, 53: EAGAIN, 303: EPERM, 304: EPERM, 319: EPERM, 435: ENOSYS},
            "aarch64": {198: EAGAIN, 199: EAGAIN, 264: EPERM, 265: EPERM, 279: EPERM, 435: ENOSYS}}
 IO_URING = {425: EPERM, 426: EPERM, 427: EPERM}  # same numbers everywhere: it can open sockets without socket()
+# Kernel surface no grading needs: user namespaces (unshare, setns), keyrings, bpf, perf events,
+# userfaultfd, ptrace and process_vm_readv/writev.
+KERNEL_SURFACE = {"x86_64": dict.fromkeys((272, 308, 248, 249, 250, 321, 298, 323, 101, 310, 311), EPERM),
+                  "aarch64": dict.fromkeys((97, 268, 217, 218, 219, 280, 241, 282, 117, 270, 271), EPERM)}
 X32_BIT = 0x40000000  # x86_64's x32 calls: another table, killed like another architecture
 CLONE = {"x86_64": 56, "aarch64": 220}
 CLONE_THREAD = 0x10000
@@ -361,7 +373,7 @@ def _no_new_processes() -> str:
     machine = os.uname().machine
     if machine not in AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine}")
-    prog = _filter_program(AUDIT_ARCH[machine], {**REFUSED[machine], **IO_URING}, CLONE[machine],
+    prog = _filter_program(AUDIT_ARCH[machine], {**REFUSED[machine], **IO_URING, **KERNEL_SURFACE[machine]}, CLONE[machine],
                            kill_from=X32_BIT if machine == "x86_64" else None)
     filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
     program = _Program(len(prog), filters)
@@ -369,7 +381,7 @@ def _no_new_processes() -> str:
         raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    return "threads only; no new sockets, file handles, io_uring or other-architecture calls"
+    return "threads only; no new sockets, namespaces, file handles, io_uring, bpf, ptrace or other-architecture calls"
 
 
 def _filter_program(arch: int, refused: dict[int, int], clone: int,
@@ -450,7 +462,7 @@ def _landlock(private: str | None) -> str:
 
 def _device_files() -> list[str]:
     """The harmless devices, and a GPU's (``/dev/nvidia*``) so CUDA works in the worker."""
-    gpu = sorted(str(p) for p in Path("/dev").glob("nvidia*") if not p.is_dir())
+    gpu = sorted(str(p) for p in [*Path("/dev").glob("nvidia*"), *Path("/dev").glob("nvidia-caps/*")] if not p.is_dir())
     return [d for d in (*DEVICES, *gpu) if os.path.exists(d)]
 
 
