@@ -42,17 +42,37 @@ def normalized(nb: dict) -> dict:
     }
 
 
+GENERATE_ALL = """
+import sys
+from nbgrader.apps import NbGraderAPI
+from traitlets.config.loader import PyFileConfigLoader
+
+api = NbGraderAPI(config=PyFileConfigLoader("nbgrader_config.py", path=".").load_config())
+for assignment in sys.argv[1:]:
+    result = api.generate_assignment(assignment, force=True)
+    if not result["success"]:
+        sys.exit(assignment + ": " + str(result.get("log"))[-3000:])
+"""
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory) -> Path:
+    """A copy of the course where nbgrader generated every release: one process, not five (about 10 s, not 50)."""
+    root = tmp_path_factory.mktemp("course")
+    shutil.copytree(REPO / "solutions", root / "solutions")
+    shutil.copy(REPO / "nbgrader_config.py", root)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # alembic
+    proc = subprocess.run([sys.executable, "-c", GENERATE_ALL, *ASSIGNMENTS],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_release_is_what_nbgrader_generates(assignment, tmp_path):
-    shutil.copytree(REPO / "solutions" / assignment, tmp_path / "solutions" / assignment)
-    shutil.copy(REPO / "nbgrader_config.py", tmp_path)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([Path(sys.executable).parent / "nbgrader", "generate_assignment", assignment, "--force"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_release_is_what_nbgrader_generates(assignment, regenerated):
     notebook = load_suite(assignment).notebook
-    fresh = load(tmp_path / "assignments" / assignment / notebook)
+    fresh = load(regenerated / "assignments" / assignment / notebook)
     committed = load(REPO / "assignments" / assignment / notebook)
     assert normalized(fresh) == normalized(committed), (
         f"assignments/{assignment} is stale: run `nbgrader generate_assignment {assignment} --force` and commit it")
