@@ -15,8 +15,7 @@ from torch import nn
 
 from autograder.checks import (expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
-from autograder.session import StudentRaised
-from autograder.suite import Forbidden, Suite
+from autograder.suite import Forbidden, Suite, load_weights
 from autograder.wire import WireTensor
 
 # Attribute and import names the static scan rejects, and function names the run-time trace
@@ -53,7 +52,6 @@ SUITE = Suite(
 )
 test = SUITE.test
 FLOATS = (torch.float32, torch.float64)
-
 
 
 # --- oracles and known-wrong variants (for "your result matches ..." hints) ----------
@@ -382,7 +380,7 @@ def build_mha(ctx, d_model, n_heads, bias=True, dtype=torch.float64):
              f"Expected four nn.Linear({d_model}, {d_model}, bias={bias}) named q_proj, k_proj, v_proj, out_proj")
     state = {name: ctx.randn(*shape, scale=1 / math.sqrt(d_model)) for name, shape in expected.items()}
     module.set_mode(train=False, dtype=dtype)
-    _load_weights(module, {k: v.to(dtype) for k, v in state.items()})
+    load_weights(module, {k: v.to(dtype) for k, v in state.items()})
     oracle = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=torch.float64).eval()
     with torch.no_grad():
         oracle.in_proj_weight.copy_(torch.cat([state[f"{p}.weight"] for p in PROJECTIONS[:3]]))
@@ -391,20 +389,6 @@ def build_mha(ctx, d_model, n_heads, bias=True, dtype=torch.float64):
             oracle.in_proj_bias.copy_(torch.cat([state[f"{p}.bias"] for p in PROJECTIONS[:3]]))
             oracle.out_proj.bias.copy_(state["out_proj.bias"])
     return module, oracle, state
-
-
-def _load_weights(module, weights: dict) -> None:
-    """Load the test's weights; persistent buffers the module registered (a scale, a mask) keep their values."""
-    try:
-        module.load_state_dict(weights)
-    except StudentRaised as exc:
-        message = exc.error.get("message") or ""
-        missing = message.partition("Missing key(s) in state_dict:")[2].split("Unexpected key(s)")[0]
-        buffers = {name: value.tensor for name, value in module.describe()["buffers"].items()
-                   if isinstance(value, WireTensor) and value.tensor is not None and f'"{name}"' in missing}
-        if not buffers:
-            raise
-        module.load_state_dict({**weights, **buffers})
 
 
 def mha_suspects(x, state, n_heads):

@@ -27,9 +27,7 @@ from autograder.checks import (
     fail,
     tolerance,
 )
-from autograder.session import StudentRaised
-from autograder.suite import Forbidden, Suite
-from autograder.wire import WireTensor
+from autograder.suite import Forbidden, Suite, load_weights
 
 # Attribute/import names for the static scan and function names for the run-time trace. torch.layer_norm,
 # F.layer_norm and nn.LayerNorm all report "layer_norm"; group, instance and batch norm can compute a
@@ -89,19 +87,6 @@ def half_tolerance(dtype: torch.dtype) -> dict:
 SHIFTED_FLOAT32 = {"atol": 2e-3, "rtol": 1e-3}
 
 # --- shared helpers ---------------------------------------------------------------------
-
-def load_weights(module, weights: dict) -> None:
-    """Load the test's weights; persistent buffers the module registered (an eps, say) keep their values."""
-    try:
-        module.load_state_dict(weights)
-    except StudentRaised as exc:
-        message = exc.error.get("message") or ""
-        missing = message.partition("Missing key(s) in state_dict:")[2].split("Unexpected key(s)")[0]
-        buffers = {name: value.tensor for name, value in module.describe()["buffers"].items()
-                   if isinstance(value, WireTensor) and value.tensor is not None and f'"{name}"' in missing}
-        if not buffers:
-            raise
-        module.load_state_dict({**weights, **buffers})
 
 
 def expect_parameters(module, expected: dict, what: str, hint: str) -> None:

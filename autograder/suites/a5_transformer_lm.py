@@ -32,7 +32,7 @@ from autograder.checks import (
     tolerance,
 )
 from autograder.session import CheckFailed, StudentRaised
-from autograder.suite import Forbidden, Suite
+from autograder.suite import Forbidden, Suite, load_weights
 from autograder.wire import Foreign, WireTensor
 
 # Likely causes of errors raised inside the student's code: (exercise or None for any, message parts, hint).
@@ -116,20 +116,6 @@ def _kind(value) -> str:
     if isinstance(value, Foreign):
         return f"a {value.type_name}"
     return "None" if value is None else f"a {type(value).__name__}"
-
-
-def load_weights(module, weights: dict) -> None:
-    """Load the test's weights; persistent buffers the module registered (sinusoids) keep their values."""
-    try:
-        module.load_state_dict(weights)
-    except StudentRaised as exc:
-        message = exc.error.get("message") or ""
-        missing = message.partition("Missing key(s) in state_dict:")[2].split("Unexpected key(s)")[0]
-        buffers = {name: value.tensor for name, value in module.describe()["buffers"].items()
-                   if isinstance(value, WireTensor) and value.tensor is not None and f'"{name}"' in missing}
-        if not buffers or "Unexpected key(s)" in message:
-            raise
-        module.load_state_dict({**weights, **buffers})
 
 
 # --- TransformerLM: configuration, expected parameters, random weights, the oracle ----------
