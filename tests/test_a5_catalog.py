@@ -20,7 +20,8 @@ from autograder.runner import GradeReport
 from autograder.suites import load_suite
 from tests.variants import Cheat, failures
 from tests.catalog.a5_transformer_lm import ALTERNATIVES, CHEATS, EXERCISES, MUTANTS
-from tests.variants import Variant, by_name
+from tests.catalog_tests import expect_caught
+from tests.variants import Variant
 
 pytestmark = pytest.mark.a5_transformer_lm
 
@@ -41,16 +42,6 @@ def grade(grade_cells, variant: Variant, monkeypatch=None, exercises=None) -> Gr
     assert report.tests, f"the grader returned no test results; diagnostics: {report.diagnostics}"
     return report
 
-
-def expect_caught(report: GradeReport, mutant: Variant) -> None:
-    """Every test in ``mutant.fails`` fails, the first names the bug, and the score is below the maximum."""
-    results = by_name(report)
-    passed = [name for name in mutant.fails if results[name].passed]
-    assert not passed, f"{mutant.name} slipped through {passed}; failing tests:\n{failures(report)}"
-    first = results[mutant.fails[0]]
-    assert mutant.says.lower() in first.output.lower(), (
-        f"{mutant.fails[0]} should name the bug ({mutant.says!r}); it said: {first.output!r}")
-    assert report.score < report.max_score
 
 
 # --- the catalog itself -------------------------------------------------------------------
