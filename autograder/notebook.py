@@ -25,6 +25,7 @@ class Cell:
     kind: str                  # "exercise", "test" or "code"
     grade_id: str | None
     source: str
+    given: bool = False        # a read-only cell whose source the grader took from the release
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Submission:
             if cell.kind == "code":
                 source = definitions_only(source)
             if source.strip():
-                units.append({"index": cell.index, "grade_id": cell.grade_id, "source": source})
+                unit = {"index": cell.index, "grade_id": cell.grade_id, "source": source}
+                if cell.given:
+                    unit["given"] = True
+                units.append(unit)
         return units
 
     def exercise_source(self) -> str:

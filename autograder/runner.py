@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from autograder import forbidden
+from autograder import forbidden, release
 from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
 from autograder.session import CheckFailed, Session, StudentRaised, WorkerLost
@@ -51,6 +51,8 @@ class GradeReport:
     execution_time: float = 0.0
     seed: int = 0
     sandbox: dict = field(default_factory=dict)
+    wrong_notebook: str | None = None  # set when the notebook is another assignment's: nothing is graded
+    blocked: dict[str, str] = field(default_factory=dict)  # exercise -> why none of its tests can earn points
 
     @property
     def score(self) -> float:
@@ -147,8 +149,29 @@ def choose_notebook(path: Path, suite: Suite, report: GradeReport) -> Submission
     submission = read_submission(chosen)
     report.diagnostics += submission.diagnostics
     if submission.readable:
+        _check_release(submission, suite, report)
+    if submission.readable and not report.wrong_notebook:
         _check_exercise_cells(submission, suite, report)
     return submission
+
+
+def _check_release(submission: Submission, suite: Suite, report: GradeReport) -> None:
+    """Refuse another assignment's notebook; take read-only cells from this assignment's release."""
+    owner = release.identify(submission, release.releases())
+    if owner is not None and owner.assignment != suite.assignment:
+        report.wrong_notebook = (f"this is {owner.assignment}'s notebook ({owner.notebook}), not {suite.assignment}'s: "
+                                 f"submit your {suite.notebook}")
+        report.diagnostics.append(report.wrong_notebook)
+        return
+    own = release.load_release(suite.assignment)
+    if own is None:
+        report.diagnostics.append(f"the grader has no release of {suite.assignment} (assignments/{suite.assignment}/), "
+                                  "so read-only cells were taken from the submission as they are")
+        return
+    report.diagnostics += release.apply_release(submission, own)
+    for exercise in release.exercises_given_only(submission, suite.exercises):
+        report.blocked[exercise] = (f"not graded: {exercise} is defined only by the notebook's read-only given code, "
+                                    f"not by your work; write it in its exercise cell")
 
 
 def _check_exercise_cells(submission: Submission, suite: Suite, report: GradeReport) -> None:
@@ -171,6 +194,9 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
               time_limit: float, report: GradeReport) -> None:
     if submission is None or not submission.readable:
         report.tests = [_result(t, 0.0, "not graded: no readable notebook (see the note below)") for t in suite.ordered_tests()]
+        return
+    if report.wrong_notebook:
+        report.tests = [_result(t, 0.0, f"not graded: {report.wrong_notebook}") for t in suite.ordered_tests()]
         return
     program = submission.program()
     report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
@@ -195,6 +221,8 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
 
 
 def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport) -> TestResult:
+    if test.exercise in report.blocked:
+        return _result(test, 0.0, report.blocked[test.exercise])
     found = [f for f in findings if f.exercise == test.exercise]
     if found:
         return _result(test, 0.0, found[0].message())

@@ -1209,8 +1209,10 @@ def build_other_assignment(nb, folder):
 
 
 def check_other_assignment(report):
-    expect_diagnostic(report, "none of a1_attention's exercise cells")
-    expect_graded(report, fail={t.name for t in SUITE.tests}, says="not defined")
+    # its nbgrader cells are a2's: nothing is graded, whatever it defines (issue 8: another assignment's
+    # notebook earned up to full marks when it defined a1's functions as given code)
+    expect_diagnostic(report, "this is a2_masking's notebook (masking.ipynb), not a1_attention's")
+    expect_graded(report, fail={t.name for t in SUITE.tests}, says="not graded: this is a2_masking's notebook")
 
 
 def build_deleted_cell(nb, folder):
