@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from autograder.session import CallResult, CheckFailed, RemoteModule, Session, StudentRaised
+from autograder.session import CallResult, CheckFailed, RemoteModule, RemoteObject, Session, StudentRaised
 from autograder.wire import WireTensor
 
 GROUPS = ("shapes", "numerics", "properties", "gradients", "hygiene")
@@ -108,10 +109,11 @@ def seed_for_test(submission_seed: int, test_name: str) -> int:
 class Context:
     """What a hidden test gets: seeded inputs and calls into the student's code."""
 
-    def __init__(self, session: Session, suite: Suite, test: HiddenTest, seed: int):
+    def __init__(self, session: Session, suite: Suite, test: HiddenTest, seed: int, log: CallLog | None = None):
         self.session = session
         self.suite = suite
         self.test = test
+        self.log = CallLog() if log is None else log  # what each call into the student's code got and returned
         # CPU on purpose: inputs are drawn in the grader and sent to the worker's device, so a test sees the
         # same values on any device. Objects made in the worker (ctx.builtin) take ctx.session.device instead.
         self.generator = torch.Generator().manual_seed(seed)
@@ -137,6 +139,7 @@ class Context:
     def call_full(self, name: str, *args, grad=None, **kwargs) -> CallResult:
         result = self.session.call(name, *args, grad=grad, **kwargs)
         self._check_trace(result, f"{name}()")
+        self.log.record(self.test.exercise, name, args, kwargs, result.value)
         return result
 
     def builtin(self, name: str, /, *args, **kwargs):
@@ -148,11 +151,15 @@ class Context:
         if not isinstance(module, RemoteModule):
             kind = getattr(module, "type_name", type(module).__name__)
             raise CheckFailed(f"{class_name}(...) gave a {kind}, expected an nn.Module instance")
+        self.log.constructed[module.id] = class_name
         return module
 
     def forward(self, module: RemoteModule, *args, grad=None, **kwargs) -> CallResult:
         result = module(*args, grad=grad, **kwargs)
         self._check_trace(result, f"{module.type_name.rpartition('.')[2]}.forward()")
+        # A forward belongs to the exercise whose constructor built the module (a given module: its class name).
+        target = self.log.constructed.get(module.id, module.type_name.rpartition(".")[2])
+        self.log.record(self.test.exercise, target, args, kwargs, result.value)
         return result
 
     def _check_trace(self, result: CallResult, what: str) -> None:
@@ -160,6 +167,142 @@ class Context:
             used = [label for label in result.traced if label.rpartition(".")[2] in rule.names]
             if used:
                 raise CheckFailed(f"{what} called {used[0]} at run time, which this exercise forbids. {rule.reason}".strip())
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call into the student's code, reduced to what tells whether its result depends on its input."""
+
+    during: str  # the exercise whose test made the call
+    target: str  # the function called, or the class whose forward ran
+    signature: str  # shapes, dtypes and non-tensor arguments: calls with equal signatures differ in values only
+    inputs: str  # digest of the argument values
+    outputs: str  # digest of the returned values
+    filled: bool  # it returned a tensor of more than one element, and each such tensor holds a single value
+    varied: bool  # some returned tensor of more than one element holds different values
+    constant: tuple | None  # the one value every returned number and tensor element equals, when there is one
+
+
+class CallLog:
+    """The calls of one submission's hidden tests into its code, recorded on the way (no extra calls).
+
+    Property and hygiene checks (permutation-equivariance, "leaves its input unmodified", "deterministic") also
+    hold for a function that ignores its input; ``why_not_live`` says when the calls show that it did.
+    """
+
+    def __init__(self):
+        self.records: list[CallRecord] = []
+        self.constructed: dict[int, str] = {}  # module handle -> the constructor (exercise) that built it
+
+    def record(self, during: str, target: str, args, kwargs, value) -> None:
+        readable = list(_leaves(value))
+        values = [v for v in readable if isinstance(v, (WireTensor, int, float))]
+        if not values or any(isinstance(v, WireTensor) and v.tensor is None for v in values):
+            return  # a module, a handle, None, or values the grader cannot read: no evidence either way
+        inputs = list(_leaves((args, kwargs)))
+        tensors = [t for t in map(_plain, values) if isinstance(t, torch.Tensor) and t.numel() > 1]
+        varied = any(_single_value(t) is None for t in tensors)
+        self.records.append(CallRecord(during, target, _signature(inputs), _digest(inputs), _digest(readable),
+                                       filled=bool(tensors) and not varied, varied=varied,
+                                       constant=_constant(readable)))
+
+    def why_not_live(self, exercise: str) -> str | None:
+        """None when the exercise's own tests saw a result that depends on its input; else what they saw."""
+        own = [r for r in self.records if r.during == exercise and r.target == exercise]
+        if not own:
+            return "never returned a value the grader could read"
+        constants = {r.constant for r in own}
+        if None not in constants and len(constants) == 1:
+            return f"returned {_describe_constant(constants.pop())} whatever its input"
+        if any(r.filled for r in own) and not any(r.varied for r in own):
+            return "returned tensors filled with a single value whatever its input"
+        outputs_by_inputs: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        for r in own:
+            outputs_by_inputs[r.signature][r.inputs].add(r.outputs)
+        compared = [by_inputs for by_inputs in outputs_by_inputs.values() if len(by_inputs) > 1]
+        if compared and all(len(set().union(*by_inputs.values())) == 1 for by_inputs in compared):
+            return "returned the same values whatever its input"
+        return None
+
+
+def _leaves(value):
+    """The tensors and numbers inside nested tuples, lists and dicts; handles and other objects are skipped."""
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            yield from _leaves(value[key])
+    elif isinstance(value, (WireTensor, torch.Tensor, bool, int, float, str)) or value is None:
+        yield value
+    elif not isinstance(value, RemoteObject):
+        yield type(value).__name__
+
+
+def _plain(value):
+    return value.tensor if isinstance(value, WireTensor) else value
+
+
+def _signature(leaves) -> str:
+    parts = []
+    for leaf in map(_plain, leaves):
+        parts.append(f"{leaf.dtype}{tuple(leaf.shape)}" if isinstance(leaf, torch.Tensor) else repr(leaf))
+    return "|".join(parts)
+
+
+def _digest(leaves) -> str:
+    h = hashlib.sha256()
+    for leaf in map(_plain, leaves):
+        if isinstance(leaf, torch.Tensor):
+            t = leaf.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(leaf).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def _single_value(t: torch.Tensor):
+    """The value every element of ``t`` equals (NaN counts as equal to NaN), or None."""
+    flat = t.detach().reshape(-1).cpu()
+    if flat.is_floating_point() and bool(flat.isnan().all()):
+        return ("number", "nan")
+    if not bool((flat == flat[0]).all()):
+        return None
+    first = flat[0].item()
+    return ("bool", first) if isinstance(first, bool) else ("number", float(first) if not isinstance(first, complex) else first)
+
+
+def _constant(leaves) -> tuple | None:
+    """The single value all returned numbers and tensor elements share (as a (kind, value) pair), or None."""
+    seen = set()
+    for leaf in map(_plain, leaves):
+        if isinstance(leaf, torch.Tensor):
+            if leaf.numel() == 0:
+                continue
+            value = _single_value(leaf)
+        elif isinstance(leaf, bool):
+            value = ("bool", leaf)
+        elif isinstance(leaf, (int, float)):
+            value = ("number", float(leaf))
+        else:
+            value = None
+        if value is None:
+            return None
+        seen.add(value)
+        if len(seen) > 1:
+            return None
+    return seen.pop() if len(seen) == 1 else None
+
+
+def _describe_constant(constant: tuple) -> str:
+    kind, value = constant
+    if kind == "bool":
+        return f"all {value}"
+    if value == 0:
+        return "all zeros"
+    return f"the constant {value:g}" if isinstance(value, float) else f"the constant {value}"
 
 
 def load_weights(module: RemoteModule, weights: dict) -> None:
