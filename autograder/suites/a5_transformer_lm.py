@@ -961,14 +961,19 @@ def generate_crops_to_max_len(ctx):
                  suspects={"the context cropped to the first max_len tokens instead of the last":
                            greedy_bigram(table, prompt, 8, max_len, bug="first_max_len")},
                  hint="context = tokens[:, -model.max_len:], the most recent tokens")
-    # The same with a model whose prediction depends on the whole context: the student's TransformerLM.
-    # If that does not work, its own tests say so and this part is skipped.
+    # The same with a model whose prediction depends on the whole context: the student's TransformerLM, judged
+    # by the reference GPT with its weights (never by the student's model, whose code could tell the grader's
+    # calls from generate's). If the model does not match the reference, its own tests say so and this part
+    # is skipped.
     cfg = Config(vocab_size=V, d_model=16, n_heads=2, n_layers=2, max_len=max_len)
     try:
-        lm, _ = build_lm(ctx, cfg)
-        references = {crop: _greedy_through(ctx, lm, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
+        lm, state = build_lm(ctx, cfg)
+        logits = values(ctx.forward(lm, prompt).value, "TransformerLM logits", shape=(*prompt.shape, V))
     except CheckFailed:
         return
+    if not torch.allclose(logits, oracle_logits(state, prompt, cfg), **LOGITS_TOL):
+        return
+    references = {crop: _greedy_reference(state, cfg, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
     try:
         _, out = call_generate(ctx, lm, prompt, 8, temperature=0)
     except StudentRaised as exc:  # generate read max_len from the BigramLM above; the TransformerLM must store it
@@ -981,10 +986,11 @@ def generate_crops_to_max_len(ctx):
                  hint="context = tokens[:, -model.max_len:]; logits = model(context)[:, -1]")
 
 
-def _greedy_through(ctx, model, prompt, n, crop):
+def _greedy_reference(state, cfg: Config, prompt, n, crop):
+    """Greedy decoding by the reference GPT, fed the last ``crop`` tokens at each step."""
     seq = prompt.clone()
     for _ in range(n):
-        logits = values(ctx.forward(model, seq[:, -crop:]).value, "TransformerLM logits")
+        logits = oracle_logits(state, seq[:, -crop:], cfg)
         seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return seq
 
