@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -169,7 +170,7 @@ class Context:
                 raise CheckFailed(f"{what} called {used[0]} at run time, which this exercise forbids. {rule.reason}".strip())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CallRecord:
     """One call into the student's code, reduced to what tells whether its result depends on its input."""
 
@@ -177,7 +178,7 @@ class CallRecord:
     target: str  # the function called, or the class whose forward ran
     signature: str  # shapes, dtypes and non-tensor arguments: calls with equal signatures differ in values only
     inputs: str  # digest of the argument values
-    outputs: str  # digest of the returned values
+    outputs: tuple  # the returned values: tensors as float64 (floating) or as they are, numbers, other leaves' names
     filled: bool  # it returned a tensor of more than one element, and each such tensor holds a single value
     varied: bool  # some returned tensor of more than one element holds different values
     constant: tuple | None  # the one value every returned number and tensor element equals, when there is one
@@ -202,7 +203,7 @@ class CallLog:
         inputs = list(_leaves((args, kwargs)))
         tensors = [t for t in map(_plain, values) if isinstance(t, torch.Tensor) and t.numel() > 1]
         varied = any(_single_value(t) is None for t in tensors)
-        self.records.append(CallRecord(during, target, _signature(inputs), _digest(inputs), _digest(readable),
+        self.records.append(CallRecord(during, target, _signature(inputs), _digest(inputs), _values(readable),
                                        filled=bool(tensors) and not varied, varied=varied,
                                        constant=_constant(readable)))
 
@@ -216,11 +217,11 @@ class CallLog:
             return f"returned {_describe_constant(constants.pop())} whatever its input"
         if any(r.filled for r in own) and not any(r.varied for r in own):
             return "returned tensors filled with a single value whatever its input"
-        outputs_by_inputs: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        by_signature: dict[str, list[CallRecord]] = defaultdict(list)
         for r in own:
-            outputs_by_inputs[r.signature][r.inputs].add(r.outputs)
-        compared = [by_inputs for by_inputs in outputs_by_inputs.values() if len(by_inputs) > 1]
-        if compared and all(len(set().union(*by_inputs.values())) == 1 for by_inputs in compared):
+            by_signature[r.signature].append(r)
+        compared = [calls for calls in by_signature.values() if len({r.inputs for r in calls}) > 1]
+        if compared and all(all(_same_values(calls[0].outputs, r.outputs) for r in calls) for calls in compared):
             return "returned the same values whatever its input"
         return None
 
@@ -244,23 +245,57 @@ def _plain(value):
 
 
 def _signature(leaves) -> str:
+    """Shapes and non-tensor arguments, not dtypes: a float32 and a float64 input of one shape are compared too."""
     parts = []
     for leaf in map(_plain, leaves):
-        parts.append(f"{leaf.dtype}{tuple(leaf.shape)}" if isinstance(leaf, torch.Tensor) else repr(leaf))
+        parts.append(f"tensor{tuple(leaf.shape)}" if isinstance(leaf, torch.Tensor) else repr(leaf))
     return "|".join(parts)
 
 
 def _digest(leaves) -> str:
+    """Values as float32 (a float64 result equals its float32 twin here), with shapes; other leaves by repr."""
     h = hashlib.sha256()
     for leaf in map(_plain, leaves):
         if isinstance(leaf, torch.Tensor):
-            t = leaf.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            t = leaf.detach().cpu()
+            t = (t.to(torch.float32) if t.is_floating_point() else t).contiguous()
+            h.update(f"{tuple(t.shape)}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         else:
             h.update(repr(leaf).encode())
         h.update(b"|")
     return h.hexdigest()
+
+
+def _values(leaves) -> tuple:
+    """What a call returned, kept for comparison: floating tensors as float64 on the CPU, numbers as they are."""
+    kept = []
+    for leaf in map(_plain, leaves):
+        if isinstance(leaf, torch.Tensor):
+            leaf = leaf.detach().cpu()
+            kept.append(leaf.to(torch.float64) if leaf.is_floating_point() else leaf)
+        else:
+            kept.append(leaf)
+    return tuple(kept)
+
+
+def _same_values(a: tuple, b: tuple) -> bool:
+    """Equal up to float32 rounding: a result computed in float32 for one input and float64 for another,
+    whatever the input, is the same result."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            if x.shape != y.shape or x.dtype != y.dtype:
+                return False
+            if not (torch.equal(x, y) if not x.is_floating_point() else
+                    torch.allclose(x, y, rtol=1e-5, atol=1e-6, equal_nan=True)):
+                return False
+        elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            return False
+        elif x != y and not (isinstance(x, float) and isinstance(y, float) and math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6)):
+            return False
+    return True
 
 
 def _single_value(t: torch.Tensor):
