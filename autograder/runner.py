@@ -196,7 +196,8 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
             report.diagnostics.append(f"{', '.join(missing)} not defined by the notebook: renamed, deleted, or its cell failed?")
 
 
-def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport, log: CallLog | None = None) -> TestResult:
+def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport,
+              log: CallLog | None = None) -> TestResult:
     found = [f for f in findings if f.exercise == test.exercise]
     if found:
         return _result(test, 0.0, found[0].message())

@@ -176,7 +176,7 @@ class CallRecord:
 
     during: str  # the exercise whose test made the call
     target: str  # the function called, or the class whose forward ran
-    signature: str  # shapes, dtypes and non-tensor arguments: calls with equal signatures differ in values only
+    signature: str  # shapes and non-tensor arguments (not dtypes): calls with equal signatures differ in values only
     inputs: str  # digest of the argument values
     outputs: tuple  # the returned values: tensors as float64 (floating) or as they are, numbers, other leaves' names
     filled: bool  # it returned a tensor of more than one element, and each such tensor holds a single value
@@ -197,7 +197,7 @@ class CallLog:
 
     def record(self, during: str, target: str, args, kwargs, value) -> None:
         readable = list(_leaves(value))
-        values = [v for v in readable if isinstance(v, (WireTensor, int, float))]
+        values = [v for v in readable if isinstance(v, (WireTensor, torch.Tensor, int, float))]
         if not values or any(isinstance(v, WireTensor) and v.tensor is None for v in values):
             return  # a module, a handle, None, or values the grader cannot read: no evidence either way
         inputs = list(_leaves((args, kwargs)))
@@ -293,7 +293,8 @@ def _same_values(a: tuple, b: tuple) -> bool:
                 return False
         elif isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
             return False
-        elif x != y and not (isinstance(x, float) and isinstance(y, float) and math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6)):
+        elif x != y and not (isinstance(x, float) and isinstance(y, float)
+                             and math.isclose(x, y, rel_tol=1e-5, abs_tol=1e-6)):
             return False
     return True
 
@@ -306,7 +307,9 @@ def _single_value(t: torch.Tensor):
     if not bool((flat == flat[0]).all()):
         return None
     first = flat[0].item()
-    return ("bool", first) if isinstance(first, bool) else ("number", float(first) if not isinstance(first, complex) else first)
+    if isinstance(first, bool):
+        return ("bool", first)
+    return ("number", first if isinstance(first, complex) else float(first))
 
 
 def _constant(leaves) -> tuple | None:

@@ -11,8 +11,10 @@ next-token logits), so a bug in ``TransformerLM`` does not cost points there. ``
 in the grader: its update and returned loss are replayed from the parameters read before and after it,
 on the reference loss. Only when that fails and the student's ``lm_loss`` is wrong on random logits in
 a worker of its own (never the worker that ran ``train_step``, whose code could change ``lm_loss`` after
-the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss`` only. References: Radford et al., "Improving Language Understanding by Generative
-Pre-Training" (2018) and "Language Models are Unsupervised Multitask Learners" (2019);
+the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss`` only. The TransformerLM part of the
+generate checks is judged by the reference GPT's greedy decoding, not by the student's model.
+
+References: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018) and "Language Models are Unsupervised Multitask Learners" (2019);
 Vaswani et al. (2017); Press & Wolf, "Using the Output Embedding to Improve Language Models" (2017).
 """
 
@@ -781,7 +783,8 @@ def _expect_sgd_steps(table, batches, steps, loss_and_grad, judge: str) -> None:
             hint = ("That is the loss after the update: return the loss computed before optimizer.step()"
                     if abs(returned - after_loss) <= 1e-8 * max(1.0, abs(after_loss)) else
                     "Return loss.item() of the loss you backpropagated")
-            fail(f"train_step call {step} returned {returned:.6g}, expected {judge} before the update, {loss:.6g}", hint)
+            fail(f"train_step call {step} returned {returned:.6g}, expected {judge} before the update, {loss:.6g}",
+                 hint)
         table = want
 
 
@@ -812,7 +815,8 @@ def _expect_overfit(table, trained, tokens, returned, loss_and_grad, judge: str)
              "Return the loss of the batch you trained on, as loss.item()")
     final = loss_and_grad(trained, tokens)[0]
     if not final < OVERFIT_LOSS:
-        fail(f"after {OVERFIT_STEPS} train_step calls on one batch, {judge} is {final:.3g} (it started at {first:.3g}); "
+        fail(f"after {OVERFIT_STEPS} train_step calls on one batch, {judge} is {final:.3g} "
+             f"(it started at {first:.3g}); "
              f"expected below {OVERFIT_LOSS}",
              "Is optimizer.step() called after loss.backward(), and the gradient zeroed before each backward?")
 

@@ -338,7 +338,8 @@ def check_patches_comparisons(run: Run) -> None:
              "mha_output_shape": "a shape test", "mha_is_permutation_equivariant": "the output (out_proj's bias only) is permutation-equivariant",
              "mha_keeps_dtype_device_and_input": "dtype, device, input and determinism hold"}
     expect(run, fail=USES_SOFTMAX - set(legit),
-           says=("differs", "sum to", "sums to", "backpropagating", "gradient", "all zeros whatever its input"), legit=legit)
+           says=("differs", "sum to", "sums to", "backpropagating", "gradient", "all zeros whatever its input"),
+           legit=legit)
 
 
 # =========================================================================================
