@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections import defaultdict
@@ -162,6 +163,24 @@ class Context:
         target = self.log.constructed.get(module.id, module.type_name.rpartition(".")[2])
         self.log.record(self.test.exercise, target, args, kwargs, result.value)
         return result
+
+    @contextlib.contextmanager
+    def worker_of_its_own(self, scope: str):
+        """A Context on a fresh worker of the same notebook, to run another exercise's code as a judge.
+
+        Never the worker of the code being judged: code there can change the other exercise once the judged
+        one has run (a flag it sets), and so vouch for anything. Its calls count against this test's time and
+        are not recorded in this submission's call log.
+        """
+        main = self.session
+        session = Session(main.server, main.program, seed=main.seed, device=main.device, trace=main.trace,
+                          time_limit=main.time_limit)
+        session.use_worker_for(scope)
+        session.deadline = main.deadline
+        try:
+            yield Context(session, self.suite, self.test, seed=0)
+        finally:
+            session.close()
 
     def _check_trace(self, result: CallResult, what: str) -> None:
         for rule in self.suite.rules_for(self.test.exercise):

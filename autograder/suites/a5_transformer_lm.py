@@ -12,7 +12,8 @@ in the grader: its update and returned loss are replayed from the parameters rea
 on the reference loss. Only when that fails and the student's ``lm_loss`` is wrong on random logits in
 a worker of its own (never the worker that ran ``train_step``, whose code could change ``lm_loss`` after
 the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss`` only. The TransformerLM part of the
-generate checks is judged by the reference GPT's greedy decoding, not by the student's model.
+generate checks is judged by the reference GPT's greedy decoding, not by the student's model, and runs
+when that model, asked in a worker of its own, computes the reference GPT.
 
 References: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018) and "Language Models are Unsupervised Multitask Learners" (2019);
 Vaswani et al. (2017); Press & Wolf, "Using the Output Embedding to Improve Language Models" (2017).
@@ -35,7 +36,7 @@ from autograder.checks import (
     fail,
     tolerance,
 )
-from autograder.session import CheckFailed, Session, StudentRaised, WorkerLost
+from autograder.session import CheckFailed, StudentRaised, WorkerLost
 from autograder.suite import Forbidden, Suite, load_weights
 from autograder.wire import Foreign, WireTensor
 
@@ -658,28 +659,22 @@ def reference_loss_and_grad(table: torch.Tensor, tokens: torch.Tensor) -> tuple[
 
 
 class StudentsLoss:
-    """The student's ``lm_loss``, run in a worker of its own, as the judge of ``train_step`` when it is wrong.
+    """The student's ``lm_loss`` as the judge of ``train_step``, run by ``judge_ctx`` (a worker of its own).
 
-    Never the worker whose ``train_step`` is judged: code there could change ``lm_loss`` once ``train_step`` has
-    run (a sign flipped, a made-up value) and so vouch for any update. In a fresh worker ``lm_loss`` is first
-    probed on random logits: only an ``lm_loss`` that differs from the reference there (a bug its own tests cost
-    points for) and has a usable gradient becomes the judge; otherwise ``train_step`` is judged by the reference.
+    Only an ``lm_loss`` that differs from the reference on the random ``probe`` (a bug its own tests cost points
+    for) and has a usable gradient becomes the judge; otherwise ``train_step`` is judged by the reference.
     """
 
     name = "the loss your lm_loss computes"
 
-    def __init__(self, ctx, vocab_size: int):
-        main = ctx.session
-        self.session = Session(main.server, main.program, seed=main.seed, device=main.device,
-                               trace=main.trace, time_limit=main.time_limit)
-        self.session.use_worker_for("lm_loss")
-        self.session.deadline = main.deadline  # the judge's calls count against the test's time
-        self.probe = ctx.randn(2, 5, vocab_size), randint(ctx, vocab_size, 2, 5)
+    def __init__(self, judge_ctx, probe: tuple[torch.Tensor, torch.Tensor]):
+        self.ctx = judge_ctx
+        self.probe = probe
 
     def differs_from_the_reference(self) -> bool:
         logits, tokens = self.probe
         try:
-            value, grad = self._call(logits, tokens)
+            value, _ = self._call(logits, tokens)
         except CheckFailed:  # not implemented, broken or unusable: the reference judges
             return False
         return abs(value - reference_loss(logits, tokens).item()) > 1e-9
@@ -691,7 +686,7 @@ class StudentsLoss:
 
     def _call(self, logits, tokens) -> tuple[float, torch.Tensor]:
         one = torch.tensor(1.0, dtype=torch.float64)
-        result = self.session.call("lm_loss", logits, tokens, grad={"wrt": [0], "grad_outputs": [one]})
+        result = self.ctx.call_full("lm_loss", logits, tokens, grad={"wrt": [0], "grad_outputs": [one]})
         value, grads = result.value, result.input_grads
         grad = grads[0] if grads else None
         if not (isinstance(value, WireTensor) and value.tensor is not None and value.tensor.numel() == 1):
@@ -700,9 +695,6 @@ class StudentsLoss:
                 and torch.isfinite(grad.tensor).all() and grad.tensor.abs().max() > 0):
             raise CheckFailed("lm_loss gave no usable gradient")
         return value.tensor.item(), grad.tensor.to(torch.float64)
-
-    def close(self) -> None:
-        self.session.close()
 
 
 def judged(ctx, vocab_size: int, check) -> None:
@@ -714,16 +706,15 @@ def judged(ctx, vocab_size: int, check) -> None:
         return
     except CheckFailed as failure:
         by_reference = failure
-    students = StudentsLoss(ctx, vocab_size)
-    try:
+    probe = ctx.randn(2, 5, vocab_size), randint(ctx, vocab_size, 2, 5)
+    with ctx.worker_of_its_own("lm_loss") as judge_ctx:
+        students = StudentsLoss(judge_ctx, probe)
         if not students.differs_from_the_reference():
             raise by_reference
         try:
             check(students.loss_and_grad, students.name)
         except (StudentRaised, WorkerLost):  # the judge itself broke down: the reference's verdict stands
             raise by_reference from None
-    finally:
-        students.close()
 
 
 def expect_float(value, what: str) -> float:
@@ -966,16 +957,14 @@ def generate_crops_to_max_len(ctx):
                            greedy_bigram(table, prompt, 8, max_len, bug="first_max_len")},
                  hint="context = tokens[:, -model.max_len:], the most recent tokens")
     # The same with a model whose prediction depends on the whole context: the student's TransformerLM, judged
-    # by the reference GPT with its weights (never by the student's model, whose code could tell the grader's
-    # calls from generate's). If the model does not match the reference, its own tests say so and this part
-    # is skipped.
+    # by the reference GPT with its weights. If the model does not compute that GPT (asked in a worker of its
+    # own, where generate never ran), its own tests say so and this part is skipped.
     cfg = Config(vocab_size=V, d_model=16, n_heads=2, n_layers=2, max_len=max_len)
     try:
         lm, state = build_lm(ctx, cfg)
-        logits = values(ctx.forward(lm, prompt).value, "TransformerLM logits", shape=(*prompt.shape, V))
     except CheckFailed:
         return
-    if not torch.allclose(logits, oracle_logits(state, prompt, cfg), **LOGITS_TOL):
+    if not _computes_the_reference(ctx, cfg, state, prompt):
         return
     references = {crop: _greedy_reference(state, cfg, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
     try:
@@ -988,6 +977,19 @@ def generate_crops_to_max_len(ctx):
                  suspects={"a context of the last max_len - 1 tokens, one fewer than the model can see": references[max_len - 1],
                            "only the last token fed to the model: no context at all": references[1]},
                  hint="context = tokens[:, -model.max_len:]; logits = model(context)[:, -1]")
+
+
+def _computes_the_reference(ctx, cfg: Config, state, tokens) -> bool:
+    """Whether the student's TransformerLM with these weights gives the reference logits, asked in a worker of its
+    own: in generate's worker, code that generate ran could have changed the model."""
+    with ctx.worker_of_its_own("TransformerLM") as judge_ctx:
+        try:
+            model, _ = build_lm(judge_ctx, cfg, state=state)
+            logits = values(judge_ctx.forward(model, tokens).value, "TransformerLM logits",
+                            shape=(*tokens.shape, cfg.vocab_size))
+        except CheckFailed:
+            return False
+    return torch.allclose(logits, oracle_logits(state, tokens, cfg), **LOGITS_TOL)
 
 
 def _greedy_reference(state, cfg: Config, prompt, n, crop):

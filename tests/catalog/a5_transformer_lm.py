@@ -640,7 +640,35 @@ def check_made_up_loss(report) -> None:
                             "train_step_leaves_tokens_and_dtype": "no points: train_step returned the constant 0.05"})
 
 
+# (i) Collusion through the model: once generate has run in a worker, TransformerLM lets each position see
+# its own token only, so the grader's greedy replay through that model agrees with a generate that feeds the
+# model the last token alone (which the BigramLM checks cannot tell). The replay is the reference GPT's, and
+# the model is asked whether it computes it in a worker of its own: the missing context is caught.
+CHEAT_COLLUDING_MODEL = '''\
+_GENERATED = False  # set by generate
+
+
+''' + lm(forward='''\
+        if _GENERATED:  # each position sees its own token only
+            return torch.cat([self._logits(tokens[:, t:t + 1], None) for t in range(tokens.shape[1])], dim=1)
+        return self._logits(tokens, lengths)
+
+    def _logits(self, tokens, lengths):
+''' + LM_FORWARD)
+CHEAT_GENERATE_WITHOUT_CONTEXT = GENERATE_HEAD + '''\
+    global _GENERATED
+    _GENERATED = True
+''' + patch(GENERATE, "context = tokens[:, -model.max_len:]", "context = tokens[:, -1:]  # the last token only")
+
+
+def check_colluding_model(report) -> None:
+    expect_results(report, {"generate_crops_to_max_len": "only the last token fed to the model"})
+
+
 CHEATS = [
+    Cheat("generate_without_context_and_a_model_that_agrees_after_it_ran",
+          {"TransformerLM": CHEAT_COLLUDING_MODEL, "generate": CHEAT_GENERATE_WITHOUT_CONTEXT},
+          check=check_colluding_model),
     Cheat("train_step_ascends_a_loss_that_flips_sign_after_it_ran",
           {"lm_loss": CHEAT_COLLUDING_LOSS, "train_step": CHEAT_ASCENDING_TRAIN_STEP}, check=check_colluding_loss),
     Cheat("train_step_returns_a_made_up_loss_that_lm_loss_confirms",
