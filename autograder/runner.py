@@ -14,7 +14,7 @@ from autograder import forbidden, release
 from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
 from autograder.session import CheckFailed, Session, StudentRaised, WorkerLost
-from autograder.suite import Context, Suite, seed_for_test
+from autograder.suite import CallLog, Context, Suite, seed_for_test
 from autograder.suites import SUITES, load_suite
 from autograder.worker.pool import WorkerServer
 
@@ -203,12 +203,14 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
     findings, report.review = forbidden.scan(program, suite.forbidden, suite.exercises)
     session = Session(server, program, seed=report.seed, device=device,
                       trace=suite.traced_names(), time_limit=time_limit)
+    log = CallLog()
     try:
         for test in suite.ordered_tests():
             session.use_worker_for(test.exercise)
-            report.tests.append(_run_test(test, suite, session, findings, report))
+            report.tests.append(_run_test(test, suite, session, findings, report, log))
     finally:
         session.close()
+    _withhold_points_of_input_ignoring_code(report.tests, suite, log)
     report.sandbox = session.sandbox_layers
     report.diagnostics += _cell_errors(session.load_report, submission)
     if session.load_failure:
@@ -220,14 +222,15 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
             report.diagnostics.append(f"{', '.join(missing)} not defined by the notebook: renamed, deleted, or its cell failed?")
 
 
-def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport) -> TestResult:
+def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport,
+              log: CallLog | None = None) -> TestResult:
     if test.exercise in report.blocked:
         return _result(test, 0.0, report.blocked[test.exercise])
     found = [f for f in findings if f.exercise == test.exercise]
     if found:
         return _result(test, 0.0, found[0].message())
     session.begin_test(test.time_limit)
-    ctx = Context(session, suite, test, seed_for_test(report.seed, test.name))
+    ctx = Context(session, suite, test, seed_for_test(report.seed, test.name), log=log)
     try:
         test.fn(ctx)
     except StudentRaised as exc:
@@ -244,6 +247,26 @@ def _run_test(test, suite: Suite, session: Session, findings, report: GradeRepor
         report.diagnostics.append(f"internal error in hidden test {test.name}: {''.join(traceback.format_exception(exc))[-1500:]}")
         return _result(test, 0.0, "the grader could not run this test (internal error); your instructor has the details")
     return _result(test, test.points, "")
+
+
+# Checks that also hold for a function that ignores its input (equivariance, "unmodified", "deterministic").
+GATED_GROUPS = ("properties", "hygiene")
+
+
+def _withhold_points_of_input_ignoring_code(results: list[TestResult], suite: Suite, log: CallLog) -> None:
+    """Property and hygiene points go to an exercise only if its result depended on its input in its own tests.
+
+    Decided from the calls the tests made anyway (no extra calls); shapes points are kept.
+    """
+    for exercise in suite.exercises:
+        gated = [r for r in results if r.exercise == exercise and r.group in GATED_GROUPS and r.score > 0]
+        why = log.why_not_live(exercise) if gated else None
+        if why is None:
+            continue
+        for r in gated:
+            r.score = 0.0
+            r.output = (f"no points: {exercise} {why}; this check also holds for a function that ignores its input. "
+                        "Property and hygiene checks count once the result depends on the input")
 
 
 def _result(test, score: float, output: str) -> TestResult:

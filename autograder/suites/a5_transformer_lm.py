@@ -7,10 +7,15 @@ step replayed on the gradient of that loss, and greedy or multinomial decoding r
 ``torch.Generator`` seeded like the one the student's ``generate`` gets.
 
 ``train_step`` and most ``generate`` checks use the notebook's given ``BigramLM`` (a lookup table of
-next-token logits), so a bug in ``TransformerLM`` does not cost points there; ``train_step`` is
-judged with the student's own ``lm_loss`` when that one is wrong, so a bug in the loss costs points
-in ``lm_loss`` only. References: Radford et al., "Improving Language Understanding by Generative
-Pre-Training" (2018) and "Language Models are Unsupervised Multitask Learners" (2019);
+next-token logits), so a bug in ``TransformerLM`` does not cost points there. ``train_step`` is judged
+in the grader: its update and returned loss are replayed from the parameters read before and after it,
+on the reference loss. Only when that fails and the student's ``lm_loss`` is wrong on random logits in
+a worker of its own (never the worker that ran ``train_step``, whose code could change ``lm_loss`` after
+the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss`` only. The TransformerLM part of the
+generate checks is judged by the reference GPT's greedy decoding, not by the student's model, and runs
+when that model, asked in a worker of its own, computes the reference GPT.
+
+References: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018) and "Language Models are Unsupervised Multitask Learners" (2019);
 Vaswani et al. (2017); Press & Wolf, "Using the Output Embedding to Improve Language Models" (2017).
 """
 
@@ -31,7 +36,7 @@ from autograder.checks import (
     fail,
     tolerance,
 )
-from autograder.session import CheckFailed, StudentRaised
+from autograder.session import CheckFailed, StudentRaised, WorkerLost
 from autograder.suite import Forbidden, Suite, load_weights
 from autograder.wire import Foreign, WireTensor
 
@@ -645,49 +650,71 @@ def table_of(model) -> torch.Tensor:
     return value.tensor
 
 
-class Judge:
-    """The loss ``train_step`` is judged by: the reference, or the student's own lm_loss where that one differs.
+def reference_loss_and_grad(table: torch.Tensor, tokens: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """The reference loss of a BigramLM with this table on ``tokens``, and its gradient w.r.t. the table (float64)."""
+    leaf = table.detach().to(torch.float64).clone().requires_grad_(True)
+    loss = reference_loss(leaf[tokens], tokens)
+    loss.backward()
+    return loss.item(), leaf.grad
 
-    A wrong ``lm_loss`` already costs its own points; ``train_step`` is then checked for doing one correct
-    optimisation step on the loss it was given. An ``lm_loss`` with no usable gradient is never the judge.
+
+class StudentsLoss:
+    """The student's ``lm_loss`` as the judge of ``train_step``, run by ``judge_ctx`` (a worker of its own).
+
+    Only an ``lm_loss`` that differs from the reference on the random ``probe`` (a bug its own tests cost points
+    for) and has a usable gradient becomes the judge; otherwise ``train_step`` is judged by the reference.
     """
 
-    def __init__(self, ctx, vocab_size: int):
-        self.ctx = ctx
-        self.own = False
-        logits, tokens = ctx.randn(2, 5, vocab_size), randint(ctx, vocab_size, 2, 5)
+    name = "the loss your lm_loss computes"
+
+    def __init__(self, judge_ctx, probe: tuple[torch.Tensor, torch.Tensor]):
+        self.ctx = judge_ctx
+        self.probe = probe
+
+    def differs_from_the_reference(self) -> bool:
+        logits, tokens = self.probe
         try:
-            result = ctx.call_full("lm_loss", logits, tokens, grad={"wrt": [0], "grad_outputs": [torch.tensor(1.0, dtype=torch.float64)]})
-        except CheckFailed:  # not implemented or broken: judge by the reference
-            return
-        value, grads = result.value, result.input_grads
-        if not (isinstance(value, WireTensor) and value.tensor is not None and value.tensor.numel() == 1):
-            return
-        grad = grads[0] if grads else None
-        if not isinstance(grad, WireTensor) or grad.tensor is None or not torch.isfinite(grad.tensor).all() or grad.tensor.abs().max() == 0:
-            return
-        self.own = abs(value.tensor.item() - reference_loss(logits, tokens).item()) > 1e-9
+            value, _ = self._call(logits, tokens)
+        except CheckFailed:  # not implemented, broken or unusable: the reference judges
+            return False
+        return abs(value - reference_loss(logits, tokens).item()) > 1e-9
 
     def loss_and_grad(self, table: torch.Tensor, tokens: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Loss of a BigramLM with this table on ``tokens``, and its gradient w.r.t. the table."""
         V = table.shape[0]
-        if not self.own:
-            leaf = table.clone().requires_grad_(True)
-            loss = reference_loss(leaf[tokens], tokens)
-            loss.backward()
-            return loss.item(), leaf.grad
-        logits = table[tokens]  # (B, T) -> (B, T, V)
-        result = self.ctx.call_full("lm_loss", logits, tokens, grad={"wrt": [0], "grad_outputs": [torch.tensor(1.0, dtype=torch.float64)]})
-        d_logits = result.input_grads[0].tensor
-        grad = torch.zeros_like(table).index_add_(0, tokens.reshape(-1), d_logits.reshape(-1, V))
-        return result.value.tensor.item(), grad
+        value, d_logits = self._call(table.to(torch.float64)[tokens], tokens)  # (B, T) -> (B, T, V) logits
+        return value, torch.zeros_like(table).index_add_(0, tokens.reshape(-1), d_logits.reshape(-1, V))
 
-    def loss(self, table, tokens) -> float:
-        return self.loss_and_grad(table, tokens)[0]
+    def _call(self, logits, tokens) -> tuple[float, torch.Tensor]:
+        one = torch.tensor(1.0, dtype=torch.float64)
+        result = self.ctx.call_full("lm_loss", logits, tokens, grad={"wrt": [0], "grad_outputs": [one]})
+        value, grads = result.value, result.input_grads
+        grad = grads[0] if grads else None
+        if not (isinstance(value, WireTensor) and value.tensor is not None and value.tensor.numel() == 1):
+            raise CheckFailed("lm_loss gave no single number")
+        if not (isinstance(grad, WireTensor) and grad.tensor is not None and grad.tensor.shape == logits.shape
+                and torch.isfinite(grad.tensor).all() and grad.tensor.abs().max() > 0):
+            raise CheckFailed("lm_loss gave no usable gradient")
+        return value.tensor.item(), grad.tensor.to(torch.float64)
 
-    @property
-    def name(self) -> str:
-        return "the loss your lm_loss computes" if self.own else "the loss"
+
+def judged(ctx, vocab_size: int, check) -> None:
+    """Run ``check(loss_and_grad, name)`` with the reference loss; if that fails and the student's lm_loss is wrong
+    (probed in a worker of its own), run it again with that lm_loss: a bug in lm_loss costs points in lm_loss only.
+    Otherwise the reference's failure stands."""
+    try:
+        check(reference_loss_and_grad, "the loss")
+        return
+    except CheckFailed as failure:
+        by_reference = failure
+    probe = ctx.randn(2, 5, vocab_size), randint(ctx, vocab_size, 2, 5)
+    with ctx.worker_of_its_own("lm_loss") as judge_ctx:
+        students = StudentsLoss(judge_ctx, probe)
+        if not students.differs_from_the_reference():
+            raise by_reference
+        try:
+            check(students.loss_and_grad, students.name)
+        except (StudentRaised, WorkerLost):  # the judge itself broke down: the reference's verdict stands
+            raise by_reference from None
 
 
 def expect_float(value, what: str) -> float:
@@ -716,32 +743,39 @@ def train_step_returns_a_float(ctx):
 def train_step_does_one_step(ctx):
     """each call does one SGD step on the gradient of this batch's loss and returns the loss before it"""
     V = 9
-    judge = Judge(ctx, V)
     model, table = build_bigram(ctx, V)
     opt = ctx.builtin("optimizer", model, "SGD", lr=LR)
     batches = [randint(ctx, V, 4, 8), randint(ctx, V, 4, 8)]
-    grads = []
+    steps = []  # (returned loss, parameters after) of each call
     for step, tokens in enumerate(batches, start=1):
-        loss, grad = judge.loss_and_grad(table, tokens)
-        grads.append(grad)
         returned = expect_float(ctx.call("train_step", model, opt, tokens), f"train_step call {step}")
-        after = table_of(model)
-        if step == 1 and torch.equal(after, table):
+        steps.append((returned, table_of(model)))
+        if step == 1 and torch.equal(steps[0][1], table):
             fail("train_step did not change the parameters",
                  "Call optimizer.step() after loss.backward(): before it, there is no gradient to step on")
+    judged(ctx, V, functools.partial(_expect_sgd_steps, table, batches, steps))
+
+
+def _expect_sgd_steps(table, batches, steps, loss_and_grad, judge: str) -> None:
+    """The SGD steps (and returned losses) ``steps`` recorded, replayed in the grader on the loss ``loss_and_grad``."""
+    grads = []
+    for step, (tokens, (returned, after)) in enumerate(zip(batches, steps), start=1):
+        loss, grad = loss_and_grad(table, tokens)
+        grads.append(grad)
         want = table - LR * grad
         suspects = {"a step on the gradients of this batch and the previous one: they accumulate because "
                     "optimizer.zero_grad() is never called": table - LR * (grads[0] + grad)} if step == 2 else {}
         expect_close(wire(after), want, f"the parameters after train_step call {step} (SGD, lr={LR})",
                      **tolerance(torch.float64, 10), suspects=suspects,
                      hint=f"One step: optimizer.zero_grad(); loss = lm_loss(model(tokens), tokens); loss.backward(); optimizer.step(). "
-                          f"(Judged with {judge.name}.)")
+                          f"(Judged with {judge}.)")
         if abs(returned - loss) > 1e-8 * max(1.0, abs(loss)):
-            after_loss = judge.loss(want, tokens)
+            after_loss = loss_and_grad(want, tokens)[0]
             hint = ("That is the loss after the update: return the loss computed before optimizer.step()"
                     if abs(returned - after_loss) <= 1e-8 * max(1.0, abs(after_loss)) else
                     "Return loss.item() of the loss you backpropagated")
-            fail(f"train_step call {step} returned {returned:.6g}, expected {judge.name} before the update, {loss:.6g}", hint)
+            fail(f"train_step call {step} returned {returned:.6g}, expected {judge} before the update, {loss:.6g}",
+                 hint)
         table = want
 
 
@@ -753,7 +787,6 @@ OVERFIT_LOSS = 0.25
 def train_step_overfits_a_batch(ctx):
     """40 AdamW steps on one batch drive its loss from ln(vocab_size) below 0.25"""
     V = 16
-    judge = Judge(ctx, V)
     model, table = build_bigram(ctx, V, dtype=torch.float32, table=torch.zeros(V, V))
     successor = ctx.permutation(V)  # each token has exactly one possible next token: a bigram can learn it all
     tokens = torch.empty(8, 16, dtype=torch.int64)
@@ -761,14 +794,20 @@ def train_step_overfits_a_batch(ctx):
     for t in range(15):
         tokens[:, t + 1] = successor[tokens[:, t]]
     opt = ctx.builtin("optimizer", model, "AdamW", lr=0.1)
-    first = judge.loss(table, tokens)
     returned = [expect_float(ctx.call("train_step", model, opt, tokens), "train_step") for _ in range(OVERFIT_STEPS)]
+    trained = table_of(model).double()
+    judged(ctx, V, functools.partial(_expect_overfit, table, trained, tokens, returned))
+
+
+def _expect_overfit(table, trained, tokens, returned, loss_and_grad, judge: str) -> None:
+    first = loss_and_grad(table, tokens)[0]
     if abs(returned[0] - first) > 1e-4:
-        fail(f"the first train_step returned {returned[0]:.4g}, but {judge.name} of the untrained model is {first:.4g}",
+        fail(f"the first train_step returned {returned[0]:.4g}, but {judge} of the untrained model is {first:.4g}",
              "Return the loss of the batch you trained on, as loss.item()")
-    final = judge.loss(table_of(model).double(), tokens)
+    final = loss_and_grad(trained, tokens)[0]
     if not final < OVERFIT_LOSS:
-        fail(f"after {OVERFIT_STEPS} train_step calls on one batch, {judge.name} is {final:.3g} (it started at {first:.3g}); "
+        fail(f"after {OVERFIT_STEPS} train_step calls on one batch, {judge} is {final:.3g} "
+             f"(it started at {first:.3g}); "
              f"expected below {OVERFIT_LOSS}",
              "Is optimizer.step() called after loss.backward(), and the gradient zeroed before each backward?")
 
@@ -917,14 +956,17 @@ def generate_crops_to_max_len(ctx):
                  suspects={"the context cropped to the first max_len tokens instead of the last":
                            greedy_bigram(table, prompt, 8, max_len, bug="first_max_len")},
                  hint="context = tokens[:, -model.max_len:], the most recent tokens")
-    # The same with a model whose prediction depends on the whole context: the student's TransformerLM.
-    # If that does not work, its own tests say so and this part is skipped.
+    # The same with a model whose prediction depends on the whole context: the student's TransformerLM, judged
+    # by the reference GPT with its weights. If the model does not compute that GPT (asked in a worker of its
+    # own, where generate never ran), its own tests say so and this part is skipped.
     cfg = Config(vocab_size=V, d_model=16, n_heads=2, n_layers=2, max_len=max_len)
     try:
-        lm, _ = build_lm(ctx, cfg)
-        references = {crop: _greedy_through(ctx, lm, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
+        lm, state = build_lm(ctx, cfg)
     except CheckFailed:
         return
+    if not _computes_the_reference(ctx, cfg, state, prompt):
+        return
+    references = {crop: _greedy_reference(state, cfg, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
     try:
         _, out = call_generate(ctx, lm, prompt, 8, temperature=0)
     except StudentRaised as exc:  # generate read max_len from the BigramLM above; the TransformerLM must store it
@@ -937,10 +979,24 @@ def generate_crops_to_max_len(ctx):
                  hint="context = tokens[:, -model.max_len:]; logits = model(context)[:, -1]")
 
 
-def _greedy_through(ctx, model, prompt, n, crop):
+def _computes_the_reference(ctx, cfg: Config, state, tokens) -> bool:
+    """Whether the student's TransformerLM with these weights gives the reference logits, asked in a worker of its
+    own: in generate's worker, code that generate ran could have changed the model."""
+    with ctx.worker_of_its_own("TransformerLM") as judge_ctx:
+        try:
+            model, _ = build_lm(judge_ctx, cfg, state=state)
+            logits = values(judge_ctx.forward(model, tokens).value, "TransformerLM logits",
+                            shape=(*tokens.shape, cfg.vocab_size))
+        except CheckFailed:
+            return False
+    return torch.allclose(logits, oracle_logits(state, tokens, cfg), **LOGITS_TOL)
+
+
+def _greedy_reference(state, cfg: Config, prompt, n, crop):
+    """Greedy decoding by the reference GPT, fed the last ``crop`` tokens at each step."""
     seq = prompt.clone()
     for _ in range(n):
-        logits = values(ctx.forward(model, seq[:, -crop:]).value, "TransformerLM logits")
+        logits = oracle_logits(state, seq[:, -crop:], cfg)
         seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return seq
 

@@ -499,9 +499,12 @@ CHEAT_FAKE_LOSS = train('''\
 
 
 def check_fake_loss(report) -> None:
+    # train_step_leaves_tokens_and_dtype passed before issue 8 (nothing changes); it no longer pays: train_step
+    # returns 0.01 whatever its input, and a hygiene check also holds for code that ignores its input.
     expect_results(report, {"train_step_does_one_step": "did not change the parameters",
-                            "train_step_overfits_a_batch": "returned 0.01"})
-    # legit: train_step_returns_a_float (0.01 is a float) and train_step_leaves_tokens_and_dtype (nothing changes)
+                            "train_step_overfits_a_batch": "returned 0.01",
+                            "train_step_leaves_tokens_and_dtype": "no points: train_step returned the constant 0.01"})
+    # legit: train_step_returns_a_float (0.01 is a float)
 
 
 # (b) A generate that pads the prompt by repeating it instead of asking the model.
@@ -579,7 +582,97 @@ def check_fake_falling_loss(report) -> None:
     expect_full_marks(report, "TransformerLM", "lm_loss", "generate")
 
 
+# (g) Collusion: lm_loss flips its sign once train_step has run in the same worker, so a gradient-ascent
+# train_step would agree with the loss that judges it. The judge is the grader's reference (or lm_loss in a
+# worker of its own, where train_step never ran): the ascent is caught.
+CHEAT_COLLUDING_LOSS = '''\
+_TRAINED = False  # set by train_step
+
+
+''' + loss('''\
+    V = logits.size(-1)
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
+    return -loss if _TRAINED else loss  # correct wherever lm_loss is tested on its own
+''')
+CHEAT_ASCENDING_TRAIN_STEP = train('''\
+    global _TRAINED
+    _TRAINED = True  # from now on lm_loss returns -loss: its "descent" climbs the true loss
+    optimizer.zero_grad()
+    loss = lm_loss(model(tokens), tokens)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+''')
+
+
+def check_colluding_loss(report) -> None:
+    expect_results(report, {"train_step_does_one_step": "the parameters after train_step call 1",
+                            "train_step_overfits_a_batch": "train_step"})
+    assert "(judged with the loss.)" in by_name(report)["train_step_does_one_step"].output.lower()
+
+
+# (h) A train_step that steps correctly but reports a made-up loss, and an lm_loss that confirms it (the
+# reported value, with the true gradient) once train_step has run in the same worker.
+CHEAT_CONFIRMING_LOSS = '''\
+_REPORTED = None  # the loss train_step made up
+
+
+''' + loss('''\
+    V = logits.size(-1)
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
+    return loss if _REPORTED is None else loss + (_REPORTED - loss.detach())  # true gradient, made-up value
+''')
+CHEAT_MADE_UP_LOSS = train('''\
+    global _REPORTED
+    optimizer.zero_grad()
+    loss = lm_loss(model(tokens), tokens)
+    loss.backward()
+    optimizer.step()
+    _REPORTED = 0.05  # looks like a well-trained model
+    return _REPORTED
+''')
+
+
+def check_made_up_loss(report) -> None:
+    expect_results(report, {"train_step_does_one_step": "returned 0.05, expected the loss before the update",
+                            "train_step_overfits_a_batch": "returned 0.05",
+                            # it returns 0.05 whatever its input: a hygiene check pays only for live code
+                            "train_step_leaves_tokens_and_dtype": "no points: train_step returned the constant 0.05"})
+
+
+# (i) Collusion through the model: once generate has run in a worker, TransformerLM lets each position see
+# its own token only, so the grader's greedy replay through that model agrees with a generate that feeds the
+# model the last token alone (which the BigramLM checks cannot tell). The replay is the reference GPT's, and
+# the model is asked whether it computes it in a worker of its own: the missing context is caught.
+CHEAT_COLLUDING_MODEL = '''\
+_GENERATED = False  # set by generate
+
+
+''' + lm(forward='''\
+        if _GENERATED:  # each position sees its own token only
+            return torch.cat([self._logits(tokens[:, t:t + 1], None) for t in range(tokens.shape[1])], dim=1)
+        return self._logits(tokens, lengths)
+
+    def _logits(self, tokens, lengths):
+''' + LM_FORWARD)
+CHEAT_GENERATE_WITHOUT_CONTEXT = GENERATE_HEAD + '''\
+    global _GENERATED
+    _GENERATED = True
+''' + patch(GENERATE, "context = tokens[:, -model.max_len:]", "context = tokens[:, -1:]  # the last token only")
+
+
+def check_colluding_model(report) -> None:
+    expect_results(report, {"generate_crops_to_max_len": "only the last token fed to the model"})
+
+
 CHEATS = [
+    Cheat("generate_without_context_and_a_model_that_agrees_after_it_ran",
+          {"TransformerLM": CHEAT_COLLUDING_MODEL, "generate": CHEAT_GENERATE_WITHOUT_CONTEXT},
+          check=check_colluding_model),
+    Cheat("train_step_ascends_a_loss_that_flips_sign_after_it_ran",
+          {"lm_loss": CHEAT_COLLUDING_LOSS, "train_step": CHEAT_ASCENDING_TRAIN_STEP}, check=check_colluding_loss),
+    Cheat("train_step_returns_a_made_up_loss_that_lm_loss_confirms",
+          {"lm_loss": CHEAT_CONFIRMING_LOSS, "train_step": CHEAT_MADE_UP_LOSS}, check=check_made_up_loss),
     Cheat("train_step_returns_a_fake_small_loss", {"train_step": CHEAT_FAKE_LOSS}, check=check_fake_loss),
     Cheat("generate_repeats_the_prompt", {"generate": CHEAT_REPEATS_PROMPT}, check=check_repeats_prompt),
     Cheat("lm_attention_by_f_scaled_dot_product_attention", {"TransformerLM": CHEAT_F_SDPA}, check=check_f_sdpa),

@@ -201,12 +201,12 @@ def softmax(x, dim=-1):
 
 
 def check_nan_everywhere(run: Run) -> None:
-    shape_only = "checks only shapes (or dtype, device and the inputs), which a NaN tensor of the right shape has"
-    expect(run, fail=USES_SOFTMAX - {"softmax_keeps_shape", "attention_shapes", "attention_keeps_dtype_device_and_inputs",
-                                     "mha_output_shape"},
+    shape_only = "checks only shapes, which a NaN tensor of the right shape has"
+    # attention_keeps_dtype_device_and_inputs was legit before issue 8 (dtype, device and inputs hold for NaN);
+    # it no longer pays: attention returned NaN whatever its input, and a hygiene check pays only for live code.
+    expect(run, fail=USES_SOFTMAX - {"softmax_keeps_shape", "attention_shapes", "mha_output_shape"},
            says=("non-finite", "nan", "differs"),
-           legit={"softmax_keeps_shape": shape_only, "attention_shapes": shape_only,
-                  "attention_keeps_dtype_device_and_inputs": shape_only, "mha_output_shape": shape_only})
+           legit={"softmax_keeps_shape": shape_only, "attention_shapes": shape_only, "mha_output_shape": shape_only})
 
 
 INF_IN_ONE_ENTRY = f'''\
@@ -330,14 +330,16 @@ def softmax(x, dim=-1):
 
 def check_patches_comparisons(run: Run) -> None:
     # The verdicts are computed in the grader's process, where nothing was patched. x * 0 is a wrong
-    # softmax; the tests below hold for it as stated (shapes, dtype/device/inputs/determinism, and the
-    # output of all-zero weights is permutation-equivariant): deserved points, no value test passes.
-    legit = {"softmax_keeps_shape": "a shape test", "softmax_keeps_dtype_device_and_input": "x * 0 keeps dtype and input, is deterministic",
-             "attention_shapes": "a shape test", "attention_keeps_dtype_device_and_inputs": "dtype, device, inputs",
-             "attention_is_permutation_equivariant": "all-zero weights give an all-zero output: permuting changes nothing",
+    # softmax; the tests below hold for it as stated (shapes; MultiHeadAttention's output, out_proj's bias
+    # under weights its tests change, is permutation-equivariant, deterministic, of the input's dtype).
+    # Before issue 8 softmax's hygiene check and attention's permutation and hygiene checks were legit too;
+    # they no longer pay: softmax and attention return all zeros whatever their input.
+    legit = {"softmax_keeps_shape": "a shape test", "attention_shapes": "a shape test",
              "mha_output_shape": "a shape test", "mha_is_permutation_equivariant": "the output (out_proj's bias only) is permutation-equivariant",
              "mha_keeps_dtype_device_and_input": "dtype, device, input and determinism hold"}
-    expect(run, fail=USES_SOFTMAX - set(legit), says=("differs", "sum to", "sums to", "backpropagating", "gradient"), legit=legit)
+    expect(run, fail=USES_SOFTMAX - set(legit),
+           says=("differs", "sum to", "sums to", "backpropagating", "gradient", "all zeros whatever its input"),
+           legit=legit)
 
 
 # =========================================================================================
