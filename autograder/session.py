@@ -184,6 +184,9 @@ class Session:
         except wire.MessageTimeout:
             self.load_failure = (f"running the notebook's definitions took longer than {limit:.0f} s "
                                  "(an infinite loop or a long sleep at the top level of a cell?)")
+            if limit < LOAD_TIME_LIMIT:
+                self.load_failure = (f"loading the notebook was stopped when this submission's time budget of "
+                                     f"{self.time_budget:.0f} s ran out (slow code at the top level of a cell?)")
             raise WorkerLost(self.load_failure) from None
         except wire.WireError as exc:
             self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "

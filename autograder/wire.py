@@ -285,25 +285,30 @@ def pack(header: dict, buffers: list[bytes]) -> bytes:
 
 
 def unpack(payload) -> tuple[dict, list]:
-    """Split a frame (without its length prefix) into the header and the buffers, within the bounds above.
-
-    Buffers are views into ``payload``: nothing is copied.
-    """
+    """Split a frame (without its length prefix) into the header and the buffers, within the bounds above."""
     view = memoryview(payload)
     try:
         (head_len,) = struct.unpack_from("<I", view, 0)
-        check_header(head_len, view[4:4 + head_len])
-        header = json.loads(bytes(view[4:4 + head_len]))
-        buffers, pos = [], 4 + head_len
-        while pos < len(view):
-            (n,) = struct.unpack_from("<Q", view, pos)
-            buffers.append(view[pos + 8:pos + 8 + n])
+    except struct.error:
+        raise WireError("malformed message: too short") from None
+    return _parse(view[4:4 + head_len], view[4 + head_len:])
+
+
+def _parse(head, body) -> tuple[dict, list]:
+    """The header (checked, then parsed) and the buffers, as views into ``body``: nothing is copied."""
+    check_header(len(head), head)
+    try:
+        header = json.loads(bytes(head))
+        buffers, pos = [], 0
+        while pos < len(body):
+            (n,) = struct.unpack_from("<Q", body, pos)
+            buffers.append(body[pos + 8:pos + 8 + n])
             pos += 8 + n
             if len(buffers) > MAX_BUFFERS:
                 raise WireError(f"message with more than {MAX_BUFFERS} buffers")
     except (struct.error, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise WireError(f"malformed message: {type(exc).__name__}") from None
-    if not isinstance(header, dict) or pos != len(view):
+    if not isinstance(header, dict) or pos != len(body):
         raise WireError("malformed message")
     return header, buffers
 
@@ -382,16 +387,16 @@ def recv(sock: socket.socket, deadline: float | None = None,
         raise WireError(f"message of {length / 2**20:.0f} MiB exceeds the {max_bytes / 2**20:.0f} MiB limit")
     if length < 4:
         raise WireError("malformed message: too short")
-    payload = bytearray(length)
-    view = memoryview(payload)
-    _recv_into(sock, view[:4], deadline)
-    (head_len,) = struct.unpack_from("<I", payload, 0)
+    (head_len,) = struct.unpack("<I", _recv_exact(sock, 4, deadline))
     if head_len > length - 4:
         raise WireError("malformed message: header longer than the message")
-    _recv_into(sock, view[4:4 + head_len], deadline)
-    check_header(head_len, view[4:4 + head_len])
-    _recv_into(sock, view[4 + head_len:], deadline)
-    return unpack(payload)
+    if head_len > MAX_HEADER_BYTES:
+        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the {MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
+    head = _recv_exact(sock, head_len, deadline)
+    check_header(head_len, head)  # before the buffers are even read
+    body = bytearray(length - 4 - head_len)
+    _recv_into(sock, memoryview(body), deadline)
+    return _parse(head, memoryview(body))
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
