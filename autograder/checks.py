@@ -35,9 +35,11 @@ def fail(message: str, hint: str | None = None):
 
 # What came back, and what to return instead, for tensors that are not dense, real and readable.
 EXOTIC = {
-    "complex": ("a complex tensor ({dtype})", "Return a real floating-point tensor: nothing here needs complex numbers"),
+    "complex": ("a complex tensor ({dtype})",
+                "Return a real floating-point tensor: nothing here needs complex numbers"),
     "sparse": ("a sparse tensor (layout {layout})", "Return a dense tensor: call .to_dense() on it, or build it dense"),
-    "quantized": ("a quantized tensor ({dtype})", "Return a floating-point tensor: call .dequantize(), or do not quantize"),
+    "quantized": ("a quantized tensor ({dtype})",
+                  "Return a floating-point tensor: call .dequantize(), or do not quantize"),
     "nested": ("a nested tensor (torch.nested)", "Return one regular tensor: torch.stack or pad the pieces"),
     "meta": ("a meta tensor: it has a shape but no values",
              "Compute on the input's device; never create tensors with device='meta'"),

@@ -52,7 +52,8 @@ def printable_copy(report: GradeReport) -> GradeReport:
     tests = [replace(t, output=printable(t.output), title=printable(t.title)) for t in report.tests]
     return replace(report, tests=tests, notebook=report.notebook and printable(report.notebook),
                    submission=printable(report.submission), diagnostics=[printable(d) for d in report.diagnostics],
-                   review=[printable(r) for r in report.review], internal_errors=[printable(e) for e in report.internal_errors],
+                   review=[printable(r) for r in report.review],
+                   internal_errors=[printable(e) for e in report.internal_errors],
                    sandbox={printable(k): printable(v) for k, v in report.sandbox.items()})
 
 

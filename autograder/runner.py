@@ -53,7 +53,7 @@ class GradeReport:
     execution_time: float = 0.0
     seed: int = 0
     sandbox: dict = field(default_factory=dict)
-    internal_errors: list[str] = field(default_factory=list)  # tracebacks for the instructor, never shown to the student
+    internal_errors: list[str] = field(default_factory=list)  # tracebacks for the instructor, never for the student
 
     @property
     def score(self) -> float:

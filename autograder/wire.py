@@ -339,7 +339,8 @@ def check_header(head_len: int, head) -> None:
     an exact depth scan.
     """
     if head_len > MAX_HEADER_BYTES:
-        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the {MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
+        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the "
+                        f"{MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
     raw = bytes(head)
     openers = raw.count(b"[") + raw.count(b"{")
     if openers + raw.count(b",") + raw.count(b":") > MAX_JSON_VALUES:
@@ -352,7 +353,7 @@ _BRACKETS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def _nesting(raw: bytes) -> int:
-    """The deepest nesting of ``[``/``{`` outside strings (a regex skips strings, so this runs in C but for the brackets)."""
+    """The deepest nesting of ``[``/``{`` outside strings (a regex skips the strings in C)."""
     depth = deepest = 0
     for match in _BRACKETS.finditer(raw):
         token = match.group()
@@ -391,7 +392,8 @@ def recv(sock: socket.socket, deadline: float | None = None,
     if head_len > length - 4:
         raise WireError("malformed message: header longer than the message")
     if head_len > MAX_HEADER_BYTES:
-        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the {MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
+        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the "
+                        f"{MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
     head = _recv_exact(sock, head_len, deadline)
     check_header(head_len, head)  # before the buffers are even read
     body = bytearray(length - 4 - head_len)

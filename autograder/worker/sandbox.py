@@ -252,6 +252,9 @@ def _enter_namespaces() -> str:
     return "mount, network, ipc"
 
 
+PROC_ADMIN_GID = 60577  # no process has it: just below the workers' uids (see uids.py), in systemd's unused range
+
+
 def _private_proc() -> str:
     """A procfs of the worker's own over /proc, with ``hidepid=invisible``: a process the worker may not
     trace has no folder there, so its command line (another student's path) and environment are out of
@@ -260,7 +263,8 @@ def _private_proc() -> str:
     5.8 each procfs mount has options of its own, so the host's /proc is untouched."""
     if tuple(int(n) for n in os.uname().release.split(".")[:2] if n.isdigit()) < (5, 8):
         raise OSError("Linux 5.8 or later is needed for a procfs with options of its own")
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
+    # gid= names the group that sees every process; left out it is 0, which a root worker (the fallback) is in.
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"hidepid=invisible,gid={PROC_ADMIN_GID}")
     return "hidepid=invisible"
 
 
