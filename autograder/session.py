@@ -131,7 +131,7 @@ class Session:
     def _refuse_if_spent(self) -> None:
         """No new request once the submission's budget is spent, and no new worker once the exercise lost too many."""
         if self.budget_left() <= 0:
-            raise WorkerLost(f"not run: this submission used up its time budget of {self.time_budget:.0f} s "
+            raise WorkerLost(f"not run: this submission used up its time budget of {self.time_budget:g} s "
                              "(slow top-level code in the notebook, or tests that hang?)")
         if self.lost_in_scope >= MAX_LOST_WORKERS_PER_EXERCISE and (self.worker is None or not self.worker.alive):
             raise WorkerLost(f"not run: {self.lost_in_scope} workers were lost in this exercise already, so no new one "
@@ -186,7 +186,7 @@ class Session:
                                  "(an infinite loop or a long sleep at the top level of a cell?)")
             if limit < LOAD_TIME_LIMIT:
                 self.load_failure = (f"loading the notebook was stopped when this submission's time budget of "
-                                     f"{self.time_budget:.0f} s ran out (slow code at the top level of a cell?)")
+                                     f"{self.time_budget:g} s ran out (slow code at the top level of a cell?)")
             raise WorkerLost(self.load_failure) from None
         except wire.WireError as exc:
             self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "
@@ -228,7 +228,7 @@ class Session:
         except wire.MessageTimeout:
             if budget_left < remaining:
                 raise self.worker_lost(f"{what} was stopped when this submission's time budget of "
-                                       f"{self.time_budget:.0f} s ran out") from None
+                                       f"{self.time_budget:g} s ran out") from None
             raise self.worker_lost(f"{what} did not return within the test's time limit: an infinite loop, "
                                    "or a very slow implementation?") from None
         except wire.PeerClosed:

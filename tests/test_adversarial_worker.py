@@ -264,3 +264,14 @@ def test_root_worker_without_a_uid_sees_only_itself_in_proc():
         pytest.skip(f"no private /proc here: {layers.get('proc_private')}")
     assert layers["unprivileged_uid"].startswith("off"), layers
     assert others == 0 and seen == ["FileNotFoundError"] * 3, (others, seen)
+
+
+def test_cli_time_budget_option(tmp_path):
+    """`grade --time-budget` reaches the session: with a budget already spent, no test runs and each says why."""
+    from autograder.cli import main
+
+    out = tmp_path / "results.json"
+    assert main(["grade", str(solution_path(ASSIGNMENT)), "--assignment", ASSIGNMENT, "--device", "cpu",
+                 "--time-budget", "0.001", "--out", str(out), "--quiet"]) == 0
+    tests = json.loads(out.read_text())["tests"]
+    assert tests and all(t["score"] == 0 and "time budget of 0.001 s" in t["output"] for t in tests), tests[:2]
