@@ -98,7 +98,11 @@ class CallResult:
 
 
 class Session:
-    """The workers of one submission: a fresh one per exercise, and after any crash."""
+    """The workers of one submission: a fresh one per exercise, and after any crash.
+
+    Its clock starts when it is made: every load and request of the submission counts against ``time_budget``;
+    an exercise that lost ``MAX_LOST_WORKERS_PER_EXERCISE`` workers gets no new one.
+    """
 
     def __init__(self, server: WorkerServer, program: list[dict], *, seed: int, device: str,
                  trace: list[str], time_limit: float, time_budget: float | None = None):
@@ -299,7 +303,8 @@ class RemoteModule(RemoteObject):
         return {
             "params": self.session.decode(reply.get("params"), buffers, what),
             "buffers": self.session.decode(reply.get("buffers"), buffers, what),
-            "submodules": submodules,
+            "submodules": [{k: wire.printable(v)[:300] if isinstance(v, str) else v for k, v in m.items()}
+                           for m in submodules],  # names, types and reprs end up in messages a person reads
         }
 
     @property

@@ -28,8 +28,9 @@ Layers, in the order applied:
    (refused even where the IPC namespace is missing); a call through another
    architecture's table (``int 0x80``, x32) kills the worker.
 
-Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader
-and into ``results.json``.
+Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader in the
+worker's first message, before any student code runs (``zygote._become_worker``), and from there into
+``results.json``; nothing the worker says later about its sandbox is read.
 """
 
 from __future__ import annotations
