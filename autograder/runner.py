@@ -15,9 +15,9 @@ from autograder import forbidden
 from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
 from autograder.session import DEFAULT_TIME_BUDGET, CheckFailed, Session, StudentRaised, WorkerLost
-from autograder.wire import printable
 from autograder.suite import Context, Suite, seed_for_test
 from autograder.suites import SUITES, load_suite
+from autograder.wire import printable
 from autograder.worker.pool import WorkerServer
 
 DEFAULT_TIME_LIMIT = 10.0  # seconds per hidden test; a correct solution needs a few milliseconds
