@@ -195,6 +195,9 @@ class Session:
         except wire.WireError as exc:
             self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "
                                  "sys.exit/os._exit at the top level of a cell?")
+            if worker.sandbox is None:  # it never reported its sandbox: it stopped before any student code ran
+                self.load_failure = ("not graded: the worker stopped while entering its sandbox, before running any "
+                                     "code (see the worker server's log and the README's Security model)")
             raise WorkerLost(self.load_failure) from None
         if not header.get("ok"):
             self.load_failure = load_error(self.device, header.get("error"))
