@@ -186,6 +186,7 @@ class Session:
                 timeout=limit,
             )
         except wire.MessageTimeout:
+            self._note_layers(worker)
             self.load_failure = (f"running the notebook's definitions took longer than {limit:.0f} s "
                                  "(an infinite loop or a long sleep at the top level of a cell?)")
             if limit < LOAD_TIME_LIMIT:
@@ -193,30 +194,31 @@ class Session:
                                      f"{self.time_budget:g} s ran out (slow code at the top level of a cell?)")
             raise WorkerLost(self.load_failure) from None
         except wire.WireError as exc:
+            self._note_layers(worker)
             self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "
                                  "sys.exit/os._exit at the top level of a cell?")
             if worker.sandbox is None:  # it never reported its sandbox: it stopped before any student code ran
                 self.load_failure = ("not graded: the worker stopped while entering its sandbox, before running any "
                                      "code (see the worker server's log and the README's Security model)")
             raise WorkerLost(self.load_failure) from None
+        self._note_layers(worker)
         if not header.get("ok"):
             self.load_failure = load_error(self.device, header.get("error"))
             worker.close()
             raise WorkerLost(self.load_failure)
         if self.load_report is None:
             self.load_report = header
-            self.sandbox_layers = self._layers_known(worker)
+            if self.device == "cpu":  # applied by the runtime before the first cell runs: a load that succeeded did
+                self.sandbox_layers["rlimit_as"] = "on"
         if self.deadline is not None:
             self.deadline += time.monotonic() - started
         return worker
 
-    def _layers_known(self, worker: Worker) -> dict:
-        """The layers the worker reported before any student code ran (the load reply's word is not taken)."""
-        layers = dict(worker.sandbox or {})
-        if self.device == "cpu":
-            # Applied by the runtime before the first cell runs; a load that got this far applied it.
-            layers["rlimit_as"] = "on"
-        return layers
+    def _note_layers(self, worker: Worker) -> None:
+        """The layers the first worker reported before any student code ran (the load reply's word is not taken),
+        recorded whether the load then succeeded or not."""
+        if not self.sandbox_layers and worker.sandbox is not None:
+            self.sandbox_layers = dict(worker.sandbox)
 
     def close(self) -> None:
         self.drop_worker()
