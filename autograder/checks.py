@@ -33,6 +33,21 @@ def fail(message: str, hint: str | None = None):
     raise CheckFailed(f"{message}. {hint}" if hint else message)
 
 
+# What came back, and what to return instead, for tensors that are not dense, real and readable.
+EXOTIC = {
+    "complex": ("a complex tensor ({dtype})",
+                "Return a real floating-point tensor: nothing here needs complex numbers"),
+    "sparse": ("a sparse tensor (layout {layout})", "Return a dense tensor: call .to_dense() on it, or build it dense"),
+    "quantized": ("a quantized tensor ({dtype})",
+                  "Return a floating-point tensor: call .dequantize(), or do not quantize"),
+    "nested": ("a nested tensor (torch.nested)", "Return one regular tensor: torch.stack or pad the pieces"),
+    "meta": ("a meta tensor: it has a shape but no values",
+             "Compute on the input's device; never create tensors with device='meta'"),
+    "_mkldnn": ("an MKL-DNN tensor", "Return a dense tensor: call .to_dense() on it"),
+    "unreadable": ("a tensor whose layout or dtype cannot be read", "Return a plain dense torch.Tensor"),
+}
+
+
 def as_tensor(value, what: str) -> torch.Tensor:
     """The values of a returned tensor, or a failure naming what came back instead.
 
@@ -43,6 +58,10 @@ def as_tensor(value, what: str) -> torch.Tensor:
     if isinstance(value, WireTensor):
         if value.type_name != "torch.Tensor":
             fail(f"{what} is a {value.type_name}, a subclass of torch.Tensor", "Return a plain torch.Tensor")
+        exotic = EXOTIC.get(value.layout) or (EXOTIC["sparse"] if value.layout.startswith("sparse") else None)
+        if exotic or value.dtype.startswith("complex"):
+            message, hint = exotic or EXOTIC["complex"]
+            fail(f"{what} is {message.format(dtype=value.dtype, layout=value.layout)}", hint)
         if value.tensor is None:
             fail(f"{what} is a {value.dtype} tensor on device {value.device} whose values cannot be read")
         return value.tensor

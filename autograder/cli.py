@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
                    "rows of the students graded now are replaced, other rows kept")
     g.add_argument("--device", default="auto", help="device the student's code runs on: auto (cuda when present), cpu, cuda, cuda:1, ...")
     g.add_argument("--time-limit", type=float, default=None, help="seconds per hidden test (default 10)")
+    g.add_argument("--time-budget", type=float, default=None,
+                   help="seconds for one whole submission, loading its notebook included (default 150); "
+                        "when spent, its remaining tests fail and no new worker starts")
     g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: the number of CPU cores)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
     e = sub.add_parser("export-gradebook", help="write graded results (results.json) into nbgrader's gradebook")
@@ -173,10 +176,12 @@ def _grade_one(args, path: Path, server, device: str):
     """(report, error line): a GraderError gives no report; a grader bug still gives one saying so."""
     from autograder.layout import assignment_in_path
     from autograder.runner import DEFAULT_TIME_LIMIT, GradeReport, GraderError, grade
+    from autograder.session import DEFAULT_TIME_BUDGET
 
     try:
         return grade(path, assignment=args.assignment, server=server, device=device,
-                     time_limit=args.time_limit or DEFAULT_TIME_LIMIT), None
+                     time_limit=args.time_limit or DEFAULT_TIME_LIMIT,
+                     time_budget=args.time_budget or DEFAULT_TIME_BUDGET), None
     except GraderError as exc:  # this submission cannot be graded; the others still are
         return None, str(exc)
     except Exception as exc:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
+from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
 
 from autograder.runner import GradeReport
+from autograder.wire import printable
 
 
 def render(report: GradeReport, color: bool = False) -> str:
+    report = printable_copy(report)  # the escapes below are the only ones that reach the terminal
     width = min(shutil.get_terminal_size((100, 20)).columns, 110)
     green, red, dim, bold, reset = ("\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[0m") if color else ("",) * 5
     lines = [f"{bold}{report.assignment}{reset} · {report.notebook or report.submission}"]
@@ -43,8 +46,24 @@ def _pts(x: float) -> str:
     return f"{x:g}"
 
 
+def printable_copy(report: GradeReport) -> GradeReport:
+    """The report with control characters stripped from every text that may come from the student (test
+    output, notes, the notebook's file name): a second pass behind the one where the text is made."""
+    tests = [replace(t, output=printable(t.output), title=printable(t.title)) for t in report.tests]
+    return replace(report, tests=tests, notebook=report.notebook and printable(report.notebook),
+                   submission=printable(report.submission), diagnostics=[printable(d) for d in report.diagnostics],
+                   review=[printable(r) for r in report.review],
+                   internal_errors=[printable(e) for e in report.internal_errors],
+                   sandbox={printable(k): printable(v) for k, v in report.sandbox.items()})
+
+
 def gradescope(report: GradeReport) -> dict:
-    """results.json as Gradescope's autograder specification describes it."""
+    """results.json as Gradescope's autograder specification describes it.
+
+    ``extra_data`` is stored by Gradescope and never shown to students: internal errors (tracebacks that name
+    hidden-suite files) go there and to stderr only.
+    """
+    report = printable_copy(report)
     return {
         "score": report.score,
         "execution_time": round(report.execution_time, 3),
@@ -75,6 +94,7 @@ def gradescope(report: GradeReport) -> dict:
             "seed": report.seed,
             "review": report.review,
             "sandbox": report.sandbox,
+            "internal_errors": report.internal_errors,
         },
     }
 

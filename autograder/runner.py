@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -13,9 +14,10 @@ import torch
 from autograder import forbidden, release
 from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
-from autograder.session import CheckFailed, Session, StudentRaised, WorkerLost
+from autograder.session import DEFAULT_TIME_BUDGET, CheckFailed, Session, StudentRaised, WorkerLost
 from autograder.suite import CallLog, Context, Suite, seed_for_test
 from autograder.suites import SUITES, load_suite
+from autograder.wire import printable
 from autograder.worker.pool import WorkerServer
 
 DEFAULT_TIME_LIMIT = 10.0  # seconds per hidden test; a correct solution needs a few milliseconds
@@ -53,6 +55,7 @@ class GradeReport:
     sandbox: dict = field(default_factory=dict)
     wrong_notebook: str | None = None  # set when the notebook is another assignment's: nothing is graded
     blocked: dict[str, str] = field(default_factory=dict)  # exercise -> why none of its tests can earn points
+    internal_errors: list[str] = field(default_factory=list)  # tracebacks for the instructor, never for the student
 
     @property
     def score(self) -> float:
@@ -68,7 +71,8 @@ class GradeReport:
 
 
 def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServer | None = None,
-          device: str = "cpu", time_limit: float = DEFAULT_TIME_LIMIT) -> GradeReport:
+          device: str = "cpu", time_limit: float = DEFAULT_TIME_LIMIT,
+          time_budget: float = DEFAULT_TIME_BUDGET) -> GradeReport:
     """Grade the submission at ``path`` (a notebook or a folder of one student's notebooks)."""
     path = Path(path)
     if not path.exists():
@@ -81,7 +85,7 @@ def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServ
     own_server = server is None
     server = server or WorkerServer()
     try:
-        run_suite(suite, submission, server, device, time_limit, report)
+        run_suite(suite, submission, server, device, time_limit, report, time_budget)
     finally:
         if own_server:
             server.close()
@@ -191,7 +195,7 @@ def _check_exercise_cells(submission: Submission, suite: Suite, report: GradeRep
 
 
 def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer, device: str,
-              time_limit: float, report: GradeReport) -> None:
+              time_limit: float, report: GradeReport, time_budget: float = DEFAULT_TIME_BUDGET) -> None:
     if submission is None or not submission.readable:
         report.tests = [_result(t, 0.0, "not graded: no readable notebook (see the note below)") for t in suite.ordered_tests()]
         return
@@ -202,7 +206,7 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
     report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
     findings, report.review = forbidden.scan(program, suite.forbidden, suite.exercises)
     session = Session(server, program, seed=report.seed, device=device,
-                      trace=suite.traced_names(), time_limit=time_limit)
+                      trace=suite.traced_names(), time_limit=time_limit, time_budget=time_budget)
     log = CallLog()
     try:
         for test in suite.ordered_tests():
@@ -243,8 +247,8 @@ def _run_test(test, suite: Suite, session: Session, findings, report: GradeRepor
         return _result(test, 0.0, str(exc))
     except CheckFailed as exc:
         return _result(test, 0.0, str(exc))
-    except Exception as exc:  # a bug in the hidden test itself: fail loudly, never award points
-        report.diagnostics.append(f"internal error in hidden test {test.name}: {''.join(traceback.format_exception(exc))[-1500:]}")
+    except Exception as exc:  # a bug in the hidden test, or a reply it did not expect: fail, never award points
+        _internal_error(report, test.name, exc)
         return _result(test, 0.0, "the grader could not run this test (internal error); your instructor has the details")
     return _result(test, test.points, "")
 
@@ -269,6 +273,14 @@ def _withhold_points_of_input_ignoring_code(results: list[TestResult], suite: Su
                         "Property and hygiene checks count once the result depends on the input")
 
 
+def _internal_error(report: GradeReport, test_name: str, exc: Exception) -> None:
+    """The traceback names hidden-suite files and lines: it goes to the instructor only (stderr and results.json's
+    extra_data, which Gradescope stores but never shows students), the student reads one generic line."""
+    trace = printable("".join(traceback.format_exception(exc))[-3000:])
+    report.internal_errors.append(f"{test_name}: {trace}")
+    print(f"internal error in hidden test {test_name} ({report.submission}):\n{trace}", file=sys.stderr, flush=True)
+
+
 def _result(test, score: float, output: str) -> TestResult:
     return TestResult(test.name, test.title, test.exercise, test.group, score, test.points, output)
 
@@ -285,6 +297,7 @@ def _cell_errors(load_report: dict | None, submission: Submission) -> list[str]:
         where = err.get("where") or []
         line = f", line {where[-1]['line']}" if where else ""
         label = f" ({labels[cell['index']]})" if labels.get(cell["index"]) else ""
-        message = (err.get("message") or "").strip().splitlines()
-        notes.append(f"cell {cell['index']}{label} did not run: {err.get('type')}{line}: {message[0][:200] if message else ''}")
+        message = printable(err.get("message") or "").strip().splitlines()
+        notes.append(printable(f"cell {cell['index']}{label} did not run: {err.get('type')}{line}: "
+                               f"{message[0][:200] if message else ''}"))
     return notes

@@ -15,6 +15,14 @@ from autograder import wire
 from autograder.worker.pool import Worker, WorkerServer
 
 LOAD_TIME_LIMIT = 60.0
+# A whole submission's time, loads included. The five reference solutions grade in 0.5-7.5 s each on
+# one busy core (a1 is the slowest): 150 s is twenty times that, and it bounds what a slow notebook
+# (a top-level sleep reloaded by every exercise's worker) can hold a job slot for.
+DEFAULT_TIME_BUDGET = 150.0
+# Workers one exercise may lose (deaths, time-outs, unreadable replies) before its remaining tests fail
+# without a new worker. A correct exercise loses none; three lets one test crash or hang and still gives
+# the exercise's other tests their own worker, while code that kills every worker costs at most three loads.
+MAX_LOST_WORKERS_PER_EXERCISE = 3
 
 
 class CheckFailed(Exception):
@@ -42,21 +50,21 @@ def describe_error(what: str, error: dict) -> str:
     if where:
         last = where[-1]
         place = f" (cell {last['cell']}, line {last['line']}, in {last['function']}: {last['code']})"
-    message = (error.get("message") or "").strip().splitlines()
+    message = wire.printable(error.get("message") or "").strip().splitlines()
     first = message[0][:300] if message else ""
-    return f"{what} raised {error.get('type')}: {first}{place}"
+    return wire.printable(f"{what} raised {error.get('type')}: {first}{place}")
 
 
 def load_error(device: str, error) -> str:
     """Why a worker could not load the notebook at all (its device unusable, say): one line for the report."""
     error = error if isinstance(error, dict) else {}
-    message = str(error.get("message") or "").strip().splitlines()
+    message = wire.printable(error.get("message") or "").strip().splitlines()
     first = message[0][:300] if message else ""
     if error.get("type") == "SandboxError":
         return f"not graded: {first}; run the grader as root on Linux 5.13+ (see the README's Security model)"
     if error.get("type") == "DeviceError":
         return f"the worker cannot use device {device} ({first}); grade with --device cpu instead"
-    return f"the worker could not load the notebook ({error.get('type')}: {first})"
+    return wire.printable(f"the worker could not load the notebook ({error.get('type')}: {first})")
 
 
 def _well_formed_error(error) -> bool:
@@ -90,10 +98,14 @@ class CallResult:
 
 
 class Session:
-    """The workers of one submission: a fresh one per exercise, and after any crash."""
+    """The workers of one submission: a fresh one per exercise, and after any crash.
+
+    Its clock starts when it is made: every load and request of the submission counts against ``time_budget``;
+    an exercise that lost ``MAX_LOST_WORKERS_PER_EXERCISE`` workers gets no new one.
+    """
 
     def __init__(self, server: WorkerServer, program: list[dict], *, seed: int, device: str,
-                 trace: list[str], time_limit: float):
+                 trace: list[str], time_limit: float, time_budget: float | None = None):
         self.server = server
         self.program = program
         self.seed = seed
@@ -107,10 +119,34 @@ class Session:
         self.sandbox_layers: dict = {}
         self.deadline: float | None = None
         self.device_lost = False  # the worker's GPU context broke: the next test gets a fresh worker
+        self.time_budget = time_budget or DEFAULT_TIME_BUDGET
+        self.budget_ends = time.monotonic() + self.time_budget  # the submission's clock, loads included
+        self.loads = 0
+        self.lost_in_scope = 0  # workers lost by the current exercise
+        self.last_loss = ""
 
     def begin_test(self, time_limit: float | None) -> None:
         """Start one test's clock: all its requests together get ``time_limit`` seconds."""
         self.deadline = time.monotonic() + (time_limit or self.time_limit)
+
+    def budget_left(self) -> float:
+        return self.budget_ends - time.monotonic()
+
+    def _refuse_if_spent(self) -> None:
+        """No new request once the submission's budget is spent, and no new worker once the exercise lost too many."""
+        if self.budget_left() <= 0:
+            raise WorkerLost(f"not run: this submission used up its time budget of {self.time_budget:g} s "
+                             "(slow top-level code in the notebook, or tests that hang?)")
+        if self.lost_in_scope >= MAX_LOST_WORKERS_PER_EXERCISE and (self.worker is None or not self.worker.alive):
+            raise WorkerLost(f"not run: {self.lost_in_scope} workers were lost in this exercise already, so no new one "
+                             f"is started (the last: {self.last_loss})")
+
+    def worker_lost(self, reason: str) -> WorkerLost:
+        """Count a lost worker against the exercise; the returned exception is what the test says."""
+        self.drop_worker()
+        self.lost_in_scope += 1
+        self.last_loss = reason
+        return WorkerLost(reason)
 
     # --- worker lifecycle ------------------------------------------------------------
 
@@ -119,6 +155,8 @@ class Session:
         after one that broke the worker's GPU context, so one CUDA error does not fail the exercise's other tests."""
         if scope != self.worker_scope or self.device_lost:
             self.drop_worker()
+            if scope != self.worker_scope:
+                self.lost_in_scope = 0
             self.worker_scope = scope
             self.device_lost = False
 
@@ -130,29 +168,57 @@ class Session:
     def _worker(self) -> Worker:
         if self.load_failure:
             raise WorkerLost(self.load_failure)
+        self._refuse_if_spent()
         if self.worker is None or not self.worker.alive:
-            worker = self.server.spawn()
-            try:
-                header, _ = worker.request(
-                    {"op": "load", "cells": self.program, "device": self.device,
-                     "seed": self.seed, "trace": self.trace},
-                    timeout=LOAD_TIME_LIMIT,
-                )
-            except wire.MessageTimeout:
-                self.load_failure = f"running the notebook's definitions took longer than {LOAD_TIME_LIMIT:.0f} s (an infinite loop at the top level of a cell?)"
-                raise WorkerLost(self.load_failure) from None
-            except wire.WireError as exc:
-                self.load_failure = f"the notebook's code ended the worker while its cells were loading ({exc}): sys.exit/os._exit at the top level of a cell?"
-                raise WorkerLost(self.load_failure) from None
-            if not header.get("ok"):
-                self.load_failure = load_error(self.device, header.get("error"))
-                worker.close()
-                raise WorkerLost(self.load_failure)
-            if self.load_report is None:
-                self.load_report = header
-                self.sandbox_layers = header.get("sandbox", {})
-            self.worker = worker
+            self.worker = self._load_worker()
         return self.worker
+
+    def _load_worker(self) -> Worker:
+        """A fresh worker with the notebook loaded. Loading counts against the submission's budget, not
+        against the test that asked for it: a slow notebook must not make every test time out in turn."""
+        started = time.monotonic()
+        limit = min(LOAD_TIME_LIMIT, self.budget_left())
+        worker = self.server.spawn()
+        self.loads += 1
+        try:
+            header, _ = worker.request(
+                {"op": "load", "cells": self.program, "device": self.device, "seed": self.seed, "trace": self.trace},
+                timeout=limit,
+            )
+        except wire.MessageTimeout:
+            self._note_layers(worker)
+            self.load_failure = (f"running the notebook's definitions took longer than {limit:.0f} s "
+                                 "(an infinite loop or a long sleep at the top level of a cell?)")
+            if limit < LOAD_TIME_LIMIT:
+                self.load_failure = (f"loading the notebook was stopped when this submission's time budget of "
+                                     f"{self.time_budget:g} s ran out (slow code at the top level of a cell?)")
+            raise WorkerLost(self.load_failure) from None
+        except wire.WireError as exc:
+            self._note_layers(worker)
+            self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "
+                                 "sys.exit/os._exit at the top level of a cell?")
+            if worker.sandbox is None:  # it never reported its sandbox: it stopped before any student code ran
+                self.load_failure = ("not graded: the worker stopped while entering its sandbox, before running any "
+                                     "code (see the worker server's log and the README's Security model)")
+            raise WorkerLost(self.load_failure) from None
+        self._note_layers(worker)
+        if not header.get("ok"):
+            self.load_failure = load_error(self.device, header.get("error"))
+            worker.close()
+            raise WorkerLost(self.load_failure)
+        if self.load_report is None:
+            self.load_report = header
+            if self.device == "cpu":  # applied by the runtime before the first cell runs: a load that succeeded did
+                self.sandbox_layers["rlimit_as"] = "on"
+        if self.deadline is not None:
+            self.deadline += time.monotonic() - started
+        return worker
+
+    def _note_layers(self, worker: Worker) -> None:
+        """The layers the first worker reported before any student code ran (the load reply's word is not taken),
+        recorded whether the load then succeeded or not."""
+        if not self.sandbox_layers and worker.sandbox is not None:
+            self.sandbox_layers = dict(worker.sandbox)
 
     def close(self) -> None:
         self.drop_worker()
@@ -165,19 +231,24 @@ class Session:
     def request(self, header: dict, buffers: list[bytes], what: str):
         worker = self._worker()
         remaining = self.time_limit if self.deadline is None else max(0.05, self.deadline - time.monotonic())
+        budget_left = self.budget_left()
         try:
-            reply, reply_buffers = worker.request(header, buffers, timeout=remaining)
+            reply, reply_buffers = worker.request(header, buffers, timeout=min(remaining, max(0.05, budget_left)))
         except wire.MessageTimeout:
-            raise WorkerLost(f"{what} did not return within the test's time limit: an infinite loop, or a very slow implementation?") from None
+            if budget_left < remaining:
+                raise self.worker_lost(f"{what} was stopped when this submission's time budget of "
+                                       f"{self.time_budget:g} s ran out") from None
+            raise self.worker_lost(f"{what} did not return within the test's time limit: an infinite loop, "
+                                   "or a very slow implementation?") from None
         except wire.PeerClosed:
-            raise WorkerLost(f"the worker process died while running {what}: did the code call sys.exit/os._exit, crash, or run out of memory?") from None
+            raise self.worker_lost(f"the worker process died while running {what}: did the code call "
+                                   "sys.exit/os._exit, crash, or run out of memory?") from None
         except wire.WireError as exc:
-            raise WorkerLost(f"{what} sent back an unreadable result ({exc})") from None
+            raise self.worker_lost(f"{what} sent back an unreadable result ({exc})") from None
         if not reply.get("ok"):
             error = reply.get("error")
             if not _well_formed_error(error):
-                self.drop_worker()
-                raise WorkerLost(f"{what} sent back an unreadable error report")
+                raise self.worker_lost(f"{what} sent back an unreadable error report")
             self.device_lost = self.device_lost or reply.get("device_lost") is True
             raise StudentRaised(what, error)
         return reply, reply_buffers
@@ -208,8 +279,7 @@ class Session:
         try:
             return wire.decode(data, buffers, factory)
         except wire.WireError as exc:
-            self.drop_worker()
-            raise WorkerLost(f"{what} sent back an unreadable result ({exc})") from None
+            raise self.worker_lost(f"{what} sent back an unreadable result ({exc})") from None
 
 
 class RemoteObject:
@@ -238,7 +308,8 @@ class RemoteModule(RemoteObject):
         return {
             "params": self.session.decode(reply.get("params"), buffers, what),
             "buffers": self.session.decode(reply.get("buffers"), buffers, what),
-            "submodules": submodules,
+            "submodules": [{k: wire.printable(v)[:300] if isinstance(v, str) else v for k, v in m.items()}
+                           for m in submodules],  # names, types and reprs end up in messages a person reads
         }
 
     @property

@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import struct
 import time
 
 import torch
 
-MAX_MESSAGE_BYTES = 512 * 1024 * 1024  # a result bigger than this is refused, not read
+# What the grader reads from a worker, at most. The largest reply of the five reference solutions
+# (a4/a5's module description) is 0.64 MiB with a 32 KiB JSON header, 195 buffers, 1843 JSON values
+# nested 7 deep: each bound below leaves a margin of 20x or more. A message past one of them costs the
+# worker its life, and the grader at most the bytes it had read (the header is refused before parsing).
+MAX_MESSAGE_BYTES = 64 * 2**20
+MAX_HEADER_BYTES = 2**20
+MAX_BUFFERS = 4096
+MAX_JSON_VALUES = 100_000
+MAX_DEPTH = 32
 
 DTYPES = {
     str(dtype).removeprefix("torch."): dtype
@@ -42,6 +51,20 @@ class PeerClosed(WireError):
 
 class MessageTimeout(WireError):
     """No complete message arrived before the deadline."""
+
+
+# --- text a person will read ---------------------------------------------------------
+
+# Terminal escape sequences (CSI, OSC), then every control character but newline and tab (C0, DEL, C1),
+# and the bidirectional overrides that make text display in another order than it reads.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\\\)?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text) -> str:
+    """``text`` without terminal escapes or control characters: what student-derived text becomes before
+    it is printed or written (an error message, a line of code, a repr, a type name, a file name)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", str(text)))
 
 
 # --- values <-> JSON + buffers -------------------------------------------------------
@@ -80,15 +103,44 @@ def _encode_tensor(t: torch.Tensor, buffers: list[bytes]) -> dict:
         "has_grad_fn": t.grad_fn is not None,
         "device": str(t.device),
     }
+    kind = _exotic_kind(t)
+    if kind:  # values that do not fit a flat buffer: the grader says what came back and what to return instead
+        return {"__tensor__": None, "dtype": str(t.dtype).removeprefix("torch."), "shape": _shape_or_empty(t),
+                "layout": kind, **meta}
     # A subclass may override every method; read its storage as a plain tensor.
     plain = torch.Tensor._make_subclass(torch.Tensor, t.detach()) if type(t) is not torch.Tensor else t.detach()
     dtype = str(plain.dtype).removeprefix("torch.")
-    if dtype not in DTYPES or plain.device.type == "meta" or plain.is_sparse:
+    if dtype not in DTYPES:
         return {"__tensor__": None, "dtype": dtype, "shape": list(plain.shape), **meta}
     data = plain.cpu().contiguous().reshape(-1)
     raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
     buffers.append(raw)
     return {"__tensor__": len(buffers) - 1, "dtype": dtype, "shape": list(plain.shape), **meta}
+
+
+def _exotic_kind(t: torch.Tensor) -> str | None:
+    """"nested", "quantized", a sparse layout, "meta" or "complex" for a tensor that is not a dense real one."""
+    try:
+        if t.is_nested:
+            return "nested"
+        if t.is_quantized:
+            return "quantized"
+        if t.layout != torch.strided:
+            return str(t.layout).removeprefix("torch.")
+        if t.device.type == "meta":
+            return "meta"
+        if t.is_complex():
+            return "complex"
+    except Exception:  # noqa: BLE001  (a tensor whose properties raise cannot be read either)
+        return "unreadable"
+    return None
+
+
+def _shape_or_empty(t: torch.Tensor) -> list[int]:
+    try:
+        return [int(n) for n in t.shape]
+    except Exception:  # noqa: BLE001  (a nested tensor has no single shape)
+        return []
 
 
 def decode(data, buffers: list[bytes], handle_factory=None):
@@ -97,25 +149,27 @@ def decode(data, buffers: list[bytes], handle_factory=None):
     Whatever the sender wrote, the only exception that escapes is :class:`WireError`.
     """
     try:
-        return _decode(data, buffers, handle_factory)
+        return _decode(data, buffers, handle_factory, 0)
     except WireError:
         raise
     except (RecursionError, ValueError, TypeError, KeyError, IndexError, OverflowError, RuntimeError) as exc:
         raise WireError(f"malformed value in message ({type(exc).__name__})") from None
 
 
-def _decode(data, buffers: list[bytes], handle_factory=None):
-    decode = _decode
+def _decode(data, buffers: list[bytes], handle_factory, depth: int):
+    if depth > MAX_DEPTH:
+        raise WireError(f"value nested more than {MAX_DEPTH} deep")
+    decode, depth = _decode, depth + 1
     if isinstance(data, list):
-        return [decode(v, buffers, handle_factory) for v in data]
+        return [decode(v, buffers, handle_factory, depth) for v in data]
     if not isinstance(data, dict):
         return data
     if "__tensor__" in data:
         return _decode_tensor(data, buffers)
     if "__tuple__" in data:
-        return tuple(decode(v, buffers, handle_factory) for v in data["__tuple__"])
+        return tuple(decode(v, buffers, handle_factory, depth) for v in data["__tuple__"])
     if "__dict__" in data:
-        return {k: decode(v, buffers, handle_factory) for k, v in data["__dict__"].items()}
+        return {k: decode(v, buffers, handle_factory, depth) for k, v in data["__dict__"].items()}
     if "__int__" in data:
         return int(data["__int__"])
     if "__float__" in data:
@@ -123,10 +177,10 @@ def _decode(data, buffers: list[bytes], handle_factory=None):
     if "__dtype__" in data:
         return DTYPES.get(data["__dtype__"], data["__dtype__"])
     if "__handle__" in data:
-        handle = Handle(int(data["__handle__"]), str(data.get("type", "?")), bool(data.get("module", True)))
+        handle = Handle(int(data["__handle__"]), printable(data.get("type", "?"))[:200], bool(data.get("module", True)))
         return handle_factory(handle) if handle_factory else handle
     if "__object__" in data:
-        return Foreign(str(data["__object__"]), str(data.get("repr", ""))[:300])
+        return Foreign(printable(data["__object__"])[:200], printable(data.get("repr", ""))[:300])
     raise WireError(f"unknown value in message: keys {sorted(data)[:5]}")
 
 
@@ -148,20 +202,22 @@ def _decode_tensor(data: dict, buffers: list[bytes]):
         tensor = flat.reshape(shape)
     return WireTensor(
         tensor=tensor,
-        dtype=str(data.get("dtype")),
+        dtype=printable(data.get("dtype"))[:40],
         shape=tuple(shape),
-        type_name=str(data.get("type", "torch.Tensor")),
+        type_name=printable(data.get("type", "torch.Tensor"))[:200],
         requires_grad=bool(data.get("requires_grad")),
         has_grad_fn=bool(data.get("has_grad_fn")),
-        device=str(data.get("device", "cpu")),
+        device=printable(data.get("device", "cpu"))[:40],
+        layout=printable(data.get("layout", "strided"))[:40],
     )
 
 
 class WireTensor:
     """A tensor as a worker reported it: the values plus what the grader checks about them."""
 
-    def __init__(self, tensor, dtype, shape, type_name, requires_grad, has_grad_fn, device):
+    def __init__(self, tensor, dtype, shape, type_name, requires_grad, has_grad_fn, device, layout="strided"):
         self.tensor = tensor
+        self.layout = layout  # "strided", or what made the values unreadable (see ``_exotic_kind``)
         self.dtype = dtype
         self.shape = shape
         self.type_name = type_name
@@ -228,7 +284,37 @@ def pack(header: dict, buffers: list[bytes]) -> bytes:
     return struct.pack("<Q", len(payload)) + payload
 
 
-def unpack(payload: bytes) -> tuple[dict, list[bytes]]:
+def unpack(payload) -> tuple[dict, list]:
+    """Split a frame (without its length prefix) into the header and the buffers, within the bounds above."""
+    view = memoryview(payload)
+    try:
+        (head_len,) = struct.unpack_from("<I", view, 0)
+    except struct.error:
+        raise WireError("malformed message: too short") from None
+    return _parse(view[4:4 + head_len], view[4 + head_len:])
+
+
+def _parse(head, body) -> tuple[dict, list]:
+    """The header (checked, then parsed) and the buffers, as views into ``body``: nothing is copied."""
+    check_header(len(head), head)
+    try:
+        header = json.loads(bytes(head))
+        buffers, pos = [], 0
+        while pos < len(body):
+            (n,) = struct.unpack_from("<Q", body, pos)
+            buffers.append(body[pos + 8:pos + 8 + n])
+            pos += 8 + n
+            if len(buffers) > MAX_BUFFERS:
+                raise WireError(f"message with more than {MAX_BUFFERS} buffers")
+    except (struct.error, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise WireError(f"malformed message: {type(exc).__name__}") from None
+    if not isinstance(header, dict) or pos != len(body):
+        raise WireError("malformed message")
+    return header, buffers
+
+
+def _unpack_trusted(payload: bytes) -> tuple[dict, list]:
+    """A message from the grader: only its framing is checked."""
     try:
         (head_len,) = struct.unpack_from("<I", payload, 0)
         header = json.loads(payload[4:4 + head_len])
@@ -244,21 +330,86 @@ def unpack(payload: bytes) -> tuple[dict, list[bytes]]:
     return header, buffers
 
 
+def check_header(head_len: int, head) -> None:
+    """Refuse a JSON header before parsing it: too long, too many values, or nested too deep.
+
+    Strings are blanked first (one regex pass, in C), so what they hold counts for nothing; then every
+    JSON value but the first follows a ``,``, ``[`` or ``:``, which bounds the number of values, and a
+    header cannot nest deeper than its count of ``[`` and ``{``, so only one with many of them pays for
+    an exact depth scan. A bomb costs milliseconds.
+    """
+    if head_len > MAX_HEADER_BYTES:
+        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the "
+                        f"{MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
+    skeleton = _STRINGS.sub(b'""', bytes(head))
+    openers = skeleton.count(b"[") + skeleton.count(b"{")
+    if openers + skeleton.count(b",") + skeleton.count(b":") > MAX_JSON_VALUES:
+        raise WireError(f"message header with more than {MAX_JSON_VALUES} values")
+    if openers > MAX_DEPTH and _nesting(skeleton) > MAX_DEPTH:
+        raise WireError(f"message header nested more than {MAX_DEPTH} deep")
+
+
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: a run of plain bytes costs one step
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _nesting(skeleton: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in a header whose strings are blanked."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(skeleton):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                break
+        else:
+            depth -= 1
+    return deepest
+
+
 def send(sock: socket.socket, header: dict, buffers: list[bytes] = ()) -> None:
     sock.sendall(pack(header, list(buffers)))
 
 
 def recv(sock: socket.socket, deadline: float | None = None,
-         max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[dict, list[bytes]]:
-    """Read one message; ``deadline`` is a ``time.monotonic()`` value."""
+         max_bytes: int = MAX_MESSAGE_BYTES, bounded: bool = True) -> tuple[dict, list]:
+    """Read one message; ``deadline`` is a ``time.monotonic()`` value.
+
+    The length and the header length are checked before anything else is read, the header before
+    the buffers are: a bomb is refused after a few bytes (or at most the 1 MiB header). A worker
+    reads the grader's messages with ``bounded=False``: they are trusted, and a notebook's source
+    may hold more than the bounds allow a reply.
+    """
+    if not bounded:
+        (length,) = struct.unpack("<Q", _recv_exact(sock, 8, deadline))
+        return _unpack_trusted(_recv_exact(sock, length, deadline))
     (length,) = struct.unpack("<Q", _recv_exact(sock, 8, deadline))
     if length > max_bytes:
         raise WireError(f"message of {length / 2**20:.0f} MiB exceeds the {max_bytes / 2**20:.0f} MiB limit")
-    return unpack(_recv_exact(sock, length, deadline))
+    if length < 4:
+        raise WireError("malformed message: too short")
+    (head_len,) = struct.unpack("<I", _recv_exact(sock, 4, deadline))
+    if head_len > length - 4:
+        raise WireError("malformed message: header longer than the message")
+    if head_len > MAX_HEADER_BYTES:
+        raise WireError(f"message header of {head_len / 2**20:.1f} MiB exceeds the "
+                        f"{MAX_HEADER_BYTES / 2**20:.0f} MiB limit")
+    head = _recv_exact(sock, head_len, deadline)
+    check_header(head_len, head)  # before the buffers are even read
+    body = bytearray(length - 4 - head_len)
+    _recv_into(sock, memoryview(body), deadline)
+    return _parse(head, memoryview(body))
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
-    chunks, got = [], 0
+    buffer = bytearray(n)
+    _recv_into(sock, memoryview(buffer), deadline)
+    return bytes(buffer)
+
+
+def _recv_into(sock: socket.socket, view: memoryview, deadline: float | None) -> None:
+    """Fill ``view`` from the socket: no chunk list, no join, so a message costs its own size once."""
+    got, n = 0, len(view)
     while got < n:
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -268,13 +419,11 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None) -> bytes:
         else:
             sock.settimeout(None)
         try:
-            chunk = sock.recv(min(n - got, 1 << 20))
+            count = sock.recv_into(view[got:], min(n - got, 1 << 20))
         except socket.timeout:
             raise MessageTimeout("no reply before the deadline") from None
         except OSError as exc:
             raise PeerClosed(str(exc)) from None
-        if not chunk:
+        if not count:
             raise PeerClosed("connection closed")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+        got += count

@@ -176,12 +176,15 @@ class Worker:
         self.uid = uid
         self.server = server
         self.alive = True
+        self.sandbox: dict[str, str] | None = None  # the layers, from the message sent before any student code ran
 
     def request(self, header: dict, buffers: list[bytes] = (), timeout: float = 10.0):
         from autograder import wire
 
         deadline = time.monotonic() + timeout
         try:
+            if self.sandbox is None:
+                self._read_hello(deadline)
             wire.send(self.sock, header, buffers)
             return wire.recv(self.sock, deadline)
         except wire.WireError:
@@ -190,6 +193,17 @@ class Worker:
         except OSError as exc:
             self.kill()
             raise wire.PeerClosed(str(exc)) from None
+
+    def _read_hello(self, deadline: float) -> None:
+        """The first message a worker sends, right after entering its sandbox and before it reads the notebook."""
+        from autograder import wire
+
+        hello, _ = wire.recv(self.sock, deadline)
+        layers = hello.get("sandbox")
+        if hello.get("op") != "hello" or not isinstance(layers, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in layers.items()):
+            raise wire.WireError("the worker did not report its sandbox first")
+        self.sandbox = {k[:64]: v[:300] for k, v in list(layers.items())[:64]}
 
     def kill(self) -> None:
         if not self.alive:

@@ -3,8 +3,11 @@
 Layers, in the order applied:
 
 1. its own session, so one ``killpg`` takes the worker and what it spawned;
-2. when root, new mount and network namespaces (``/`` made private first, so no mount reaches
-   the host): the network has only a loopback that is down; the private folder (3) is a
+2. when root, new mount, network and IPC namespaces (``/`` made private first, so no mount reaches
+   the host): the network has only a loopback that is down; SysV IPC objects and POSIX message
+   queues are the worker's own and die with it; a fresh ``/proc`` (``hidepid=invisible``) shows
+   only the processes the worker may trace: its own (a uid of its own, or Landlock's domain, hides
+   the grader, the worker server and other workers); the private folder (3) is a
    size-capped, non-executable tmpfs, so nothing the worker writes reaches the disk; the
    course's hidden folders and the system's secrets are covered by empty mounts (a second wall
    behind Landlock); and where a folder others may not enter hides Python (``/root``, mode
@@ -21,11 +24,13 @@ Layers, in the order applied:
    no TCP, no signals or abstract sockets outside its own sandbox. The course repository
    (hidden suites, solutions, gradebook) is outside what it may read;
 8. seccomp: threads may be created, processes and sockets may not (no fork bomb, no orphan,
-   no unix socket by path, no UDP), nor file handles or io_uring; a call through another
+   no unix socket by path, no UDP), nor file handles, io_uring, SysV IPC or POSIX message queues
+   (refused even where the IPC namespace is missing); a call through another
    architecture's table (``int 0x80``, x32) kills the worker.
 
-Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader
-and into ``results.json``.
+Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader in the
+worker's first message, before any student code runs (``zygote._become_worker``), and from there into
+``results.json``; nothing the worker says later about its sandbox is read.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def enter(uid: int | None = None) -> dict[str, str]:
         _layer("devices_minimal", _minimal_dev)
         if not python_readable_by_others():
             _layer("python_unmasked", _unmask_python)
+        _layer("proc_private", _private_proc)
     _layer("stdio_detached", _detach_stdio)
     for name, value in LIMITS.items():
         _layer(name.lower(), lambda name=name, value=value: _limit(name, value))
@@ -231,7 +237,7 @@ def _capset(mask: int) -> None:
 
 # --- mount namespace: a size-capped private folder, the course's folders covered ----------
 
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC = 0x00020000, 0x40000000, 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 1 << 12, 1 << 14, 1 << 18
 TMPFS_SIZE, TMPFS_FILES = "128m", 4096  # per worker; files are also capped one by one (RLIMIT_FSIZE)
 HIDDEN_FOLDERS = ("solutions", "tests", "examples", "autograder/suites", ".git", "results",
@@ -241,10 +247,26 @@ SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh")  # unreada
 
 
 def _enter_namespaces() -> str:
-    """New mount and network namespaces; every mount made after this stays in the worker's."""
-    _unshare(CLONE_NEWNS | CLONE_NEWNET)
+    """New mount, network and IPC namespaces; every mount made after this stays in the worker's."""
+    _unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # before any mount: none may propagate to the host
-    return "mount, network"
+    return "mount, network, ipc"
+
+
+PROC_ADMIN_GID = 60577  # no process has it: just below the workers' uids (see uids.py), in systemd's unused range
+
+
+def _private_proc() -> str:
+    """A procfs of the worker's own over /proc, with ``hidepid=invisible``: a process the worker may not
+    trace has no folder there, so its command line (another student's path) and environment are out of
+    reach. With a uid of its own that leaves the worker's processes; as root without capabilities, Landlock
+    (layer 7) forbids tracing anything outside its domain, which hides the rest the same way. Since Linux
+    5.8 each procfs mount has options of its own, so the host's /proc is untouched."""
+    if tuple(int(n) for n in os.uname().release.split(".")[:2] if n.isdigit()) < (5, 8):
+        raise OSError("Linux 5.8 or later is needed for a procfs with options of its own")
+    # gid= names the group that sees every process; left out it is 0, which a root worker (the fallback) is in.
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"hidepid=invisible,gid={PROC_ADMIN_GID}")
+    return "hidepid=invisible"
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
@@ -351,6 +373,10 @@ IO_URING = {425: EPERM, 426: EPERM, 427: EPERM}  # same numbers everywhere: it c
 # userfaultfd, ptrace and process_vm_readv/writev.
 KERNEL_SURFACE = {"x86_64": dict.fromkeys((272, 308, 248, 249, 250, 321, 298, 323, 101, 310, 311), EPERM),
                   "aarch64": dict.fromkeys((97, 268, 217, 218, 219, 280, 241, 282, 117, 270, 271), EPERM)}
+# SysV shared memory, semaphores and message queues, and POSIX message queues: objects that outlive the
+# process and, without an IPC namespace, are shared with every process on the machine.
+IPC = {"x86_64": dict.fromkeys((29, 30, 31, 67, 64, 65, 66, 220, 68, 69, 70, 71, *range(240, 246)), EPERM),
+       "aarch64": dict.fromkeys(range(180, 198), EPERM)}
 X32_BIT = 0x40000000  # x86_64's x32 calls: another table, killed like another architecture
 CLONE = {"x86_64": 56, "aarch64": 220}
 CLONE_THREAD = 0x10000
@@ -373,7 +399,8 @@ def _no_new_processes() -> str:
     machine = os.uname().machine
     if machine not in AUDIT_ARCH:
         raise OSError(f"no seccomp filter for {machine}")
-    prog = _filter_program(AUDIT_ARCH[machine], {**REFUSED[machine], **IO_URING, **KERNEL_SURFACE[machine]}, CLONE[machine],
+    refused = {**REFUSED[machine], **IO_URING, **KERNEL_SURFACE[machine], **IPC[machine]}
+    prog = _filter_program(AUDIT_ARCH[machine], refused, CLONE[machine],
                            kill_from=X32_BIT if machine == "x86_64" else None)
     filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
     program = _Program(len(prog), filters)
@@ -381,7 +408,8 @@ def _no_new_processes() -> str:
         raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused")
-    return "threads only; no new sockets, namespaces, file handles, io_uring, bpf, ptrace or other-architecture calls"
+    return ("threads only; no new sockets, namespaces, file handles, io_uring, SysV IPC, message queues, bpf, ptrace "
+            "or other-architecture calls")
 
 
 def _filter_program(arch: int, refused: dict[int, int], clone: int,

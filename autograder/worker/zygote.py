@@ -89,6 +89,7 @@ def _subreaper() -> None:
 
 def _become_worker(fd: int, uid: int | None) -> None:
     try:
+        from autograder import wire
         from autograder.worker import sandbox
         from autograder.worker.runtime import run_worker
 
@@ -96,6 +97,9 @@ def _become_worker(fd: int, uid: int | None) -> None:
         _subreaper()  # the worker's own orphans stay its children while it lives
         sock = socket.socket(fileno=fd)
         sandbox.enter(uid)
+        # The grader reads this first, before the notebook is even sent: student code cannot unsend or
+        # rewrite what the sandbox reported about itself (results.json's sandbox layers come from here).
+        wire.send(sock, {"op": "hello", "sandbox": dict(sandbox.LAYERS), "unsafe": sandbox.UNSAFE})
         run_worker(sock)
     finally:
         os._exit(0)
