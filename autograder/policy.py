@@ -150,6 +150,17 @@ def _policy(*categories: str, extra: tuple[str, ...] = (), traced: tuple[str, ..
     return Policy(tuple(dict.fromkeys(categories)), extra, traced)
 
 
+# What a person calls these groups of built-ins, said next to the name a student used.
+KNOWN_BUILTINS = {"a built-in softmax": SOFTMAX, "a built-in attention (F.scaled_dot_product_attention)": SDPA,
+                  "a built-in attention layer (nn.MultiheadAttention)": MHA,
+                  "PyTorch's Transformer layers": TRANSFORMER_LAYERS, "a built-in layer norm": LAYER_NORMS,
+                  "a built-in RMS norm": RMS_NORMS}
+
+
+def known_as(name: str) -> str | None:
+    return next((label for label, names in KNOWN_BUILTINS.items() if name in names), None)
+
+
 ATTENTION_TRACED = SOFTMAX + SDPA + MHA
 POLICIES: dict[str, dict[str, Policy]] = {
     "a1_attention": {
@@ -278,6 +289,9 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
         for stmt in unit.tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 definitions.setdefault(stmt.name, []).append((unit, stmt))
+            elif _is_plain_binding(stmt):  # `_attn = F.scaled_dot_product_attention`: concerns who reads _attn
+                for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                    definitions.setdefault(target.id, []).append((unit, stmt))
             else:
                 module_level.append((unit, stmt))
     result = ScanResult(assignment)
@@ -291,6 +305,19 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
         result.forbidden[exercise] = [f for f in found if f.kind == FORBIDDEN]
         result.review[exercise] = [f for f in found if f.kind == REVIEW]
     return result
+
+
+def _is_plain_binding(stmt: ast.stmt) -> bool:
+    """A module-level assignment to plain names that calls nothing: it only names a value, so its findings
+    concern the exercises that read those names (anything with a call may act on import, for every exercise)."""
+    if isinstance(stmt, ast.Assign):
+        targets = stmt.targets
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets = [stmt.target]
+    else:
+        return False
+    return (all(isinstance(t, ast.Name) for t in targets)
+            and not any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Lambda)) for n in ast.walk(stmt.value)))
 
 
 def _policy_of(assignment: str, stmt: ast.stmt, default: Policy) -> Policy:
@@ -469,7 +496,7 @@ def _judge_import_from(node: ast.ImportFrom, policy: Policy, context: _Context):
         if alias.name == "*":
             yield REVIEW, f"from {module} import * (the names it binds are unknown to the grader)"
         elif module not in PLAIN_MODULES:
-            verdict = _judge_torch_name(alias.name, f"{module}.{alias.name}", policy, context, exempt=False)
+            verdict = _judge_torch_name(alias.name, _display(f"{module}.{alias.name}"), policy, context, exempt=False)
             if verdict:
                 yield verdict
 
@@ -504,17 +531,26 @@ def _label(node: ast.Attribute, base: str | None) -> str:
         return f".{node.attr}"
     written = f"{ast.unparse(node.value)}.{node.attr}"
     resolved = f"{base}.{node.attr}"
-    return written if written == resolved else f"{written} ({resolved})"
+    return _display(resolved) if written == resolved else f"{written} ({resolved})"
+
+
+def _display(dotted: str) -> str:
+    """``F.softmax (torch.nn.functional.softmax)``: the short spelling notebooks use, then the full name."""
+    for prefix, short in (("torch.nn.functional.", "F."), ("torch.nn.", "nn.")):
+        if dotted.startswith(prefix):
+            return f"{short}{dotted[len(prefix):]} ({dotted})"
+    return dotted
 
 
 def _judge_torch_name(name: str, label: str, policy: Policy, context: _Context, exempt: bool):
     """FORBIDDEN when ``name`` is torch API this exercise may not use; None when fine or not torch's."""
-    if name not in universe() or name in policy.allowed or name in SAFE_DUNDERS:
-        return None
+    if name not in universe() or name in policy.allowed or (name.startswith("__") and name.endswith("__")):
+        return None  # a dunder (__getattribute__, __dict__) is the language's, not torch's: it needs review instead
     if exempt and name in context.student_attributes and name not in policy.traced:
         return None  # self.q_proj, a student's method named split: the student's own name
     shown = label if not label.startswith(".") else f"{label} (torch API)"
-    return FORBIDDEN, shown
+    group = known_as(name)
+    return FORBIDDEN, f"{shown}, {group}" if group else shown
 
 
 def _is_self(node: ast.expr) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 
 from autograder.runner import GradeReport
+from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import (Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit,
                             failures)
 
@@ -916,8 +917,11 @@ def softmax(x, dim=-1):
 
 
 def check_patched_comparisons(report: GradeReport) -> None:
-    expect_failing(report, ["softmax_matches_reference", "softmax_rows_sum_to_one"], "dim")
-    expect_full_marks(report, "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention")
+    # Verdict changed with the usage policy (issue 8): module-level code runs for every exercise, and it reaches
+    # torch.testing and rewrites torch's functions, so every exercise loses its points.
+    for exercise in EXERCISES:
+        expect_forbidden(report, exercise, "torch.testing")
+    assert any("assigns to torch.allclose" in note for note in report.review), report.review
 
 
 # (b) A tensor subclass that agrees with every comparison, holding wrong values.
@@ -1012,7 +1016,9 @@ def check_os_exit(report: GradeReport) -> None:
     expect_no_credit(report, "scaled_dot_product_attention", "worker process died")
     expect_full_marks(report, "softmax", "split_heads", "merge_heads")
     expect_failing(report, MHA_FORWARD_TESTS, "worker process died")
-    assert by_name(report)["mha_structure"].passed, failures(report)  # construction alone does not call attention
+    # Verdict changed with the usage policy (issue 8): MultiHeadAttention reaches os._exit through the student's
+    # attention, so under strict grading it needs review and scores 0, construction included.
+    expect_needs_review(report, "MultiHeadAttention", "os._exit")
 
 
 # (e) An infinite loop in merge_heads, bounded by the per-test time limit.
