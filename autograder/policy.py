@@ -508,9 +508,11 @@ def _judge_attribute(node: ast.Attribute, policy: Policy, context: _Context):
         if base is not None or name in IDENTITY_DUNDERS:
             yield REVIEW, f"assigns to {label} (a module's or a function's identity)"
         return
-    if base is not None and base.split(".")[0] in PLAIN_MODULES:
+    if base is not None and base.split(".")[0] != "torch":  # math.sqrt is not torch.sqrt: not torch API
         if name.startswith("_") and name not in SAFE_DUNDERS:
             yield REVIEW, f"reads the private {label}"
+        elif name in DYNAMIC_ATTRIBUTES or name == "modules":
+            yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
         return
     if name in DYNAMIC_ATTRIBUTES:
         yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
