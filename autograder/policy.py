@@ -296,11 +296,9 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
                 module_level.append((unit, stmt))
     result = ScanResult(assignment)
     for exercise in exercises:
-        policy = policy_for(assignment, exercise)
-        closure = _closure(exercise, definitions, module_level, context)
-        # Another exercise's code reached from this one is judged by its own policy; what it breaks, this one pays for.
-        found = [f for unit, stmt in closure
-                 for f in _judge(stmt, unit, _policy_of(assignment, stmt, policy), context)]
+        # What another exercise's code breaks, this one pays for too when it relies on that code.
+        closure = _closure(exercise, definitions, module_level, POLICIES[assignment])
+        found = [f for unit, stmt, policy in closure for f in _judge(stmt, unit, policy, context)]
         found = _dedupe(found)
         result.forbidden[exercise] = [f for f in found if f.kind == FORBIDDEN]
         result.review[exercise] = [f for f in found if f.kind == REVIEW]
@@ -318,11 +316,6 @@ def _is_plain_binding(stmt: ast.stmt) -> bool:
         return False
     return (all(isinstance(t, ast.Name) for t in targets)
             and not any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Lambda)) for n in ast.walk(stmt.value)))
-
-
-def _policy_of(assignment: str, stmt: ast.stmt, default: Policy) -> Policy:
-    name = getattr(stmt, "name", None)
-    return POLICIES[assignment].get(name, default) if name else default
 
 
 def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Unit]]:
@@ -425,23 +418,31 @@ def _student_attributes(tree: ast.AST) -> set[str]:
     return names
 
 
-def _closure(exercise: str, definitions, module_level, context: _Context) -> list[tuple[_Unit, ast.stmt]]:
-    """The exercise's definitions, the student's definitions they reach by name, all module-level code, and
-    the imports whose names any of these read (an unused ``import sys`` concerns no exercise)."""
+def _closure(exercise: str, definitions, module_level, policies: dict[str, Policy]) -> list[tuple[_Unit, ast.stmt, Policy]]:
+    """What runs when ``exercise`` is graded, each piece with the policy that judges it.
+
+    The exercise's definitions, the student's definitions they reach by name (transitively), all module-level
+    code, and the imports whose names any of these read (an unused ``import sys`` concerns no exercise). Code
+    is judged by the policy of the exercise it belongs to: another exercise's definition reached from this one,
+    and the helpers it reaches in turn, by that exercise's policy; everything else by this exercise's.
+    """
+    own = policies[exercise]
     imports = [(u, s) for u, s in module_level if isinstance(s, (ast.Import, ast.ImportFrom))]
-    closure = [(u, s) for u, s in module_level if (u, s) not in imports]
-    pending = [exercise] + [name for _, stmt in closure for name in _names_read(stmt)]
-    seen: set[str] = set()
+    closure = [(u, s, own) for u, s in module_level if (u, s) not in imports]
+    pending = [(exercise, own)] + [(name, own) for _, stmt, _ in closure for name in _names_read(stmt)]
+    seen: set[tuple[str, int]] = set()
     while pending:
-        name = pending.pop()
-        if name in seen or name not in definitions:
+        name, policy = pending.pop()
+        policy = policies.get(name, policy)
+        if (name, id(policy)) in seen or name not in definitions:
             continue
-        seen.add(name)
+        seen.add((name, id(policy)))
         for unit, stmt in definitions[name]:
-            closure.append((unit, stmt))
-            pending += [n for n in _names_read(stmt) if n not in seen]
-    read = {name for _, stmt in closure for name in _names_read(stmt)}
-    return closure + [(u, s) for u, s in imports if _bound_names(s) & read or any(a.name == "*" for a in s.names)]
+            closure.append((unit, stmt, policy))
+            pending += [(n, policy) for n in _names_read(stmt)]
+    read = {name for _, stmt, _ in closure for name in _names_read(stmt)}
+    return closure + [(u, s, own) for u, s in imports
+                      if _bound_names(s) & read or any(a.name == "*" for a in s.names)]
 
 
 def _names_read(stmt: ast.stmt) -> set[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review, expect_no_policy_finding
-from tests.variants import Cheat, expect_full_marks
+from tests.variants import Cheat, expect_full_marks, expect_no_credit
 
 
 @dataclass
@@ -319,9 +319,25 @@ def check_torch_library(report: GradeReport) -> None:
 
 
 def check_renamed(report: GradeReport) -> None:
-    expect_forbidden(report, "softmax", ".softmax", "a built-in softmax")
-    for exercise in ("split_heads", "merge_heads"):  # the renaming runs at module level: every exercise
-        expect_needs_review(report, exercise, "__name__")
+    # The renaming runs at module level and reads the wrapper, so the wrapper's code concerns every exercise.
+    for exercise in ("softmax", "split_heads", "merge_heads"):
+        expect_forbidden(report, exercise, ".softmax", "a built-in softmax")
+        assert any("__name__" in n for n in report.review_by_exercise[exercise]), report.review_by_exercise
+
+
+def check_match_lenient(report: GradeReport) -> None:
+    # Lenient grading keeps the points of code that needs review; here the worker's run-time trace, the second
+    # signal, still sees torch.softmax being called, and the note stays in the report.
+    expect_no_credit(report, "softmax", "torch.softmax at run time")
+    assert any("match" in n for n in report.review_by_exercise["softmax"]), report.review_by_exercise
+    expect_full_marks(report, "split_heads", "merge_heads")
+
+
+def check_pydoc_and_tracer_tampering(report: GradeReport) -> None:
+    expect_needs_review(report, "softmax", "import pydoc")
+    notes = " ".join(report.review_by_exercise["softmax"])
+    assert "import sys" in notes and "sys.modules" in notes, notes
+    expect_full_marks(report, "split_heads", "merge_heads")
 
 
 def check_star_import(report: GradeReport) -> None:
@@ -387,7 +403,7 @@ CASES = [
     PolicyCase("softmax_by_match_class_pattern", a1_softmax(SOFTMAX_BY_MATCH),
                check=softmax_needs_review("match")),
     PolicyCase("softmax_by_match_class_pattern_lenient", a1_softmax(SOFTMAX_BY_MATCH),
-               check=softmax_needs_review("match", lenient=True), options={"strict": False}),
+               check=check_match_lenient, options={"strict": False}),
     PolicyCase("softmax_by_getattr_under_another_name", a1_softmax(SOFTMAX_BY_RENAMED_GETATTR),
                check=softmax_needs_review("getattr")),
     PolicyCase("softmax_by_builtins_getattr", a1_softmax(SOFTMAX_BY_BUILTINS_GETATTR),
@@ -396,7 +412,7 @@ CASES = [
     PolicyCase("softmax_by_string_formatter_field", a1_softmax(SOFTMAX_BY_FORMATTER),
                check=softmax_needs_review("import string")),
     PolicyCase("softmax_by_pydoc_after_tracer_tampering", a1_softmax(SOFTMAX_BY_PYDOC_AND_TRACER_TAMPERING),
-               check=softmax_needs_review("import pydoc", "import sys")),
+               check=check_pydoc_and_tracer_tampering),
     PolicyCase("softmax_in_another_thread", a1_softmax(SOFTMAX_IN_A_THREAD), check=softmax_forbidden("torch.softmax")),
     PolicyCase("own_names_that_look_like_torch_api", {"softmax": SOFTMAX_WITH_OWN_NAMES},
                check=check_own_names),
