@@ -551,6 +551,18 @@ MHA_IGNORES_BIAS_FALSE = MHA_HEAD + '''\
         return self.out_proj(merge_heads(out))
 '''
 
+# The notebook asks for a ValueError "with a message that gives both numbers": a bare ValueError breaks that rule.
+MHA_BARE_VALUE_ERROR = MHA_HEAD + MHA_INIT.replace(
+    'raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")', "raise ValueError") + '''
+    def forward(self, x):
+        """Self-attention over x of shape (B, T, d_model); returns shape (B, T, d_model)."""
+        q = split_heads(self.q_proj(x), self.n_heads)
+        k = split_heads(self.k_proj(x), self.n_heads)
+        v = split_heads(self.v_proj(x), self.n_heads)
+        out, _ = scaled_dot_product_attention(q, k, v)
+        return self.out_proj(merge_heads(out))
+'''
+
 MHA_K_PROJ_FOR_VALUES = MHA_HEAD + MHA_INIT + '''
     def forward(self, x):
         """Self-attention over x of shape (B, T, d_model); returns shape (B, T, d_model)."""
@@ -662,6 +674,8 @@ MUTANTS = [
             fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"], says="n_heads and d_head swapped"),
     Variant("mha_ignores_bias_false", {"MultiHeadAttention": MHA_IGNORES_BIAS_FALSE},
             fails=["mha_structure", "mha_matches_nn_multihead_attention"], says="bias=False"),
+    Variant("mha_raises_a_bare_value_error", {"MultiHeadAttention": MHA_BARE_VALUE_ERROR},
+            fails=["mha_structure"], says="the message does not give 21 and 4"),
     Variant("mha_k_proj_used_for_values", {"MultiHeadAttention": MHA_K_PROJ_FOR_VALUES},
             fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"], says="values projected with k_proj"),
     Variant("mha_out_proj_weight_data_detached", {"MultiHeadAttention": MHA_OUT_PROJ_WEIGHT_DATA},
