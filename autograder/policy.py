@@ -58,7 +58,7 @@ CATEGORIES: dict[str, frozenset[str]] = {name: frozenset(names.split()) for name
     "elementwise arithmetic (+, -, *, /, sqrt, rsqrt, pow, abs, clamp, ...)": """
         add sub mul div true_divide floor_divide neg negative reciprocal sqrt rsqrt pow square abs clamp clip
         clamp_min clamp_max maximum minimum sign fmod remainder round floor ceil trunc lerp addcmul addcdiv
-        add_ sub_ mul_ div_ neg_ clamp_ pow_ sqrt_ mul_ div_ square_ abs_ nan_to_num nan_to_num_ rsub
+        add_ sub_ mul_ div_ neg_ clamp_ pow_ sqrt_ square_ abs_ zero_ fill_ copy_ nan_to_num nan_to_num_ rsub
         isnan isinf isfinite isclose allclose equal float_power copysign""",
     "exp/log": "exp exp2 expm1 log log2 log10 log1p exp_ log_",
     "reductions (sum, mean, amax, max, logsumexp, ...)": """
@@ -71,11 +71,11 @@ CATEGORIES: dict[str, frozenset[str]] = {name: frozenset(names.split()) for name
         select index_select gather flip roll tile broadcast_to broadcast_tensors unsqueeze_ t""",
     "tensor creation (tensor, zeros, ones, full, arange, *_like, ...)": """
         tensor as_tensor from_numpy zeros ones full empty arange linspace eye zeros_like ones_like full_like
-        empty_like new_zeros new_ones new_full new_empty new_tensor clone detach""",
+        empty_like new_zeros new_ones new_full new_empty new_tensor clone detach inf nan pi""",
     "dtype and device (dtype, device, to, type_as, float32, ...)": """
         dtype device to type_as is_floating_point is_complex finfo iinfo float16 float32 float64 bfloat16 half
         float double bool int int32 int64 long uint8 cpu cuda get_default_dtype is_cuda requires_grad data
-        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor""",
+        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor eps tiny""",
     "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)": """
         eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_not
         where masked_fill masked_fill_ tril triu tril_ triu_ masked_select""",
@@ -132,7 +132,6 @@ class Policy:
     categories: tuple[str, ...]
     extra: tuple[str, ...] = ()
     traced: tuple[str, ...] = ()
-    note: str = ""  # what to build it from instead, said after the description
 
     @functools.cached_property
     def allowed(self) -> frozenset[str]:
@@ -174,8 +173,9 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "causal_mask": _policy(*BASICS, COMPARE),
         "padding_mask": _policy(*BASICS, COMPARE),
         "masked_softmax": _policy(*BASICS, EXP, REDUCE, COMPARE, traced=ATTENTION_TRACED),
-        "scaled_dot_product_attention": _policy(*BASICS, MATMUL, COMPARE, traced=SDPA + MHA),
-        "MultiHeadAttention": _policy(*BASICS, MATMUL, COMPARE, MODULES, traced=SDPA + MHA),
+        # reductions: torch.finfo(dtype).min is a common way to block scores
+        "scaled_dot_product_attention": _policy(*BASICS, MATMUL, COMPARE, REDUCE, traced=SDPA + MHA),
+        "MultiHeadAttention": _policy(*BASICS, MATMUL, COMPARE, REDUCE, MODULES, traced=SDPA + MHA),
     },
     "a3_ffn_positions": {
         "FeedForward": _policy(*BASICS, MODULES, ACT, REDUCE, traced=TRANSFORMER_LAYERS),
@@ -216,12 +216,13 @@ def traced_names(assignment: str) -> list[str]:
 
 # --- what the scan cannot resolve -------------------------------------------------------------
 
-# Modules a solution may import. Everything else (sys, builtins, importlib, pydoc, pickle, inspect, gc, types,
-# ctypes, threading, operator, string, os, autograder...) can reach the process or names by computed strings.
+# Modules a solution may import: what the notebooks' setup cells and a student's helpers need. Everything else
+# (sys, builtins, importlib, pydoc, pickle, inspect, gc, types, ctypes, threading, operator, string, os,
+# autograder, torch's private modules, ...) can reach the process or resolve names from strings. numpy is out
+# too: no exercise needs it, and np.load(allow_pickle=True) resolves any global by name.
 ALLOWED_MODULES = frozenset({
     "torch", "torch.nn", "torch.nn.functional", "math", "typing", "dataclasses", "functools", "itertools",
-    "collections", "numpy", "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto", "time", "random",
-    "__future__"})
+    "collections", "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto", "time", "random", "__future__"})
 # Modules whose attributes are not torch API (math.sqrt is not torch.sqrt); their private names still need review.
 PLAIN_MODULES = ALLOWED_MODULES - {"torch", "torch.nn", "torch.nn.functional"}
 # Dunders that only read what the language itself offers (super().__init__(), f.__name__, torch.__version__).
@@ -232,8 +233,9 @@ DYNAMIC_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr", "vars"
 # Attributes that reach names by string or leave the scan's view, whatever object they are read on.
 DYNAMIC_ATTRIBUTES = frozenset(DYNAMIC_BUILTINS | {"attrgetter", "methodcaller", "import_module", "locate",
                                                    "Formatter", "ops", "jit", "compile", "library",
-                                                   "fx", "overrides", "utils", "Thread", "CompilationUnit",
-                                                   "script", "trace", "export", "func", "hub", "classes"})
+                                                   "fx", "overrides", "Thread", "CompilationUnit",
+                                                   "script", "trace", "export", "func", "hub", "classes",
+                                                   "get_type_hints", "ForwardRef"})
 # Attributes whose rewriting hides what a function is.
 IDENTITY_DUNDERS = frozenset({"__name__", "__qualname__", "__code__", "__module__", "__class__", "__dict__",
                               "__defaults__", "__kwdefaults__", "__globals__", "__wrapped__"})
@@ -500,6 +502,8 @@ def _judge_import_from(node: ast.ImportFrom, policy: Policy, context: _Context):
     for alias in node.names:
         if alias.name == "*":
             yield REVIEW, f"from {module} import * (the names it binds are unknown to the grader)"
+        elif alias.name in DYNAMIC_ATTRIBUTES or alias.name.startswith("_"):
+            yield REVIEW, f"from {module} import {alias.name} (it reaches code or names the scan cannot follow)"
         elif module not in PLAIN_MODULES:
             verdict = _judge_torch_name(alias.name, _display(f"{module}.{alias.name}"), policy, context, exempt=False)
             if verdict:
@@ -519,7 +523,7 @@ def _judge_attribute(node: ast.Attribute, policy: Policy, context: _Context):
         elif name in DYNAMIC_ATTRIBUTES or name == "modules":
             yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
         return
-    if name in DYNAMIC_ATTRIBUTES:
+    if name in DYNAMIC_ATTRIBUTES and not (_is_self(node.value) and name in context.student_attributes):
         yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
         return
     if base is not None and f"{base}.{name}" in UNIVERSE_MODULES:
