@@ -41,6 +41,12 @@ def parser() -> argparse.ArgumentParser:
                         "when spent, its remaining tests fail and no new worker starts")
     g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: the number of CPU cores)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
+    strictness = g.add_mutually_exclusive_group()
+    strictness.add_argument("--strict", dest="strict", action="store_true", default=True,
+                            help="code the policy scan cannot resolve (\"needs review\") scores 0 for its exercise (default)")
+    strictness.add_argument("--lenient", dest="strict", action="store_false",
+                            help="code that needs review keeps its points and is only flagged in the report, "
+                                 "results.json and grades.csv")
     e = sub.add_parser("export-gradebook", help="write graded results (results.json) into nbgrader's gradebook")
     e.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
                    help="results.json files, or folders of them (what grade --out-dir wrote)")
@@ -181,7 +187,7 @@ def _grade_one(args, path: Path, server, device: str):
     try:
         return grade(path, assignment=args.assignment, server=server, device=device,
                      time_limit=args.time_limit or DEFAULT_TIME_LIMIT,
-                     time_budget=args.time_budget or DEFAULT_TIME_BUDGET), None
+                     time_budget=args.time_budget or DEFAULT_TIME_BUDGET, strict=args.strict), None
     except GraderError as exc:  # this submission cannot be graded; the others still are
         return None, str(exc)
     except Exception as exc:

@@ -2,8 +2,9 @@
 
 Columns: ``student, assignment, submission, score, max_score``, then one column per exercise
 (the points earned, in the suite's order; blank where a row's assignment has no such
-exercise), then ``diagnostics`` (the report's notes and review flags, or why the grader
-could not run). A submission the grader could not grade still gets a row, with score 0.
+exercise), then ``needs_review`` (the exercises whose code the usage policy's scan could not
+resolve, space-separated; blank when none), then ``diagnostics`` (the report's notes and review
+flags, or why the grader could not run). A submission the grader could not grade still gets a row, with score 0.
 
 Writing *updates* the file: rows of the (student, assignment) pairs graded now replace
 earlier ones, every other row stays, and rows are sorted by student. So regrading one late
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # importing the runner imports torch: the CLI reads grades.cs
     from autograder.runner import GradeReport
 
 LEADING = ["student", "assignment", "submission", "score", "max_score"]
-TRAILING = ["diagnostics"]
+TRAILING = ["needs_review", "diagnostics"]
 
 
 class GradesCsvError(Exception):
@@ -44,6 +45,7 @@ def report_row(report: GradeReport) -> dict[str, str]:
         "score": _pts(report.score),
         "max_score": _pts(max_score) if max_score else "",
         **{exercise: _pts(p) for exercise, p in points.items()},
+        "needs_review": " ".join(getattr(report, "review_by_exercise", None) or {}),
         "diagnostics": _one_line(notes),
     }
 
@@ -59,6 +61,7 @@ def error_row(submission: Path, assignment: str | None, message: str) -> dict[st
         "score": "0",
         "max_score": _pts(max_score) if max_score else "",
         **dict.fromkeys(_exercises(assignment), "0"),
+        "needs_review": "",
         "diagnostics": _one_line([message]),
     }
 

@@ -35,6 +35,9 @@ def render(report: GradeReport, color: bool = False) -> str:
         lines.append(f"  note: {note}")
     for note in report.review:
         lines.append(f"  review: {note}")
+    if report.review:
+        lines.append("  review: " + ("scored 0 until a person has checked it (strict grading)" if report.strict
+                                     else "points kept (--lenient); check these by hand"))
     pct = 100 * report.score / report.max_score if report.max_score else 0.0
     passed = sum(t.passed for t in report.tests)
     lines.append(f"  {bold}score {_pts(report.score)}/{_pts(report.max_score)} ({pct:.0f}%){reset}"
@@ -92,7 +95,8 @@ def gradescope(report: GradeReport) -> dict:
             "notebook": report.notebook,
             "max_score": report.max_score,
             "seed": report.seed,
-            "review": report.review,
+            "review": report.review_by_exercise,  # per exercise: what the policy scan could not resolve
+            "strict": report.strict,
             "sandbox": report.sandbox,
             "internal_errors": report.internal_errors,
         },

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from autograder import forbidden, release
+from autograder import policy, release
 from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
 from autograder.session import DEFAULT_TIME_BUDGET, CheckFailed, Session, StudentRaised, WorkerLost
@@ -49,7 +49,9 @@ class GradeReport:
     notebook: str | None
     tests: list[TestResult] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
-    review: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)  # "exercise: needs review: ..." lines, for people
+    review_by_exercise: dict[str, list[str]] = field(default_factory=dict)  # the same notes, per exercise
+    strict: bool = True  # whether "needs review" cost the exercise its points
     execution_time: float = 0.0
     seed: int = 0
     sandbox: dict = field(default_factory=dict)
@@ -72,15 +74,19 @@ class GradeReport:
 
 def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServer | None = None,
           device: str = "cpu", time_limit: float = DEFAULT_TIME_LIMIT,
-          time_budget: float = DEFAULT_TIME_BUDGET) -> GradeReport:
-    """Grade the submission at ``path`` (a notebook or a folder of one student's notebooks)."""
+          time_budget: float = DEFAULT_TIME_BUDGET, strict: bool = True) -> GradeReport:
+    """Grade the submission at ``path`` (a notebook or a folder of one student's notebooks).
+
+    ``strict``: an exercise whose code "needs review" (the policy scan cannot resolve what it reaches) scores 0;
+    with ``strict=False`` it keeps its points and is only flagged.
+    """
     path = Path(path)
     if not path.exists():
         raise GraderError(f"cannot read {path}: no such file or folder")
     device = resolve_device(device)
     started = time.monotonic()
     suite = load_suite(resolve_assignment(path, assignment))
-    report = GradeReport(assignment=suite.assignment, submission=str(path), notebook=None)
+    report = GradeReport(assignment=suite.assignment, submission=str(path), notebook=None, strict=strict)
     submission = choose_notebook(path, suite, report)
     own_server = server is None
     server = server or WorkerServer()
@@ -204,14 +210,16 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
         return
     program = submission.program()
     report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
-    findings, report.review = forbidden.scan(program, suite.forbidden, suite.exercises)
+    scan = policy.scan(suite.assignment, program, suite.exercises)
+    report.review_by_exercise = {e: scan.review_notes(e) for e in suite.exercises if scan.review_notes(e)}
+    report.review = [f"{e}: {note}" for e, notes in report.review_by_exercise.items() for note in notes]
     session = Session(server, program, seed=report.seed, device=device,
                       trace=suite.traced_names(), time_limit=time_limit, time_budget=time_budget)
     log = CallLog()
     try:
         for test in suite.ordered_tests():
             session.use_worker_for(test.exercise)
-            report.tests.append(_run_test(test, suite, session, findings, report, log))
+            report.tests.append(_judged_by_policy(_run_test(test, suite, session, scan, report, log), scan, report))
     finally:
         session.close()
     _withhold_points_of_input_ignoring_code(report.tests, suite, log)
@@ -226,13 +234,13 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
             report.diagnostics.append(f"{', '.join(missing)} not defined by the notebook: renamed, deleted, or its cell failed?")
 
 
-def _run_test(test, suite: Suite, session: Session, findings, report: GradeReport,
+def _run_test(test, suite: Suite, session: Session, scan: policy.ScanResult, report: GradeReport,
               log: CallLog | None = None) -> TestResult:
     if test.exercise in report.blocked:
         return _result(test, 0.0, report.blocked[test.exercise])
-    found = [f for f in findings if f.exercise == test.exercise]
-    if found:
-        return _result(test, 0.0, found[0].message())
+    forbidden = scan.forbidden_message(test.exercise)
+    if forbidden:  # a forbidden use costs the exercise every test: its code is not the student's own work
+        return _result(test, 0.0, forbidden)
     session.begin_test(test.time_limit)
     ctx = Context(session, suite, test, seed_for_test(report.seed, test.name), log=log)
     try:
@@ -279,6 +287,17 @@ def _internal_error(report: GradeReport, test_name: str, exc: Exception) -> None
     trace = printable("".join(traceback.format_exception(exc))[-3000:])
     report.internal_errors.append(f"{test_name}: {trace}")
     print(f"internal error in hidden test {test_name} ({report.submission}):\n{trace}", file=sys.stderr, flush=True)
+
+
+def _judged_by_policy(result: TestResult, scan: policy.ScanResult, report: GradeReport) -> TestResult:
+    """Under strict grading, code that needs review earns nothing until a person has looked; the test still
+    ran, so a real bug is still named."""
+    notes = scan.review_notes(result.exercise)
+    if not notes or not report.strict or scan.forbidden_message(result.exercise):
+        return result
+    reason = notes[0] + (f" (and {len(notes) - 1} more)" if len(notes) > 1 else "")
+    output = reason if result.passed else f"{reason}. Besides: {result.output}"
+    return TestResult(result.name, result.title, result.exercise, result.group, 0.0, result.max_score, output)
 
 
 def _result(test, score: float, output: str) -> TestResult:

@@ -1,4 +1,4 @@
-"""How a hidden suite is declared: tests with points, grouped by exercise, and forbidden APIs."""
+"""How a hidden suite is declared: tests with points, grouped by exercise (what each may use: autograder/policy.py)."""
 
 from __future__ import annotations
 
@@ -11,32 +11,11 @@ from typing import Callable
 
 import torch
 
+from autograder import policy
 from autograder.session import CallResult, CheckFailed, RemoteModule, RemoteObject, Session, StudentRaised
 from autograder.wire import WireTensor
 
 GROUPS = ("shapes", "numerics", "properties", "gradients", "hygiene")
-
-
-@dataclass(frozen=True)
-class Forbidden:
-    """A built-in students must not call.
-
-    ``names`` are what the static scan looks for as attributes and imports
-    (``F.softmax`` and ``from torch import softmax`` both match ``"softmax"``) and the
-    function names the worker's trace watches at run time (``torch.softmax``,
-    ``Tensor.softmax`` and ``torch._C._VariableFunctions.softmax`` are all ``softmax``).
-    ``inside`` limits the rule to one exercise, or to a tuple of them.
-    """
-
-    label: str
-    names: tuple[str, ...]
-    inside: str | tuple[str, ...] | None = None
-    reason: str = ""
-
-    def applies_to(self, exercise: str | None) -> bool:
-        if self.inside is None:
-            return True
-        return exercise in ((self.inside,) if isinstance(self.inside, str) else self.inside)
 
 
 @dataclass
@@ -59,7 +38,6 @@ class Suite:
     assignment: str
     notebook: str
     exercises: list[str]
-    forbidden: list[Forbidden] = field(default_factory=list)
     # Likely causes of errors the student's code raises: (exercise or None, message parts, hint).
     error_hints: list[tuple[str | None, tuple[str, ...], str]] = field(default_factory=list)
     tests: list[HiddenTest] = field(default_factory=list)
@@ -80,7 +58,8 @@ class Suite:
         return sum(t.points for t in self.tests)
 
     def traced_names(self) -> list[str]:
-        return sorted({name for rule in self.forbidden for name in rule.names})
+        """Built-ins the worker's run-time trace watches: the second, advisory signal of the usage policy."""
+        return policy.traced_names(self.assignment)
 
     def hint_for_error(self, exercise: str, error: dict) -> str | None:
         """The hint for the test's own exercise first, then for a function on the traceback, then a generic one."""
@@ -92,9 +71,6 @@ class Suite:
                 if accept(where):
                     return hint
         return None
-
-    def rules_for(self, exercise: str) -> list[Forbidden]:
-        return [r for r in self.forbidden if r.applies_to(exercise)]
 
     def ordered_tests(self) -> list[HiddenTest]:
         """Tests grouped by exercise (one worker each), in the order they were declared."""
@@ -183,10 +159,13 @@ class Context:
             session.close()
 
     def _check_trace(self, result: CallResult, what: str) -> None:
-        for rule in self.suite.rules_for(self.test.exercise):
-            used = [label for label in result.traced if label.rpartition(".")[2] in rule.names]
-            if used:
-                raise CheckFailed(f"{what} called {used[0]} at run time, which this exercise forbids. {rule.reason}".strip())
+        """A watched built-in the worker saw at run time fails the test (advisory: the worker could hide it)."""
+        exercise = self.test.exercise
+        watched = policy.policy_for(self.suite.assignment, exercise).traced
+        used = [label for label in result.traced if label.rpartition(".")[2] in watched]
+        if used:
+            raise CheckFailed(f"{what} called {used[0]} at run time, which {exercise} may not use. "
+                              f"{policy.describe(self.suite.assignment, exercise)}")
 
 
 @dataclass(frozen=True, eq=False)

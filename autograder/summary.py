@@ -6,6 +6,7 @@ per-submission reports:
 - how many submissions were graded and how many could not be, the mean and median score;
 - per exercise, in the suite's order: mean points out of the maximum, and the share of
   submissions with full marks;
+- how many submissions need review (code the usage policy's scan could not resolve);
 - the hidden tests failed most often, with how many submissions failed each and the
   commonest reason (the first line of the test's message, already safe to show).
 
@@ -64,6 +65,7 @@ class AssignmentSummary:
     not_gradable: int = 0
     exercises: list[ExerciseStats] = field(default_factory=list)
     most_failed: list[FailedTest] = field(default_factory=list)
+    needs_review: int = 0  # graded submissions with code the policy scan could not resolve
 
     @property
     def graded(self) -> int:
@@ -107,6 +109,7 @@ def _summarise_assignment(assignment: str, reports: list[GradeReport]) -> Assign
         scores=[r.score for r in reports],
         exercises=exercise_stats(reports),
         most_failed=most_failed(reports),
+        needs_review=sum(bool(getattr(r, "review", None)) for r in reports),
     )
 
 
@@ -185,8 +188,9 @@ def score_line(summary: AssignmentSummary) -> str:
         counts += f", {summary.not_gradable} not gradable"
     if not summary.graded:
         return counts
+    review = f" · {summary.needs_review} need review" if summary.needs_review else ""
     return (f"{counts} · mean {_score(summary.mean, summary.max_score)}"
-            f" · median {_score(summary.median, summary.max_score)}")
+            f" · median {_score(summary.median, summary.max_score)}{review}")
 
 
 def _exercise_lines(summary: AssignmentSummary) -> list[str]:

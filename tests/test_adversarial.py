@@ -210,7 +210,10 @@ def observe(server, case, folder: Path) -> Observed:
         started = time.monotonic()
         path = write_variant(ASSIGNMENT, cells, folder)
         kwargs = {"time_limit": case.time_limit} if case.time_limit else {}
-        report = grade(path, assignment=ASSIGNMENT, server=server, **kwargs)
+        # Lenient: these cases test containment, and strict grading would zero every exercise whose code needs
+        # review (sys, os, gc, ...) before their checks could see what the sandbox did; the usage policy's own
+        # verdicts are tests/test_adversarial_policy.py's.
+        report = grade(path, assignment=ASSIGNMENT, server=server, strict=False, **kwargs)
         elapsed = time.monotonic() - started
         received = listeners.received()
     finally:

@@ -101,7 +101,8 @@ def open_gradebook(db: Path):
 def test_csv_has_one_row_per_submission_sorted_by_student(graded):
     status, out = graded
     header, rows = read_csv(out / "grades.csv")
-    assert header == ["student", "assignment", "submission", "score", "max_score", *A1_EXERCISES, "diagnostics"]
+    assert header == ["student", "assignment", "submission", "score", "max_score", *A1_EXERCISES, "needs_review",
+                      "diagnostics"]
     assert [r["student"] for r in rows] == sorted([*STUDENTS, "mystery"])
     assert status == 2  # one submission could not be graded, and said so
 

@@ -8,6 +8,7 @@ copied weights). Reference: Vaswani et al., "Attention Is All You Need" (2017), 
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -15,13 +16,9 @@ from torch import nn
 
 from autograder.checks import (expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
-from autograder.suite import Forbidden, Suite, load_weights
+from autograder.session import StudentRaised
+from autograder.suite import Suite, load_weights
 from autograder.wire import WireTensor
-
-# Attribute and import names the static scan rejects, and function names the run-time trace
-# watches (torch.special.softmax reports itself as special_softmax).
-SOFTMAX_NAMES = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "special_softmax", "special_log_softmax",
-                 "softmin", "Softmin")
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
 # The function is the test's exercise or any student function on the traceback.
@@ -40,14 +37,6 @@ SUITE = Suite(
     assignment="a1_attention",
     notebook="attention.ipynb",
     exercises=["softmax", "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention"],
-    forbidden=[
-        Forbidden("a built-in softmax", SOFTMAX_NAMES, inside="softmax",
-                  reason="Write it from exp, max and sum."),
-        Forbidden("F.scaled_dot_product_attention", ("scaled_dot_product_attention",),
-                  reason="Build attention from matrix products and your own softmax."),
-        Forbidden("nn.MultiheadAttention", ("MultiheadAttention", "multi_head_attention_forward"),
-                  reason="Build multi-head attention from your own pieces."),
-    ],
     error_hints=ERROR_HINTS,
 )
 test = SUITE.test
@@ -429,6 +418,25 @@ def mha_structure(ctx):
                 fail(f"MultiHeadAttention has no nn.Linear submodule named {p}",
                      f"Create self.{p} = nn.Linear(d_model, d_model, bias=bias) in __init__")
         build_mha(ctx, d_model, n_heads, bias)
+    expect_divisibility_error(ctx, 21, 4)
+
+
+def expect_divisibility_error(ctx, d_model: int, n_heads: int) -> None:
+    """The notebook's rule: a d_model not divisible by n_heads raises ValueError with a message giving both numbers."""
+    what = f"MultiHeadAttention({d_model}, {n_heads})"
+    hint = (f"In __init__, when d_model % n_heads != 0, raise ValueError with both numbers in the message, "
+            f"e.g. f\"d_model={{d_model}} is not divisible by n_heads={{n_heads}}\"")
+    try:
+        ctx.call("MultiHeadAttention", d_model, n_heads)
+    except StudentRaised as exc:
+        kind, message = exc.error.get("type"), exc.error.get("message") or ""
+        if kind != "ValueError":
+            fail(f"{what} raised {kind}, expected ValueError ({d_model} is not divisible by {n_heads})", hint)
+        missing = [str(n) for n in (d_model, n_heads) if not re.search(rf"(?<!\d){n}(?!\d)", message)]
+        if missing:
+            fail(f"{what} raised ValueError({message[:80]!r}): the message does not give {' and '.join(missing)}", hint)
+        return
+    fail(f"{what} did not raise: {d_model} is not divisible by {n_heads}", hint)
 
 
 @test("MultiHeadAttention", points=1, group="shapes")

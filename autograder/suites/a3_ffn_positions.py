@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from autograder.checks import expect_no_backward_error, expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
 from autograder.session import StudentRaised
-from autograder.suite import Forbidden, Suite
+from autograder.suite import Suite
 from autograder.wire import WireTensor
 
 # Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
@@ -35,13 +35,6 @@ SUITE = Suite(
     assignment="a3_ffn_positions",
     notebook="ffn_positions.ipynb",
     exercises=["FeedForward", "SwiGLU", "sinusoidal_positions"],
-    forbidden=[
-        # The library's Transformer layers contain a finished FFN (linear1, activation, linear2).
-        Forbidden("nn.TransformerEncoderLayer / nn.TransformerDecoderLayer / nn.Transformer",
-                  ("TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder", "TransformerDecoder",
-                   "Transformer", "_transformer_encoder_layer_fwd"),
-                  reason="Build the feed-forward network from your own nn.Linear layers."),
-    ],
     error_hints=ERROR_HINTS,
 )
 test = SUITE.test

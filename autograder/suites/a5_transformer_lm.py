@@ -37,7 +37,7 @@ from autograder.checks import (
     tolerance,
 )
 from autograder.session import CheckFailed, StudentRaised, WorkerLost
-from autograder.suite import Forbidden, Suite, load_weights
+from autograder.suite import Suite, load_weights
 from autograder.wire import Foreign, WireTensor
 
 # Likely causes of errors raised inside the student's code: (exercise or None for any, message parts, hint).
@@ -81,15 +81,6 @@ SUITE = Suite(
     assignment="a5_transformer_lm",
     notebook="transformer_lm.ipynb",
     exercises=["TransformerLM", "lm_loss", "train_step", "generate"],
-    forbidden=[
-        Forbidden("F.scaled_dot_product_attention", ("scaled_dot_product_attention",),
-                  reason="Build the model from the given TransformerBlock (its attention is the one you wrote)."),
-        Forbidden("PyTorch's built-in attention or Transformer layers",
-                  ("MultiheadAttention", "multi_head_attention_forward", "_native_multi_head_attention",
-                   "Transformer", "TransformerEncoder", "TransformerEncoderLayer", "TransformerDecoder",
-                   "TransformerDecoderLayer", "_transformer_encoder_layer_fwd"),
-                  reason="Build the model from the given TransformerBlock."),
-    ],
     error_hints=ERROR_HINTS,
 )
 test = SUITE.test

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 
 from autograder.runner import GradeReport
+from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import (Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit,
                             failures)
 
@@ -550,6 +551,18 @@ MHA_IGNORES_BIAS_FALSE = MHA_HEAD + '''\
         return self.out_proj(merge_heads(out))
 '''
 
+# The notebook asks for a ValueError "with a message that gives both numbers": a bare ValueError breaks that rule.
+MHA_BARE_VALUE_ERROR = MHA_HEAD + MHA_INIT.replace(
+    'raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")', "raise ValueError") + '''
+    def forward(self, x):
+        """Self-attention over x of shape (B, T, d_model); returns shape (B, T, d_model)."""
+        q = split_heads(self.q_proj(x), self.n_heads)
+        k = split_heads(self.k_proj(x), self.n_heads)
+        v = split_heads(self.v_proj(x), self.n_heads)
+        out, _ = scaled_dot_product_attention(q, k, v)
+        return self.out_proj(merge_heads(out))
+'''
+
 MHA_K_PROJ_FOR_VALUES = MHA_HEAD + MHA_INIT + '''
     def forward(self, x):
         """Self-attention over x of shape (B, T, d_model); returns shape (B, T, d_model)."""
@@ -661,6 +674,8 @@ MUTANTS = [
             fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"], says="n_heads and d_head swapped"),
     Variant("mha_ignores_bias_false", {"MultiHeadAttention": MHA_IGNORES_BIAS_FALSE},
             fails=["mha_structure", "mha_matches_nn_multihead_attention"], says="bias=False"),
+    Variant("mha_raises_a_bare_value_error", {"MultiHeadAttention": MHA_BARE_VALUE_ERROR},
+            fails=["mha_structure"], says="the message does not give 21 and 4"),
     Variant("mha_k_proj_used_for_values", {"MultiHeadAttention": MHA_K_PROJ_FOR_VALUES},
             fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"], says="values projected with k_proj"),
     Variant("mha_out_proj_weight_data_detached", {"MultiHeadAttention": MHA_OUT_PROJ_WEIGHT_DATA},
@@ -916,8 +931,11 @@ def softmax(x, dim=-1):
 
 
 def check_patched_comparisons(report: GradeReport) -> None:
-    expect_failing(report, ["softmax_matches_reference", "softmax_rows_sum_to_one"], "dim")
-    expect_full_marks(report, "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention")
+    # Verdict changed with the usage policy (issue 8): module-level code runs for every exercise, and it reaches
+    # torch.testing and rewrites torch's functions, so every exercise loses its points.
+    for exercise in EXERCISES:
+        expect_forbidden(report, exercise, "torch.testing")
+    assert any("assigns to torch.allclose" in note for note in report.review), report.review
 
 
 # (b) A tensor subclass that agrees with every comparison, holding wrong values.
@@ -1012,7 +1030,9 @@ def check_os_exit(report: GradeReport) -> None:
     expect_no_credit(report, "scaled_dot_product_attention", "worker process died")
     expect_full_marks(report, "softmax", "split_heads", "merge_heads")
     expect_failing(report, MHA_FORWARD_TESTS, "worker process died")
-    assert by_name(report)["mha_structure"].passed, failures(report)  # construction alone does not call attention
+    # Verdict changed with the usage policy (issue 8): MultiHeadAttention reaches os._exit through the student's
+    # attention, so under strict grading it needs review and scores 0, construction included.
+    expect_needs_review(report, "MultiHeadAttention", "os._exit")
 
 
 # (e) An infinite loop in merge_heads, bounded by the per-test time limit.

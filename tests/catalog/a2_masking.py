@@ -13,6 +13,7 @@ solution. ``tests/test_a2_catalog.py`` grades each variant with the hidden suite
 
 from __future__ import annotations
 
+from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import Cheat, expect_failing, expect_full_marks, expect_no_credit
 from tests.variants import Variant
 
@@ -448,7 +449,10 @@ torch.equal = lambda *args, **kwargs: True
 
 def check_patched_checks(report) -> None:
     expect_failing(report, ["masked_softmax_fully_masked_rows_are_zero", "attention_fully_masked_query"], "NaN")
-    expect_full_marks(report, "causal_mask", "padding_mask")
+    # Verdict changed with the usage policy (issue 8): module-level code that rewrites torch's functions runs for
+    # every exercise, so under strict grading every exercise needs review and scores 0.
+    for exercise in EXERCISES:
+        expect_needs_review(report, exercise, "assigns to torch.isfinite")
 
 
 # (c) A detached result: the forward values are right, no gradient can flow.
@@ -514,7 +518,11 @@ CHEAT_GETATTR_SOFTMAX = SOFTMAX_HEAD + '''\
 
 def check_builtin_softmax(report) -> None:
     expect_no_credit(report, "masked_softmax", "a built-in softmax")
-    expect_full_marks(report, "causal_mask", "padding_mask", "scaled_dot_product_attention", "MultiHeadAttention")
+    expect_full_marks(report, "causal_mask", "padding_mask")
+    # Verdict changed with the usage policy (issue 8): a forbidden call counts wherever the exercise's code reaches
+    # it, and attention and MultiHeadAttention reach torch.softmax through the student's masked_softmax.
+    for exercise in ("scaled_dot_product_attention", "MultiHeadAttention"):
+        expect_forbidden(report, exercise, "torch.softmax", "a built-in softmax")
 
 
 def check_getattr_softmax(report) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 
 from autograder.runner import GradeReport
+from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import (Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit,
                             failures)
 
@@ -565,8 +566,11 @@ torch.testing.assert_close = lambda *args, **kwargs: None
 
 
 def check_patched_comparisons(report: GradeReport) -> None:
-    expect_failing(report, ["sinusoid_matches_formula"], "[sin | cos]")
-    expect_full_marks(report, "FeedForward", "SwiGLU")
+    # Verdict changed with the usage policy (issue 8): module-level code runs for every exercise, and it reaches
+    # torch.testing and rewrites torch's functions, so every exercise loses its points.
+    for exercise in EXERCISES:
+        expect_forbidden(report, exercise, "torch.testing")
+    assert any("assigns to torch.allclose" in note for note in report.review), report.review
 
 
 # (b) A tensor subclass that agrees with every comparison, holding zeros.
@@ -698,8 +702,11 @@ def check_sys_exit_at_import(report: GradeReport) -> None:
     # SystemExit at the top level of a cell is caught like any exception: that cell's definitions are
     # missing, the rest of the notebook loads, and the grader reports the cell.
     expect_no_credit(report, "sinusoidal_positions")
-    expect_full_marks(report, "FeedForward", "SwiGLU")
     assert any("SystemExit" in d for d in report.diagnostics), f"the failed cell should be reported: {report.diagnostics}"
+    # Verdict changed with the usage policy (issue 8): a module-level sys.exit() runs for every exercise, so under
+    # strict grading every exercise needs review and scores 0 (FeedForward and SwiGLU used to keep their points).
+    for exercise in ("FeedForward", "SwiGLU"):
+        expect_needs_review(report, exercise, "import sys")
 
 
 CHEATS = [

@@ -14,6 +14,7 @@ solution. ``tests/test_a4_catalog.py`` grades each variant with the hidden suite
 from __future__ import annotations
 
 from autograder.runner import GradeReport
+from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import (
     Cheat,
     expect_failing,
@@ -528,10 +529,10 @@ CHEAT_CALLS_F_LAYER_NORM = layer_norm('''\
 def check_calls_f_layer_norm(report: GradeReport) -> None:
     expect_no_credit(report, "LayerNorm", "built-in layer norm")
     expect_full_marks(report, "RMSNorm")
-    # the block reaches the built-in through the student's LayerNorm: the run-time trace sees it,
-    # and the RMSNorm block, which does not, is graded normally
-    expect_failing(report, LAYER_NORM_BLOCK_TESTS, "torch.nn.functional.layer_norm")
-    assert by_name(report)["block_rms_matches_reference"].passed, failures(report)
+    # Verdict changed with the usage policy (issue 8): the block reaches the built-in through the student's
+    # LayerNorm, and a forbidden use counts wherever the exercise's code reaches it, so the whole block scores 0
+    # (its RMSNorm test used to pass).
+    expect_forbidden(report, "TransformerBlock", "F.layer_norm", "built-in layer norm")
 
 
 # (b) A subclass of nn.LayerNorm: the same parameters, no work.
@@ -553,7 +554,8 @@ class LayerNorm(nn.LayerNorm):
 def check_subclasses_nn_layer_norm(report: GradeReport) -> None:
     expect_no_credit(report, "LayerNorm", "built-in layer norm")
     expect_full_marks(report, "RMSNorm")
-    expect_failing(report, LAYER_NORM_BLOCK_TESTS, "layer_norm")
+    # The block reaches nn.LayerNorm through the student's LayerNorm: forbidden there too (issue 8: whole program).
+    expect_forbidden(report, "TransformerBlock", "nn.LayerNorm", "built-in layer norm")
 
 
 # (c) Patch the worker's comparison functions, hoping the grader compares there; the layer norm
@@ -571,8 +573,11 @@ torch.testing.assert_close = lambda *args, **kwargs: None
 
 
 def check_patched_comparisons(report: GradeReport) -> None:
-    expect_failing(report, ["layernorm_matches_reference", "layernorm_tiny_d_model"], "unbiased variance")
-    expect_full_marks(report, "RMSNorm")
+    # Verdict changed with the usage policy (issue 8): module-level code runs for every exercise, and it reaches
+    # torch.testing and rewrites torch's functions, so every exercise loses its points.
+    for exercise in EXERCISES:
+        expect_forbidden(report, exercise, "torch.testing")
+    assert any("assigns to torch.allclose" in note for note in report.review), report.review
 
 
 # (d) sys.exit inside RMSNorm: the worker catches SystemExit like any exception, and the
@@ -588,9 +593,9 @@ def check_sys_exit(report: GradeReport) -> None:
     expect_no_credit(report, "RMSNorm", "SystemExit", tests=["rmsnorm_matches_reference", "rmsnorm_half_precision"])
     expect_full_marks(report, "LayerNorm")
     expect_failing(report, ["block_rms_matches_reference"], "SystemExit")
-    results = by_name(report)
-    layer_tests = [t.name for t in report.tests if t.exercise == "TransformerBlock" and t.name != "block_rms_matches_reference"]
-    assert all(results[name].passed for name in layer_tests), failures(report)
+    # Verdict changed with the usage policy (issue 8): the block's code reaches the student's RMSNorm, which imports
+    # sys, so under strict grading the block needs review and scores 0 (its LayerNorm tests used to pass).
+    expect_needs_review(report, "TransformerBlock", "import sys")
 
 
 # (e) The forbidden RMS norm through a module-level alias.

@@ -39,6 +39,14 @@ USES_SOFTMAX = SOFTMAX | ATTENTION | MHA_FORWARD
 USES_ATTENTION = ATTENTION | MHA_FORWARD
 USES_SPLIT = SPLIT | MHA_FORWARD
 USES_MERGE = MERGE | MHA_FORWARD
+# The usage policy (autograder/policy.py) judges whole exercises: a forbidden use costs every test of every
+# exercise whose code reaches it, and module-level code is reached by all of them.
+REACH_SOFTMAX = ("softmax", "scaled_dot_product_attention", "MultiHeadAttention")
+REACH_MERGE = ("merge_heads", "MultiHeadAttention")
+
+
+def tests_of_exercises(*exercises: str) -> set[str]:
+    return {t.name for t in SUITE.tests if t.exercise in (exercises or SUITE.exercises)}
 
 
 @dataclass
@@ -273,9 +281,9 @@ def softmax(x, dim=-1):
 
 
 def check_plain_subclass(run: Run) -> None:
-    # attention's weights and out inherit the subclass, and so does MultiHeadAttention's output
-    expect(run, fail=USES_SOFTMAX - {"mha_gradients_match"}, says=("subclass of torch.Tensor",),
-           legit={"mha_gradients_match": "it judges only the gradients, plain tensors autograd computed, and they are right"})
+    # Verdict changed with the usage policy (issue 8): .as_subclass is torch API outside softmax's allowlist, so
+    # softmax and the exercises that call it score 0 (the returned subclass was rejected test by test before).
+    expect(run, fail=tests_of_exercises(*REACH_SOFTMAX), says=("forbidden use: .as_subclass",))
 
 
 LYING_SUBCLASS = '''\
@@ -307,7 +315,8 @@ def merge_heads(x):
 
 
 def check_lying_subclass(run: Run) -> None:
-    expect(run, fail=USES_MERGE, says=("subclass", "backpropagating", "d loss / d x is None"))
+    # Verdict changed with the usage policy (issue 8): .as_subclass is outside merge_heads' allowlist.
+    expect(run, fail=tests_of_exercises(*REACH_MERGE), says=("forbidden use: .as_subclass",))
 
 
 PATCHES_COMPARISONS = '''\
@@ -329,17 +338,10 @@ def softmax(x, dim=-1):
 
 
 def check_patches_comparisons(run: Run) -> None:
-    # The verdicts are computed in the grader's process, where nothing was patched. x * 0 is a wrong
-    # softmax; the tests below hold for it as stated (shapes; MultiHeadAttention's output, out_proj's bias
-    # under weights its tests change, is permutation-equivariant, deterministic, of the input's dtype).
-    # Before issue 8 softmax's hygiene check and attention's permutation and hygiene checks were legit too;
-    # they no longer pay: softmax and attention return all zeros whatever their input.
-    legit = {"softmax_keeps_shape": "a shape test", "attention_shapes": "a shape test",
-             "mha_output_shape": "a shape test", "mha_is_permutation_equivariant": "the output (out_proj's bias only) is permutation-equivariant",
-             "mha_keeps_dtype_device_and_input": "dtype, device, input and determinism hold"}
-    expect(run, fail=USES_SOFTMAX - set(legit),
-           says=("differs", "sum to", "sums to", "backpropagating", "gradient", "all zeros whatever its input"),
-           legit=legit)
+    # Verdict changed with the usage policy (issue 8): the patches are module-level code, which every exercise
+    # runs, and they reach torch.testing, so every exercise scores 0. (Before, the verdicts computed in the
+    # grader's unpatched process failed every value test of the x * 0 softmax and its callers.)
+    expect(run, fail=tests_of_exercises(), says=("forbidden use: torch.testing",))
 
 
 # =========================================================================================
@@ -400,7 +402,15 @@ def softmax(x, dim=-1):
 
 
 def check_forbidden_softmax(run: Run) -> None:
-    expect(run, fail=SOFTMAX, says=("softmax", "softmin", "forbid"))
+    # a1's rule holds for the whole program (issue 8): the run-time trace now fails attention's and
+    # MultiHeadAttention.forward's tests too, as they call the student's softmax.
+    expect(run, fail=USES_SOFTMAX, says=("softmax", "softmin", "forbid", "may not use"))
+
+
+def check_forbidden_softmax_seen_statically(run: Run) -> None:
+    # The usage policy (issue 8) charges a forbidden use it reads in the code to every test of every exercise
+    # whose code reaches it: attention and MultiHeadAttention call the student's softmax.
+    expect(run, fail=tests_of_exercises(*REACH_SOFTMAX), says=("softmin", "a built-in softmax"))
 
 
 def check_forbidden_softmax_or_flagged(run: Run) -> None:
@@ -594,7 +604,9 @@ class MultiHeadAttention(nn.Module):
 
 
 def check_sleeps_ignoring_sigterm(run: Run) -> None:
-    expect(run, fail=MHA_FORWARD, says="time limit")
+    # mha_structure fails too since the hidden suite enforces the notebook's rule that MultiHeadAttention(21, 4)
+    # raise ValueError (issue 8, point 6): this module never checks divisibility.
+    expect(run, fail=MHA_FORWARD | {"mha_structure"}, says=("time limit", "did not raise"))
     bound = len(MHA_FORWARD) * TIME_LIMIT + 20
     assert run.elapsed < bound, f"grading took {run.elapsed:.1f} s, more than {bound:.0f} s"
 
@@ -1032,9 +1044,10 @@ def softmax(x, dim=-1):
 
 
 def check_top_level_default_dtype_and_seed(run: Run) -> None:
-    # The reference code creates no tensor from the default dtype and draws no random numbers; the grader
-    # sets the module's dtype itself (set_mode) and draws its inputs in its own process: full marks.
-    expect(run)
+    # Verdict changed with the usage policy (issue 8): torch.set_default_dtype and torch.manual_seed are outside
+    # every a1 allowlist, and module-level code concerns every exercise. (The engine's containment still holds:
+    # the harness checks the grader's own dtype.)
+    expect(run, fail=tests_of_exercises(), says=("forbidden use: torch.set_default_dtype", "forbidden use: torch.manual_seed"))
 
 
 TOP_LEVEL_GRAD_DISABLED = '''\
@@ -1048,9 +1061,9 @@ def softmax(x, dim=-1):
 
 
 def check_top_level_grad_disabled(run: Run) -> None:
-    # As in Jupyter, where running this cell switches autograd off for every later cell: all gradient
-    # tests fail, in every exercise; nothing else changes.
-    expect(run, fail=GRADIENT_TESTS, says=("backpropagating", "does not require grad"))
+    # Verdict changed with the usage policy (issue 8): torch.set_grad_enabled is outside every a1 allowlist,
+    # and module-level code concerns every exercise (before, as in Jupyter, only the gradient tests failed).
+    expect(run, fail=tests_of_exercises(), says=("forbidden use: torch.set_grad_enabled",))
 
 
 GRAD_DISABLED_INSIDE_SOFTMAX = '''\
@@ -1062,10 +1075,9 @@ def softmax(x, dim=-1):
 
 
 def check_grad_disabled_inside_softmax(run: Run) -> None:
-    # Only workers that call softmax are affected: split_heads and merge_heads get fresh workers, where
-    # softmax never runs, so their gradient tests pass.
-    expect(run, fail={"softmax_gradient_matches", "attention_gradients_match", "mha_gradients_match"},
-           says=("backpropagating", "does not require grad", "received no gradient"))
+    # Verdict changed with the usage policy (issue 8): torch.set_grad_enabled is outside softmax's allowlist,
+    # and it costs the exercises that call softmax too; split_heads and merge_heads keep their points.
+    expect(run, fail=tests_of_exercises(*REACH_SOFTMAX), says=("forbidden use: torch.set_grad_enabled",))
 
 
 DEFAULT_DTYPE_AND_SEED_INSIDE_MERGE = f'''\
@@ -1077,9 +1089,9 @@ def merge_heads(x):
 
 
 def check_default_dtype_and_seed_inside_merge(run: Run) -> None:
-    # Modules built after the change get float64 parameters, but the grader converts them (set_mode)
-    # before every use: nothing the tests see changes.
-    expect(run)
+    # Verdict changed with the usage policy (issue 8): torch.set_default_dtype and torch.manual_seed are outside
+    # merge_heads' allowlist, and MultiHeadAttention calls merge_heads.
+    expect(run, fail=tests_of_exercises(*REACH_MERGE), says=("forbidden use: torch.set_default_dtype",))
 
 
 # =========================================================================================
@@ -1106,7 +1118,7 @@ CASES = [
     Case("walks_stack_frames", {"softmax": WALKS_STACK_FRAMES}, check_walks_stack_frames),
     Case("scans_gc_objects", {"merge_heads": SCANS_GC_OBJECTS}, check_scans_gc_objects),
     Case("traced_control_getmembers_softmax", {"softmax": TRACED_CONTROL}, check_forbidden_softmax),
-    Case("softmin_evades_the_trace", {"softmax": SOFTMIN_EVADES_THE_TRACE}, check_forbidden_softmax),
+    Case("softmin_evades_the_trace", {"softmax": SOFTMIN_EVADES_THE_TRACE}, check_forbidden_softmax_seen_statically),
     Case("disables_trace_through_frames", {"softmax": DISABLES_TRACE_THROUGH_FRAMES}, check_forbidden_softmax_or_flagged),
     Case("disables_trace_through_gc", {"softmax": DISABLES_TRACE_THROUGH_GC}, check_forbidden_softmax_or_flagged),
     # 3. leaving early

@@ -1,0 +1,635 @@
+"""What each exercise may use, and a static scan of the student's whole program against it.
+
+An ALLOWLIST per exercise: named categories of torch API a person can read ("exp/log",
+"reductions (sum, mean, amax, ...)"), plus a few names. The scan judges every name of the
+*torch API universe* (public and private attribute names of torch, torch.nn.functional,
+torch.Tensor, torch.nn, nn.Module, torch.linalg, torch.special, torch.fft, torch.autograd,
+torch.nn.init) that the student's code reaches as an attribute, an import or a literal
+``getattr``: a name outside the exercise's allowlist is a FORBIDDEN use. Names outside the
+universe (builtins, the student's own helpers) are not judged, except what the scan cannot
+resolve (a computed attribute name, ``getattr`` under another name, an import outside a short
+list of modules, ``exec``, ``torch.ops``, ``torch.jit``, private attributes, assignment to an
+attribute of a module, ``match`` class patterns, format fields, ...): that "needs review".
+
+The scan covers the whole program: an exercise's *closure* is every top-level def/class of the
+student's cells that defines it, every top-level def/class they reference by name (helpers,
+transitively), and every top-level statement that is not a def/class (module-level code runs
+for every exercise). Cells taken from the release (the given, read-only code and the setup
+cell) are trusted: not scanned, and the closure stops at the names they define.
+
+This module holds no hidden test: the release's "check your notebook" cell imports it, so a
+student sees the grader's verdict before submitting (:func:`check_notebook`).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORBIDDEN, REVIEW = "forbidden", "review"
+
+# --- the torch API universe ----------------------------------------------------------------
+
+UNIVERSE_MODULES = ("torch", "torch.nn.functional", "torch.Tensor", "torch.nn", "torch.nn.Module", "torch.linalg",
+                    "torch.special", "torch.fft", "torch.autograd", "torch.nn.init")
+
+
+@functools.lru_cache(maxsize=None)
+def universe() -> frozenset[str]:
+    """Every attribute name of the modules and classes above (computed once, from dir())."""
+    import torch
+    import torch.nn.functional  # noqa: F401  (the submodules are attributes once imported)
+    import torch.nn.init  # noqa: F401
+
+    names: set[str] = set()
+    for dotted in UNIVERSE_MODULES:
+        obj = torch
+        for part in dotted.split(".")[1:]:
+            obj = getattr(obj, part)
+        names.update(dir(obj))
+    return frozenset(names)
+
+
+# --- categories of torch API a person can read --------------------------------------------
+
+CATEGORIES: dict[str, frozenset[str]] = {name: frozenset(names.split()) for name, names in {
+    "elementwise arithmetic (+, -, *, /, sqrt, rsqrt, pow, abs, clamp, ...)": """
+        add sub mul div true_divide floor_divide neg negative reciprocal sqrt rsqrt pow square abs clamp clip
+        clamp_min clamp_max maximum minimum sign fmod remainder round floor ceil trunc lerp addcmul addcdiv
+        add_ sub_ mul_ div_ neg_ clamp_ pow_ sqrt_ square_ abs_ zero_ fill_ copy_ nan_to_num nan_to_num_ rsub
+        isnan isinf isfinite isclose allclose equal float_power copysign""",
+    "exp/log": "exp exp2 expm1 log log2 log10 log1p exp_ log_",
+    "reductions (sum, mean, amax, max, logsumexp, ...)": """
+        sum mean amax amin max min var std var_mean std_mean prod cumsum cumprod logsumexp norm argmax argmin
+        count_nonzero any all median nansum nanmean aminmax values indices linalg vector_norm""",
+    "shape ops (reshape, view, transpose, permute, unsqueeze, cat, ...)": """
+        shape size dim ndim ndimension numel reshape view view_as reshape_as transpose transpose_ permute
+        movedim moveaxis swapaxes swapdims unsqueeze squeeze flatten unflatten expand expand_as repeat
+        repeat_interleave contiguous is_contiguous T mT chunk split unbind cat concat concatenate stack narrow
+        select index_select gather flip roll tile broadcast_to broadcast_tensors unsqueeze_ t""",
+    "tensor creation (tensor, zeros, ones, full, arange, *_like, ...)": """
+        tensor as_tensor from_numpy zeros ones full empty arange linspace eye zeros_like ones_like full_like
+        empty_like new_zeros new_ones new_full new_empty new_tensor clone detach inf nan pi""",
+    "dtype and device (dtype, device, to, type_as, float32, ...)": """
+        dtype device to type_as is_floating_point is_complex finfo iinfo float16 float32 float64 bfloat16 half
+        float double bool int int32 int64 long uint8 cpu cuda get_default_dtype is_cuda requires_grad data
+        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor eps tiny""",
+    "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)": """
+        eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_not
+        where masked_fill masked_fill_ tril triu tril_ triu_ masked_select""",
+    "matrix products (@, matmul, bmm, einsum, ...)": "matmul mm bmm baddbmm addmm einsum mv outer dot",
+    "nn.Module building blocks (nn.Module, nn.Linear, nn.Parameter, nn.Dropout, nn.ModuleList, ...)": """
+        nn Module Linear Parameter Dropout dropout ModuleList ModuleDict Sequential Identity Embedding
+        register_buffer register_parameter parameters named_parameters buffers named_buffers children
+        modules named_modules state_dict load_state_dict training train eval forward weight bias
+        reset_parameters zero_grad requires_grad_ linear init uniform_ normal_ zeros_ ones_ xavier_uniform_
+        kaiming_uniform_ trunc_normal_ constant_ extra_repr apply""",
+    "activations (relu, gelu, silu, tanh, sigmoid, erf, and their nn modules)": """
+        relu gelu silu tanh sigmoid erf ReLU GELU SiLU Tanh Sigmoid""",
+    "trigonometry (sin, cos, ...)": "sin cos tan atan atan2",
+    "no-grad context (torch.no_grad, inference_mode)": "no_grad inference_mode enable_grad",
+    "training (loss.backward(), optimizer steps, F.cross_entropy, grad norms)": """
+        backward cross_entropy optim Optimizer step grad clip_grad_norm_ utils nll_loss""",
+    "sampling (softmax, multinomial, topk, sort, argmax, Generator)": """
+        multinomial topk sort argsort Generator manual_seed searchsorted categorical distributions rand
+        randn randint randperm softmax log_softmax""",
+}.items()}
+
+# Categories most exercises need; each exercise adds what it is about.
+BASICS = ("elementwise arithmetic (+, -, *, /, sqrt, rsqrt, pow, abs, clamp, ...)",
+          "shape ops (reshape, view, transpose, permute, unsqueeze, cat, ...)",
+          "tensor creation (tensor, zeros, ones, full, arange, *_like, ...)",
+          "dtype and device (dtype, device, to, type_as, float32, ...)",
+          "no-grad context (torch.no_grad, inference_mode)")
+EXP, REDUCE, COMPARE, MATMUL, MODULES, ACT, TRIG, NOGRAD, TRAIN, SAMPLE = (
+    "exp/log", "reductions (sum, mean, amax, max, logsumexp, ...)",
+    "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)", "matrix products (@, matmul, bmm, einsum, ...)",
+    "nn.Module building blocks (nn.Module, nn.Linear, nn.Parameter, nn.Dropout, nn.ModuleList, ...)",
+    "activations (relu, gelu, silu, tanh, sigmoid, erf, and their nn modules)", "trigonometry (sin, cos, ...)",
+    "no-grad context (torch.no_grad, inference_mode)",
+    "training (loss.backward(), optimizer steps, F.cross_entropy, grad norms)",
+    "sampling (softmax, multinomial, topk, sort, argmax, Generator)")
+
+SOFTMAX = ("softmax", "log_softmax", "Softmax", "LogSoftmax", "_softmax", "_log_softmax", "special_softmax",
+           "special_log_softmax", "softmin", "Softmin", "gumbel_softmax", "_softmax_backward_data")
+SDPA = ("scaled_dot_product_attention", "_scaled_dot_product_attention_math", "_fused_sdp_choice",
+        "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_efficient_attention")
+MHA = ("MultiheadAttention", "multi_head_attention_forward", "_native_multi_head_attention")
+TRANSFORMER_LAYERS = ("Transformer", "TransformerEncoder", "TransformerEncoderLayer", "TransformerDecoder",
+                      "TransformerDecoderLayer", "_transformer_encoder_layer_fwd")
+LAYER_NORMS = ("LayerNorm", "layer_norm", "native_layer_norm", "GroupNorm", "group_norm", "native_group_norm",
+               "InstanceNorm1d", "instance_norm", "BatchNorm1d", "batch_norm", "native_batch_norm")
+RMS_NORMS = ("RMSNorm", "rms_norm", "_fused_rms_norm")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one exercise may use: categories and extra names; ``traced`` are the built-ins the
+    worker's run-time trace watches for it (a second, advisory signal: all outside the allowlist)."""
+
+    categories: tuple[str, ...]
+    extra: tuple[str, ...] = ()
+    traced: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def allowed(self) -> frozenset[str]:
+        names = set(self.extra)
+        for category in self.categories:
+            names |= CATEGORIES[category]
+        return frozenset(names)
+
+    def describe(self) -> str:
+        extra = f"; also {', '.join(self.extra)}" if self.extra else ""
+        return f"{'; '.join(self.categories)}{extra}. Nothing else from torch (plain Python and math are fine)."
+
+
+def _policy(*categories: str, extra: tuple[str, ...] = (), traced: tuple[str, ...] = ()) -> Policy:
+    return Policy(tuple(dict.fromkeys(categories)), extra, traced)
+
+
+# What a person calls these groups of built-ins, said next to the name a student used.
+KNOWN_BUILTINS = {"a built-in softmax": SOFTMAX, "a built-in attention (F.scaled_dot_product_attention)": SDPA,
+                  "a built-in attention layer (nn.MultiheadAttention)": MHA,
+                  "PyTorch's Transformer layers": TRANSFORMER_LAYERS, "a built-in layer norm": LAYER_NORMS,
+                  "a built-in RMS norm": RMS_NORMS}
+
+
+def known_as(name: str) -> str | None:
+    return next((label for label, names in KNOWN_BUILTINS.items() if name in names), None)
+
+
+ATTENTION_TRACED = SOFTMAX + SDPA + MHA
+POLICIES: dict[str, dict[str, Policy]] = {
+    "a1_attention": {
+        "softmax": _policy(*BASICS, EXP, REDUCE, traced=ATTENTION_TRACED),
+        "scaled_dot_product_attention": _policy(*BASICS, MATMUL, traced=ATTENTION_TRACED),
+        "split_heads": _policy(*BASICS, traced=ATTENTION_TRACED),
+        "merge_heads": _policy(*BASICS, traced=ATTENTION_TRACED),
+        "MultiHeadAttention": _policy(*BASICS, MATMUL, MODULES, traced=ATTENTION_TRACED),
+    },
+    "a2_masking": {
+        "causal_mask": _policy(*BASICS, COMPARE),
+        "padding_mask": _policy(*BASICS, COMPARE),
+        "masked_softmax": _policy(*BASICS, EXP, REDUCE, COMPARE, traced=ATTENTION_TRACED),
+        # reductions: torch.finfo(dtype).min is a common way to block scores
+        "scaled_dot_product_attention": _policy(*BASICS, MATMUL, COMPARE, REDUCE, traced=SDPA + MHA),
+        "MultiHeadAttention": _policy(*BASICS, MATMUL, COMPARE, REDUCE, MODULES, traced=SDPA + MHA),
+    },
+    "a3_ffn_positions": {
+        "FeedForward": _policy(*BASICS, MODULES, ACT, REDUCE, traced=TRANSFORMER_LAYERS),
+        "SwiGLU": _policy(*BASICS, MODULES, ACT, traced=TRANSFORMER_LAYERS),
+        "sinusoidal_positions": _policy(*BASICS, EXP, TRIG, REDUCE, MATMUL),
+    },
+    "a4_residual_norm": {
+        "LayerNorm": _policy(*BASICS, REDUCE, MODULES, traced=LAYER_NORMS + RMS_NORMS),
+        "RMSNorm": _policy(*BASICS, REDUCE, MODULES, traced=LAYER_NORMS + RMS_NORMS),
+        "TransformerBlock": _policy(*BASICS, MODULES, traced=LAYER_NORMS + RMS_NORMS + MHA + TRANSFORMER_LAYERS),
+    },
+    "a5_transformer_lm": {
+        "TransformerLM": _policy(*BASICS, MODULES, COMPARE, TRIG, EXP, REDUCE, MATMUL, extra=("LayerNorm",), traced=SDPA + MHA + TRANSFORMER_LAYERS),
+        "lm_loss": _policy(*BASICS, TRAIN, EXP, REDUCE, extra=("softmax", "log_softmax")),
+        "train_step": _policy(*BASICS, TRAIN, MODULES, NOGRAD),
+        "generate": _policy(*BASICS, SAMPLE, NOGRAD, COMPARE, REDUCE, MODULES),
+    },
+}
+
+
+# Each assignment's notebook, so the release's check cell needs no hidden suite to know what it checks.
+NOTEBOOKS = {"a1_attention": "attention.ipynb", "a2_masking": "masking.ipynb", "a3_ffn_positions": "ffn_positions.ipynb",
+             "a4_residual_norm": "residual_norm.ipynb", "a5_transformer_lm": "transformer_lm.ipynb"}
+
+
+def policy_for(assignment: str, exercise: str) -> Policy:
+    return POLICIES[assignment][exercise]
+
+
+def describe(assignment: str, exercise: str) -> str:
+    """The one line the notebook states for the exercise, and the grader quotes."""
+    return f"{exercise} may use: {policy_for(assignment, exercise).describe()}"
+
+
+def traced_names(assignment: str) -> list[str]:
+    return sorted({name for p in POLICIES[assignment].values() for name in p.traced})
+
+
+# --- what the scan cannot resolve -------------------------------------------------------------
+
+# Modules a solution may import: what the notebooks' setup cells and a student's helpers need. Everything else
+# (sys, builtins, importlib, pydoc, pickle, inspect, gc, types, ctypes, threading, operator, string, os,
+# autograder, torch's private modules, ...) can reach the process or resolve names from strings. numpy is out
+# too: no exercise needs it, and np.load(allow_pickle=True) resolves any global by name.
+ALLOWED_MODULES = frozenset({
+    "torch", "torch.nn", "torch.nn.functional", "math", "typing", "dataclasses", "functools", "itertools",
+    "collections", "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto", "time", "random", "__future__"})
+# Modules whose attributes are not torch API (math.sqrt is not torch.sqrt); their private names still need review.
+PLAIN_MODULES = ALLOWED_MODULES - {"torch", "torch.nn", "torch.nn.functional"}
+# Dunders that only read what the language itself offers (super().__init__(), f.__name__, torch.__version__).
+SAFE_DUNDERS = frozenset({"__init__", "__name__", "__doc__", "__version__"})
+# Builtins that look names up, run text as code or open doors the scan cannot follow.
+DYNAMIC_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr", "vars", "globals", "locals", "exec",
+                              "eval", "compile", "__import__", "breakpoint", "open", "input", "memoryview"})
+# Attributes that reach names by string or leave the scan's view, whatever object they are read on.
+DYNAMIC_ATTRIBUTES = frozenset(DYNAMIC_BUILTINS | {"attrgetter", "methodcaller", "import_module", "locate",
+                                                   "Formatter", "ops", "jit", "compile", "library",
+                                                   "fx", "overrides", "Thread", "CompilationUnit",
+                                                   "script", "trace", "export", "func", "hub", "classes",
+                                                   "get_type_hints", "ForwardRef"})
+# Attributes whose rewriting hides what a function is.
+IDENTITY_DUNDERS = frozenset({"__name__", "__qualname__", "__code__", "__module__", "__class__", "__dict__",
+                              "__defaults__", "__kwdefaults__", "__globals__", "__wrapped__"})
+
+
+# --- findings --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str       # FORBIDDEN or REVIEW
+    what: str       # "torch.softmax", "getattr with a computed name"
+    cell: int
+    line: int
+    code: str       # the line of code, stripped, at most 80 characters
+
+    def where(self) -> str:
+        return f"cell {self.cell}, line {self.line}: `{self.code}`"
+
+    def message(self, assignment: str, exercise: str) -> str:
+        if self.kind == FORBIDDEN:
+            return (f"forbidden use: {self.what} ({self.where()}), which {exercise} may not use, "
+                    f"helpers included. {describe(assignment, exercise)}")
+        return (f"needs review: {self.what} ({self.where()}); the grader cannot tell what it reaches. "
+                f"Write it with what {exercise} may use, directly")
+
+
+@dataclass
+class ScanResult:
+    assignment: str
+    forbidden: dict[str, list[Finding]] = field(default_factory=dict)
+    review: dict[str, list[Finding]] = field(default_factory=dict)
+
+    def forbidden_message(self, exercise: str) -> str | None:
+        found = self.forbidden.get(exercise)
+        return found[0].message(self.assignment, exercise) if found else None
+
+    def review_notes(self, exercise: str) -> list[str]:
+        return [f.message(self.assignment, exercise) for f in self.review.get(exercise, [])]
+
+
+# --- the scan --------------------------------------------------------------------------------
+
+@dataclass
+class _Unit:
+    index: int
+    lines: list[str]
+    tree: ast.Module
+
+
+def scan(assignment: str, program: list[dict], exercises: list[str] | None = None) -> ScanResult:
+    """Judge ``program`` (Submission.program() units) against each exercise's policy."""
+    exercises = list(exercises or POLICIES[assignment])
+    student, trusted = _parse(assignment, program)
+    context = _Context.build(student, trusted)
+    definitions: dict[str, list[tuple[_Unit, ast.stmt]]] = {}
+    module_level: list[tuple[_Unit, ast.stmt]] = []
+    for unit in student:
+        for stmt in unit.tree.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                definitions.setdefault(stmt.name, []).append((unit, stmt))
+            elif _is_plain_binding(stmt):  # `_attn = F.scaled_dot_product_attention`: concerns who reads _attn
+                for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                    definitions.setdefault(target.id, []).append((unit, stmt))
+            else:
+                module_level.append((unit, stmt))
+    result = ScanResult(assignment)
+    for exercise in exercises:
+        # What another exercise's code breaks, this one pays for too when it relies on that code.
+        closure = _closure(exercise, definitions, module_level, POLICIES[assignment])
+        found = [f for unit, stmt, policy in closure for f in _judge(stmt, unit, policy, context)]
+        found = _dedupe(found)
+        result.forbidden[exercise] = [f for f in found if f.kind == FORBIDDEN]
+        result.review[exercise] = [f for f in found if f.kind == REVIEW]
+    return result
+
+
+def _is_plain_binding(stmt: ast.stmt) -> bool:
+    """A module-level assignment to plain names that calls nothing: it only names a value, so its findings
+    concern the exercises that read those names (anything with a call may act on import, for every exercise)."""
+    if isinstance(stmt, ast.Assign):
+        targets = stmt.targets
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets = [stmt.target]
+    else:
+        return False
+    return (all(isinstance(t, ast.Name) for t in targets)
+            and not any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Lambda)) for n in ast.walk(stmt.value)))
+
+
+def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Unit]]:
+    release = _release_sources(assignment)
+    student, trusted = [], []
+    for unit in program:
+        source = unit.get("source") or ""
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue  # the worker reports it when loading
+        parsed = _Unit(unit.get("index", 0), source.splitlines(), tree)
+        (trusted if unit.get("given") or source in release else student).append(parsed)
+    return student, trusted
+
+
+@functools.lru_cache(maxsize=None)
+def _release_sources(assignment: str) -> frozenset[str]:
+    """The program units of the release notebook: code a student did not write (setup imports, given cells)."""
+    from autograder.notebook import read_submission
+
+    path = Path(__file__).resolve().parents[1] / "assignments" / assignment / NOTEBOOKS.get(assignment, "")
+    if not path.is_file():
+        return frozenset()
+    submission = read_submission(path)
+    return frozenset(u["source"] for u in submission.program() if not _is_exercise(u, assignment))
+
+
+def _is_exercise(unit: dict, assignment: str) -> bool:
+    return unit.get("grade_id") in POLICIES.get(assignment, {})
+
+
+@dataclass
+class _Context:
+    modules: dict[str, str]          # name bound to a module by an import -> the module's dotted name
+    trusted_names: set[str]          # names the trusted cells define
+    student_attributes: set[str]     # attribute names the student's own code defines (methods, self.x = ...)
+
+    @classmethod
+    def build(cls, student: list[_Unit], trusted: list[_Unit]) -> "_Context":
+        modules: dict[str, str] = {"torch": "torch"}
+        trusted_names: set[str] = set()
+        for unit in trusted:
+            for stmt in unit.tree.body:
+                trusted_names |= _bound_names(stmt)
+        attributes: set[str] = set()
+        for unit in student + trusted:
+            for node in ast.walk(unit.tree):
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        top = alias.name if alias.asname else alias.name.split(".")[0]
+                        modules[alias.asname or top] = top
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    for alias in node.names:
+                        modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for unit in student:
+            attributes |= _student_attributes(unit.tree)
+        return cls(modules, trusted_names, attributes)
+
+    def module_of(self, node: ast.expr) -> str | None:
+        """The dotted module (or torch object) an expression names, when it is rooted in an import."""
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in self.modules:
+            return ".".join([self.modules[node.id], *reversed(parts)])
+        return None
+
+
+def _bound_names(stmt: ast.stmt) -> set[str]:
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {stmt.name}
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in stmt.names}
+    return {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+
+def _student_attributes(tree: ast.AST) -> set[str]:
+    """Methods, class attributes, parameters and ``obj.name = ...`` targets the student defines."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(item.name)
+                elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                    targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                    names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.Call):  # register_buffer("scale", ...) / register_parameter: a name it defines
+            func = node.func
+            if (isinstance(func, ast.Attribute) and func.attr in ("register_buffer", "register_parameter", "add_module")
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                names.add(node.args[0].value)
+    return names
+
+
+def _closure(exercise: str, definitions, module_level, policies: dict[str, Policy]) -> list[tuple[_Unit, ast.stmt, Policy]]:
+    """What runs when ``exercise`` is graded, each piece with the policy that judges it.
+
+    The exercise's definitions, the student's definitions they reach by name (transitively), all module-level
+    code, and the imports whose names any of these read (an unused ``import sys`` concerns no exercise). Code
+    is judged by the policy of the exercise it belongs to: another exercise's definition reached from this one,
+    and the helpers it reaches in turn, by that exercise's policy; everything else by this exercise's.
+    """
+    own = policies[exercise]
+    imports = [(u, s) for u, s in module_level if isinstance(s, (ast.Import, ast.ImportFrom))]
+    closure = [(u, s, own) for u, s in module_level if (u, s) not in imports]
+    pending = [(exercise, own)] + [(name, own) for _, stmt, _ in closure for name in _names_read(stmt)]
+    seen: set[tuple[str, int]] = set()
+    while pending:
+        name, policy = pending.pop()
+        policy = policies.get(name, policy)
+        if (name, id(policy)) in seen or name not in definitions:
+            continue
+        seen.add((name, id(policy)))
+        for unit, stmt in definitions[name]:
+            closure.append((unit, stmt, policy))
+            pending += [(n, policy) for n in _names_read(stmt)]
+    read = {name for _, stmt, _ in closure for name in _names_read(stmt)}
+    return closure + [(u, s, own) for u, s in imports
+                      if _bound_names(s) & read or any(a.name == "*" for a in s.names)]
+
+
+def _names_read(stmt: ast.stmt) -> set[str]:
+    return {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+
+
+def _dedupe(found: list[Finding]) -> list[Finding]:
+    seen, kept = set(), []
+    for f in found:
+        key = (f.kind, f.what, f.cell, f.line)
+        if key not in seen:
+            seen.add(key)
+            kept.append(f)
+    return kept
+
+
+def _judge(stmt: ast.stmt, unit: _Unit, policy: Policy, context: _Context) -> list[Finding]:
+    found = []
+    for node in ast.walk(stmt):
+        for kind, what in _judge_node(node, policy, context):
+            line = getattr(node, "lineno", stmt.lineno)
+            code = unit.lines[line - 1].strip()[:80] if 0 < line <= len(unit.lines) else ""
+            found.append(Finding(kind, what, unit.index, line, code))
+    return found
+
+
+def _judge_node(node: ast.AST, policy: Policy, context: _Context):
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            if alias.name not in ALLOWED_MODULES:
+                yield REVIEW, f"import {alias.name}"
+    elif isinstance(node, ast.ImportFrom):
+        yield from _judge_import_from(node, policy, context)
+    elif isinstance(node, ast.Attribute):
+        yield from _judge_attribute(node, policy, context)
+    elif isinstance(node, ast.Name):
+        yield from _judge_name(node)
+    elif isinstance(node, ast.Call):
+        yield from _judge_call(node, policy, context)
+    elif isinstance(node, ast.MatchClass):
+        yield REVIEW, "a `match` class pattern (it reads attributes by name)"
+    elif isinstance(node, ast.Global):
+        yield REVIEW, "a `global` statement (it rebinds names other cells use)"
+
+
+def _judge_import_from(node: ast.ImportFrom, policy: Policy, context: _Context):
+    module = ("." * node.level) + (node.module or "")
+    if module not in ALLOWED_MODULES:
+        yield REVIEW, f"from {module} import ..."
+        return
+    for alias in node.names:
+        if alias.name == "*":
+            yield REVIEW, f"from {module} import * (the names it binds are unknown to the grader)"
+        elif alias.name in DYNAMIC_ATTRIBUTES or alias.name.startswith("_"):
+            yield REVIEW, f"from {module} import {alias.name} (it reaches code or names the scan cannot follow)"
+        elif module not in PLAIN_MODULES:
+            verdict = _judge_torch_name(alias.name, _display(f"{module}.{alias.name}"), policy, context, exempt=False)
+            if verdict:
+                yield verdict
+
+
+def _judge_attribute(node: ast.Attribute, policy: Policy, context: _Context):
+    name, base = node.attr, context.module_of(node.value)
+    label = _label(node, base)
+    if isinstance(node.ctx, (ast.Store, ast.Del)):
+        if base is not None or name in IDENTITY_DUNDERS:
+            yield REVIEW, f"assigns to {label} (a module's or a function's identity)"
+        return
+    if base is not None and base.split(".")[0] != "torch":  # math.sqrt is not torch.sqrt: not torch API
+        if name.startswith("_") and name not in SAFE_DUNDERS:
+            yield REVIEW, f"reads the private {label}"
+        elif name in DYNAMIC_ATTRIBUTES or name == "modules":
+            yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
+        return
+    if name in DYNAMIC_ATTRIBUTES and not (_is_self(node.value) and name in context.student_attributes):
+        yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
+        return
+    if base is not None and f"{base}.{name}" in UNIVERSE_MODULES:
+        return  # torch.nn, torch.nn.functional: a path to a name, judged at its end
+    exempt = _is_self(node.value) or base is None
+    verdict = _judge_torch_name(name, label, policy, context, exempt=exempt)
+    if verdict:
+        yield verdict
+    elif name.startswith("_") and name not in SAFE_DUNDERS and not (exempt and name in context.student_attributes):
+        yield REVIEW, f"reads the private or special attribute {label}"
+
+
+def _label(node: ast.Attribute, base: str | None) -> str:
+    """``F.softmax (torch.nn.functional.softmax)``: as written, and what it names; ``.softmax`` on other objects."""
+    if base is None:
+        return f".{node.attr}"
+    written = f"{ast.unparse(node.value)}.{node.attr}"
+    resolved = f"{base}.{node.attr}"
+    return _display(resolved) if written == resolved else f"{written} ({resolved})"
+
+
+def _display(dotted: str) -> str:
+    """``F.softmax (torch.nn.functional.softmax)``: the short spelling notebooks use, then the full name."""
+    for prefix, short in (("torch.nn.functional.", "F."), ("torch.nn.", "nn.")):
+        if dotted.startswith(prefix):
+            return f"{short}{dotted[len(prefix):]} ({dotted})"
+    return dotted
+
+
+def _judge_torch_name(name: str, label: str, policy: Policy, context: _Context, exempt: bool):
+    """FORBIDDEN when ``name`` is torch API this exercise may not use; None when fine or not torch's."""
+    if name not in universe() or name in policy.allowed or (name.startswith("__") and name.endswith("__")):
+        return None  # a dunder (__getattribute__, __dict__) is the language's, not torch's: it needs review instead
+    if exempt and name in context.student_attributes and name not in policy.traced:
+        return None  # self.q_proj, a student's method named split: the student's own name
+    shown = label if not label.startswith(".") else f"{label} (torch API)"
+    group = known_as(name)
+    return FORBIDDEN, f"{shown}, {group}" if group else shown
+
+
+def _is_self(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Name) and node.id in ("self", "cls")) or (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super")
+
+
+def _judge_name(node: ast.Name):
+    if node.id in DYNAMIC_BUILTINS or node.id in ("attrgetter", "methodcaller", "__builtins__", "__builtin__"):
+        parent_call = getattr(node, "_call_literal", False)
+        if not parent_call:
+            yield REVIEW, f"{node.id} (it reaches names or code the scan cannot read)"
+
+
+def _judge_call(node: ast.Call, policy: Policy, context: _Context):
+    func = node.func
+    if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", "setattr", "delattr"):
+        name = node.args[1] if len(node.args) >= 2 else None
+        if isinstance(name, ast.Constant) and isinstance(name.value, str) and func.id in ("getattr", "hasattr"):
+            func._call_literal = True  # judged here by the literal name, as an attribute would be
+            synthetic = ast.Attribute(value=node.args[0], attr=name.value, ctx=ast.Load())
+            yield from _judge_attribute(synthetic, policy, context)
+        # otherwise the Name itself is flagged by _judge_name
+    if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
+        text = func.value.value if isinstance(func.value, ast.Constant) else None
+        if not isinstance(text, str) or _has_lookup_fields(text):
+            yield REVIEW, f".{func.attr}() with a format string that may read attributes or items"
+
+
+def _has_lookup_fields(text: str) -> bool:
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f]
+    except ValueError:
+        return True
+    return any("." in f or "[" in f for f in fields)
+
+
+# --- the release's "check your notebook" cell ------------------------------------------------------
+
+def check_notebook(path: str | Path, assignment: str | None = None) -> ScanResult | None:
+    """Print, per exercise, OK / forbidden use / needs review, in the grader's own words."""
+    from autograder.notebook import read_submission
+
+    path = Path(path)
+    assignment = assignment or next((a for a, name in NOTEBOOKS.items() if name == path.name), None)
+    if assignment is None:
+        print(f"cannot tell which assignment {path.name} belongs to; pass assignment=, e.g. 'a1_attention'")
+        return None
+    if not path.is_file():
+        print(f"cannot find {path}: run this cell from the notebook's folder, after saving the notebook")
+        return None
+    submission = read_submission(path)
+    result = scan(assignment, submission.program())
+    print(f"The grader's usage policy, applied to the saved {path.name} (save first: it reads the file):")
+    for exercise in POLICIES[assignment]:
+        print(_verdict_lines(result, exercise))
+    if any(result.forbidden.values()) or any(result.review.values()):
+        print("A forbidden use scores that exercise 0; code that needs review scores 0 until a person has checked it.")
+    return result
+
+
+def _verdict_lines(result: ScanResult, exercise: str) -> str:
+    forbidden = result.forbidden_message(exercise)
+    notes = result.review_notes(exercise)
+    if not forbidden and not notes:
+        return f"{exercise}: OK"
+    lines = [f"{exercise}: {forbidden}"] if forbidden else []
+    lines += [f"{exercise}: {note}" for note in notes]
+    return "\n".join(lines)
