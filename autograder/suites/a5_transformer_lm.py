@@ -397,7 +397,12 @@ def lm_sinusoidal_positions(ctx):
                  suspects={"sinusoidal_positions(max_len + 1, d_model) without its first row": sinusoids(cfg.max_len + 1, cfg.d_model)[1:]},
                  hint="pos_emb = sinusoidal_positions(max_len, d_model): one row per position 0 .. max_len-1")
     model, state = build_lm(ctx, cfg)
-    table = model.describe()["buffers"]["pos_emb"].tensor  # the model's own sinusoids, now float64
+    # The oracle adds the judged model's own sinusoids (now float64), so they are checked on that model too:
+    # not only on the first one built.
+    judged = model.describe()["buffers"].get("pos_emb")
+    expect_close(judged, want, "the pos_emb buffer of a second model", **SINUSOID_TOL,
+                 hint="Every TransformerLM(..., positions=\"sinusoidal\") holds sinusoidal_positions(max_len, d_model)")
+    table = judged.tensor
     tokens = randint(ctx, cfg.vocab_size, 2, 9)
     expect_close(ctx.forward(model, tokens).value, oracle_logits(state, tokens, cfg, pos_table=table),
                  f"{cfg.call()} logits", **LOGITS_TOL,
