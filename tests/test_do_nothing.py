@@ -59,7 +59,8 @@ def test_zeros_and_constants_are_not_live():
         "returned all True whatever its input"
     assert _log(lambda x: 0.01, _inputs()).why_not_live("f") == "returned the constant 0.01 whatever its input"
     uniform = [torch.full((n, n), 1.0 / n) for n in (2, 3)]  # one value per call, another for each shape
-    assert _log(lambda x: x, uniform).why_not_live("f") == "returned tensors filled with a single value whatever its input"
+    assert _log(lambda x: x, uniform).why_not_live("f") == \
+        "returned tensors filled with a single value whatever its input"
 
 
 def test_a_fixed_pattern_is_not_live_across_dtypes():

@@ -11,12 +11,14 @@ next-token logits), so a bug in ``TransformerLM`` does not cost points there. ``
 in the grader: its update and returned loss are replayed from the parameters read before and after it,
 on the reference loss. Only when that fails and the student's ``lm_loss`` is wrong on random logits in
 a worker of its own (never the worker that ran ``train_step``, whose code could change ``lm_loss`` after
-the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss`` only. The TransformerLM part of the
-generate checks is judged by the reference GPT's greedy decoding, not by the student's model, and runs
-when that model, asked in a worker of its own, computes the reference GPT.
+the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss``
+only. The TransformerLM part of the generate checks is judged by the reference GPT's greedy decoding,
+not by the student's model, and runs when that model, asked in a worker of its own, computes the
+reference GPT.
 
-References: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018) and "Language Models are Unsupervised Multitask Learners" (2019);
-Vaswani et al. (2017); Press & Wolf, "Using the Output Embedding to Improve Language Models" (2017).
+References: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018) and
+"Language Models are Unsupervised Multitask Learners" (2019); Vaswani et al. (2017); Press & Wolf,
+"Using the Output Embedding to Improve Language Models" (2017).
 """
 
 from __future__ import annotations
@@ -388,7 +390,12 @@ def lm_sinusoidal_positions(ctx):
                  suspects={"sinusoidal_positions(max_len + 1, d_model) without its first row": sinusoids(cfg.max_len + 1, cfg.d_model)[1:]},
                  hint="pos_emb = sinusoidal_positions(max_len, d_model): one row per position 0 .. max_len-1")
     model, state = build_lm(ctx, cfg)
-    table = model.describe()["buffers"]["pos_emb"].tensor  # the model's own sinusoids, now float64
+    # The oracle adds the judged model's own sinusoids (now float64), so they are checked on that model too:
+    # not only on the first one built.
+    judged = model.describe()["buffers"].get("pos_emb")
+    expect_close(judged, want, "the pos_emb buffer of a second model", **SINUSOID_TOL,
+                 hint="Every TransformerLM(..., positions=\"sinusoidal\") holds sinusoidal_positions(max_len, d_model)")
+    table = judged.tensor
     tokens = randint(ctx, cfg.vocab_size, 2, 9)
     expect_close(ctx.forward(model, tokens).value, oracle_logits(state, tokens, cfg, pos_table=table),
                  f"{cfg.call()} logits", **LOGITS_TOL,

@@ -665,7 +665,28 @@ def check_colluding_model(report) -> None:
     expect_results(report, {"generate_crops_to_max_len": "only the last token fed to the model"})
 
 
+# (j) Sinusoids only in the first model built: the grader used to check the buffer of one model and compute
+# the expected logits of another with that other model's own (here: zero) positions.
+CHEAT_SINUSOIDS_ONCE = '''\
+_TABLES_MADE = 0
+
+
+def _table_once(max_len, d_model):
+    global _TABLES_MADE
+    _TABLES_MADE += 1
+    table = sinusoidal_positions(max_len, d_model)
+    return table if _TABLES_MADE == 1 else torch.zeros_like(table)  # positions only for the model inspected first
+
+
+''' + lm(init=patch(LM_INIT, "sinusoidal_positions(max_len, d_model)", "_table_once(max_len, d_model)"))
+
+
+def check_sinusoids_once(report) -> None:
+    expect_results(report, {"lm_sinusoidal_positions": "the pos_emb buffer of a second model"})
+
+
 CHEATS = [
+    Cheat("lm_sinusoids_in_the_first_model_only", {"TransformerLM": CHEAT_SINUSOIDS_ONCE}, check=check_sinusoids_once),
     Cheat("generate_without_context_and_a_model_that_agrees_after_it_ran",
           {"TransformerLM": CHEAT_COLLUDING_MODEL, "generate": CHEAT_GENERATE_WITHOUT_CONTEXT},
           check=check_colluding_model),

@@ -180,10 +180,11 @@ def softmax(x, dim=-1):
 
 
 def check_returns_a_scalar(run: Run) -> None:
-    hygiene = "it checks dtype, device, the input and determinism, not the shape: the 0-d tensor keeps all four"
-    expect(run, fail=USES_SOFTMAX - {"softmax_keeps_dtype_device_and_input"}, says=("shape", "matmul", "1D", "dimension"),
-           legit={"softmax_keeps_dtype_device_and_input": hygiene})
+    # softmax_keeps_dtype_device_and_input was legit before issue 8 (the 0-d tensor keeps dtype, device, the input
+    # and determinism); it no longer pays: 1 / x.shape[dim] is the same for every input of a shape.
+    expect(run, fail=USES_SOFTMAX, says=("shape", "matmul", "1D", "dimension", "whatever its input"))
     expect_says(run, SOFTMAX - {"softmax_keeps_dtype_device_and_input"}, "has shape ()")
+    expect_says(run, {"softmax_keeps_dtype_device_and_input"}, "no points: softmax returned the same values")
 
 
 RIGHT_VALUES_WRONG_DTYPE = f'''\
