@@ -1,0 +1,250 @@
+"""Red-team routes against the grader (issue 8): a student, or a code assistant, trying to get credit for
+forbidden or wrong work on a1, a2 and a4 after the fixes of this session (allowlist policy over the whole
+program, run-time trace as a second signal, liveness rule, release cells, worker isolation).
+
+Each case replaces some cells of a solution notebook and states the CORRECT outcome:
+- forbidden work (a built-in doing the exercise's job, or anything outside ``policy.describe``) -> every test
+  of the attacked exercise scores 0 and says why ("forbidden use", "needs review" or "at run time");
+- wrong work -> no credit for what it fakes;
+- a route the grader already handles keeps that outcome.
+
+``weakness`` marks a route that currently SUCCEEDS (credit it should not get): its test is a strict xfail whose
+reason is the diagnosis. Graded by tests/test_adversarial_attack.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from autograder.runner import GradeReport
+from tests.variants import Cheat, expect_full_marks, failures, tests_of
+
+CAUGHT = ("forbidden use", "needs review", "at run time")
+
+
+@dataclass
+class AttackCase(Cheat):
+    assignment: str = "a1_attention"
+    options: dict = field(default_factory=dict)  # passed to grade()
+    weakness: str | None = None                  # the diagnosis of a route that currently gets credit
+
+
+# --- outcomes ---------------------------------------------------------------------------------------
+
+def expect_caught(report: GradeReport, exercise: str) -> None:
+    """Every test of ``exercise`` scores 0 and says it was caught: by the scan (forbidden / needs review) or by
+    the run-time trace."""
+    graded = tests_of(report, exercise)
+    assert graded, f"no hidden test for {exercise} in the report"
+    credited = [t.name for t in graded if t.score > 0]
+    assert not credited, f"{exercise} got credit from {credited} for forbidden work; all results:\n{failures(report)}"
+    for t in graded:
+        assert any(p in t.output.lower() for p in CAUGHT), f"{t.name} should say why it scores 0, said {t.output!r}"
+
+
+def caught(exercise: str, *untouched: str):
+    """``exercise`` scores 0 for its forbidden work; ``untouched`` exercises (which do not reach it) keep full marks."""
+    def check(report: GradeReport) -> None:
+        expect_caught(report, exercise)
+        expect_full_marks(report, *untouched)
+    return check
+
+
+def full_marks(*exercises: str):
+    """A route that is harmless or handled: the named exercises keep (deserved) full marks and nothing is flagged."""
+    def check(report: GradeReport) -> None:
+        expect_full_marks(report, *exercises)
+        assert not report.review, report.review
+    return check
+
+
+def at_most(exercise: str, points: float):
+    """Wrong work earns at most ``points`` (what the shapes group of the exercise is worth)."""
+    def check(report: GradeReport) -> None:
+        earned = sum(t.score for t in tests_of(report, exercise))
+        assert earned <= points, f"{exercise} earned {earned:g} > {points:g} for wrong work:\n{failures(report)}"
+    return check
+
+
+A1_SIBLINGS = ("split_heads", "merge_heads")
+A4_LN_ONLY = ("RMSNorm",)
+
+# --- route 1: code that runs at load but is in no exercise's closure --------------------------------
+# The scan files a class or def under its name and judges it only when some exercise reads that name. A class
+# BODY, a def's DEFAULT VALUES and its DECORATORS run when the cell runs, for every exercise, whoever reads them.
+LOAD_TIME = ("the scan judges a top-level class or def only when an exercise reads its name, but a class body, "
+             "default values and decorators run at load for every exercise: judge them as module-level code")
+
+CLASS_BODY_PATCH = '''\
+class _Boot:
+    """never referenced: its body runs when the cell runs"""
+    import torch._decomp.decompositions as _d
+    torch.Tensor.nansum = lambda self, dim=-1, _d=_d: _d._softmax(self, dim, False)
+
+
+def softmax(x, dim=-1):
+    return x.nansum(dim)
+'''
+
+DEFAULT_VALUE_PATCH = '''\
+def _defaults(_=setattr(torch.Tensor, "nansum", lambda self, dim=-1: __import__("torch._decomp.decompositions",
+              fromlist=["_softmax"])._softmax(self, dim, False))):
+    """never called: its default value is computed when the cell runs"""
+
+
+def softmax(x, dim=-1):
+    return x.nansum(dim)
+'''
+
+# a4: the same in a class body, with the built-in RMS norm itself; the run-time trace (the second signal)
+# still sees F.rms_norm, so this one scores 0, but only thanks to the trace.
+RMSNORM_CLASS_BODY_PATCH = '''\
+class _Setup:
+    """never referenced: its body runs when the cell runs"""
+    torch.Tensor.nanmean = lambda self, w, eps, F=F: F.rms_norm(self, (self.shape[-1],), w, eps)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+        return x.nanmean(self.weight, self.eps)
+'''
+
+# A plain binding (no call) is filed under its name, unjudged unless read; a subscript still runs code.
+CLASS_GETITEM_ON_PLAIN_BINDING = '''\
+class _Kernel:
+    def __class_getitem__(cls, key):
+        import torch._decomp.decompositions as d
+        torch.Tensor.nansum = lambda self, dim=-1: d._softmax(self, dim, False)
+        return cls
+
+
+_kernel_ready = _Kernel[0]  # a plain name binding: no call, so the scan files it under its name
+
+
+def softmax(x, dim=-1):
+    return x.nansum(dim)
+'''
+
+# --- route 2: functions reached through a container, not by name ----------------------------------
+REGISTRY_DECORATOR = '''\
+_kernels = {}
+
+
+def _register(fn):
+    _kernels[fn.__name__.strip("_")] = fn
+    return fn
+
+
+@_register
+def _normalise(x, dim):
+    with torch._C.DisableTorchFunction():
+        return F.softmax(x, dim)
+
+
+def softmax(x, dim=-1):
+    return _kernels["normalise"](x, dim)
+'''
+REGISTRY = ("the closure follows names only: a helper a decorator stores in a dict (read by the exercise as "
+            "_kernels[...]) is never judged; judge every top-level def/class whose decorator is the student's, or "
+            "treat a decorated helper as reached by whoever reads what the decorator writes to")
+
+# --- route 3: the student's own attribute names exempt anything ------------------------------------
+# `def _names(_C, __dict__, ...)` makes those names "the student's attributes" (parameters count), so on a base
+# that is not an import (an alias `_t = torch`, `type(x)`) they are neither torch API nor private reads.
+OWN_NAMES = ("the exemption for the student's own attribute names applies to any base that is not an import "
+             "(an alias `_t = torch` is one) and counts parameter names of any function: one unused "
+             "`def _names(_C, __dict__, ...)` unlocks torch._C and __dict__ lookups by string; never exempt "
+             "private/dunder names, and resolve aliases of modules (plain bindings to an import) as imports")
+
+SOFTMAX_BY_OWN_NAMES = '''\
+def _names(_C, __dict__, DisableTorchFunction, TensorBase):
+    """never called: its parameter names make these attribute names the student's own"""
+
+
+_t = torch
+
+
+def softmax(x, dim=-1):
+    with _t._C.DisableTorchFunction():
+        return _t._C.TensorBase.__dict__["softmax"](x, dim)
+'''
+
+CAUSAL_MASK_BY_OWN_NAMES = '''\
+def _names(Transformer):
+    """never called: its parameter name makes `Transformer` an attribute name of the student's own"""
+
+
+_nn = nn
+
+
+def causal_mask(T_q, T_k=None, device=None):
+    T_k = T_q if T_k is None else T_k
+    square = _nn.Transformer.generate_square_subsequent_mask(T_k, device=device) == 0
+    return square[T_k - T_q:]
+'''
+
+LAYERNORM_BY_OWN_NAMES = '''\
+def _names(_C, __dict__, DisableTorchFunction):
+    """never called: its parameter names make these attribute names the student's own"""
+
+
+_t = torch
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        self.eps = eps
+        self.d_model = d_model
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(d_model))
+            self.bias = nn.Parameter(torch.zeros(d_model))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        with _t._C.DisableTorchFunction():
+            return _t.__dict__["layer" "_norm"](x, (self.d_model,), self.weight, self.bias, self.eps)
+'''
+
+# --- routes the grader handles ------------------------------------------------------------------------
+# A locked test cell edited to define the exercise with F.softmax: the release's cell is graded instead.
+EDITED_TEST_CELL = '''\
+def softmax(x, dim=-1):
+    return F.softmax(x, dim)
+'''
+# Nearly uniform weights: the result barely depends on x, so the liveness rule withholds property points.
+NEARLY_CONSTANT_SOFTMAX = '''\
+def softmax(x, dim=-1):
+    e = (x * 1e-6).exp()  # barely depends on x: nearly uniform weights
+    return e / e.sum(dim=dim, keepdim=True)
+'''
+
+CASES: list[AttackCase] = [
+    AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
+               check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
+    AttackCase("default_value_patches_tensor_method", {"softmax": DEFAULT_VALUE_PATCH},
+               check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
+    AttackCase("class_getitem_on_a_plain_binding", {"softmax": CLASS_GETITEM_ON_PLAIN_BINDING},
+               check=caught("softmax", *A1_SIBLINGS),
+               weakness="a plain binding `_x = _Kernel[0]` is filed under `_x` and never judged, yet its subscript "
+                        "runs _Kernel.__class_getitem__ at load: a subscript or attribute read can run code too"),
+    AttackCase("a4_rmsnorm_class_body_patch", {"RMSNorm": RMSNORM_CLASS_BODY_PATCH}, assignment="a4_residual_norm",
+               check=caught("RMSNorm", "LayerNorm")),  # caught by the run-time trace only (see above)
+    AttackCase("registry_decorator_hides_the_helper", {"softmax": REGISTRY_DECORATOR},
+               check=caught("softmax", *A1_SIBLINGS), weakness=REGISTRY),
+    AttackCase("own_attribute_names_unlock_tensorbase_dict", {"softmax": SOFTMAX_BY_OWN_NAMES},
+               check=caught("softmax", *A1_SIBLINGS), weakness=OWN_NAMES),
+    AttackCase("a2_causal_mask_from_nn_transformer", {"causal_mask": CAUSAL_MASK_BY_OWN_NAMES}, assignment="a2_masking",
+               check=caught("causal_mask", "padding_mask"), weakness=OWN_NAMES),
+    AttackCase("a4_layer_norm_from_torch_dict", {"LayerNorm": LAYERNORM_BY_OWN_NAMES}, assignment="a4_residual_norm",
+               check=caught("LayerNorm", "RMSNorm"), weakness=OWN_NAMES),
+    AttackCase("edited_locked_test_cell", {"test_softmax": EDITED_TEST_CELL}, check=full_marks("softmax")),
+    AttackCase("nearly_constant_softmax", {"softmax": NEARLY_CONSTANT_SOFTMAX}, check=at_most("softmax", 1)),
+]
