@@ -58,6 +58,16 @@ def full_marks(*exercises: str):
     return check
 
 
+def unparseable_cell(exercise: str, *untouched: str):
+    """The grader reports a cell it cannot parse (no exception): what the cell defines earns nothing, with a
+    diagnostic; the other exercises keep their points."""
+    def check(report: GradeReport) -> None:
+        assert report.diagnostics, "a cell the grader cannot parse should get a diagnostic"
+        assert not any(t.score for t in tests_of(report, exercise)), failures(report)
+        expect_full_marks(report, *untouched)
+    return check
+
+
 def at_most(exercise: str, points: float):
     """Wrong work earns at most ``points`` (what the shapes group of the exercise is worth)."""
     def check(report: GradeReport) -> None:
@@ -226,6 +236,98 @@ def softmax(x, dim=-1):
     return e / e.sum(dim=dim, keepdim=True)
 '''
 
+
+# --- route 4: getattr under another name, from allowed modules or frames ---------------------------
+# tqdm (an allowed module) ships a wrapper whose wrapper_getattr IS getattr; a generator's frame hands out the
+# builtins dict. Neither name is on the scan's short list of dynamic lookups, so string lookups pass unseen.
+TQDM_WRAPPER_GETATTR = '''\
+import tqdm
+
+
+def _get(obj, name):
+    return tqdm.utils.ObjectWrapper(obj).wrapper_getattr(name)
+
+
+def softmax(x, dim=-1):
+    with _get(_get(torch, "_C"), "DisableTorchFunction")():
+        return _get(F, "soft" + "max")(x, dim)
+'''
+GETATTR_BY_NAME = ("an allowed module (tqdm.utils.ObjectWrapper.wrapper_getattr) exports getattr under another "
+                   "name: allow from PLAIN_MODULES only the attributes a solution needs (an allowlist per module), "
+                   "or flag every attribute of tqdm/matplotlib used outside plotting")
+
+GENERATOR_FRAME_BUILTINS = '''\
+_lookup = (_ for _ in ()).gi_frame.f_builtins["get" "attr"]  # the builtin getattr, never named
+
+
+def softmax(x, dim=-1):
+    with _lookup(_lookup(torch, "_C"), "DisableTorchFunction")():
+        return _lookup(F, "soft" "max")(x, dim)
+'''
+FRAMES = ("frame objects are not private names: gi_frame/tb_frame/cr_frame/f_back lead to f_builtins, f_globals "
+          "and f_locals (getattr, __import__, any global) without a dunder; flag frame and code attributes "
+          "(gi_frame, gi_code, tb_frame, f_*, co_*) as needs review")
+
+# --- route 5: a parameter named like a built-in -------------------------------------------------------
+# a2's attention may not use a softmax (it has masked_softmax), but its trace does not watch one; a parameter
+# named `softmax` makes `scores.softmax(-1)` look like the student's own method.
+A2_PARAMETER_NAMED_SOFTMAX = '''\
+def scaled_dot_product_attention(q, k, v, mask=None, softmax=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(-1).nan_to_num(0.0)
+    return weights @ v, weights
+'''
+PARAMETER_NAMES = ("parameter names count as the student's own attribute names, and the exemption only excludes "
+                   "the exercise's traced names (a2's attention does not trace softmax): exempt only attributes "
+                   "read on self/cls that the student's classes define, and never a name known_as() a built-in")
+
+# --- route 6: the grader's own parser -------------------------------------------------------------------
+# 3000 nested unary minuses: ast.parse raises RecursionError (not a SyntaxError) in the release check and the scan.
+DEEP_EXPRESSION = '''\
+def softmax(x, dim=-1):
+    x = x - x.amax(dim=dim, keepdim=True)
+    e = x.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+_deep = ''' + "-" * 3000 + '''1
+'''
+DEEP = ("ast.parse raises RecursionError/MemoryError on a deeply nested expression; release.exercises_given_only "
+        "and policy._parse catch only SyntaxError, so grade() raises (the CLI turns it into 'the grader failed'). "
+        "Catch RecursionError/MemoryError and report the cell as unparseable (0 for what it defines)")
+
+# --- wrong work -------------------------------------------------------------------------------------------
+HASH_SOFTMAX = '''\
+def softmax(x, dim=-1):
+    r = (x * 7919.0).remainder(1.0) + 0.01  # a hash of x: depends on x, means nothing
+    return r / r.sum(dim=dim, keepdim=True)
+'''
+HASH = ("the liveness rule only asks whether the result depends on the input, so a hash of x normalised to sum 1 "
+        "earns 'rows sum to one' and the dtype/device hygiene points (3/8, vs 1/8 for a constant): award property "
+        "and hygiene points only once the exercise's numerics pass (or at least one value test)")
+
+# --- routes the grader handles (kept so that they stay handled) --------------------------------------
+DISTRIBUTIONS_SOFTMAX = '''\
+def softmax(x, dim=-1):
+    return torch.distributions.Categorical(logits=x.movedim(dim, -1)).probs.movedim(-1, dim)
+'''
+MATCH_CLASS_PATTERN = '''\
+def softmax(x, dim=-1):
+    match x:
+        case torch.Tensor(softmax=kernel):
+            return kernel(dim)
+'''
+TRACEBACK_GLOBALS = '''\
+def softmax(x, dim=-1):
+    try:
+        raise RuntimeError
+    except RuntimeError as e:
+        found = e.__traceback__.tb_frame.f_globals["F"]
+    return found.__dict__["soft" "max"](x, dim)
+'''
+
 CASES: list[AttackCase] = [
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
                check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
@@ -247,4 +349,19 @@ CASES: list[AttackCase] = [
                check=caught("LayerNorm", "RMSNorm"), weakness=OWN_NAMES),
     AttackCase("edited_locked_test_cell", {"test_softmax": EDITED_TEST_CELL}, check=full_marks("softmax")),
     AttackCase("nearly_constant_softmax", {"softmax": NEARLY_CONSTANT_SOFTMAX}, check=at_most("softmax", 1)),
+    AttackCase("tqdm_wrapper_getattr", {"softmax": TQDM_WRAPPER_GETATTR},
+               check=caught("softmax", *A1_SIBLINGS), weakness=GETATTR_BY_NAME),
+    AttackCase("generator_frame_builtins", {"softmax": GENERATOR_FRAME_BUILTINS},
+               check=caught("softmax", *A1_SIBLINGS), weakness=FRAMES),
+    AttackCase("a2_parameter_named_softmax", {"scaled_dot_product_attention": A2_PARAMETER_NAMED_SOFTMAX},
+               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
+               weakness=PARAMETER_NAMES),
+    AttackCase("deep_expression_crashes_the_parser", {"softmax": DEEP_EXPRESSION},
+               check=unparseable_cell("softmax", *A1_SIBLINGS), weakness=DEEP),
+    AttackCase("hash_softmax_earns_property_points", {"softmax": HASH_SOFTMAX}, check=at_most("softmax", 1),
+               weakness=HASH),
+    AttackCase("distributions_categorical_probs", {"softmax": DISTRIBUTIONS_SOFTMAX},
+               check=caught("softmax", *A1_SIBLINGS)),
+    AttackCase("match_class_pattern", {"softmax": MATCH_CLASS_PATTERN}, check=caught("softmax", *A1_SIBLINGS)),
+    AttackCase("traceback_frame_globals", {"softmax": TRACEBACK_GLOBALS}, check=caught("softmax", *A1_SIBLINGS)),
 ]
