@@ -328,6 +328,41 @@ def softmax(x, dim=-1):
     return found.__dict__["soft" "max"](x, dim)
 '''
 
+
+# --- route 7: an import name rebound to torch -------------------------------------------------------------
+# The scan resolves a name to a module by the imports alone: `math = torch` (or a parameter `math=torch`) makes
+# every `math.<x>` look like the math module's, which is not torch API and not judged.
+SHADOWED_MATH_MODULE = '''\
+math = torch  # the name the scan believes is the math module
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = math.softmax(scores, -1).nan_to_num(0.0)
+    return weights @ v, weights
+'''
+SHADOWED_MATH_PARAMETER = '''\
+def causal_mask(T_q, T_k=None, device=None, math=torch):
+    T_k = T_q if T_k is None else T_k
+    square = math.nn.Transformer.generate_square_subsequent_mask(T_k, device=device) == 0
+    return square[T_k - T_q:]
+'''
+SHADOWED = ("module_of() trusts the imports alone, so an import name rebound to torch (`math = torch`, a parameter "
+            "`math=torch`, a loop or with target) hides every torch call made through it: treat any rebinding of "
+            "an imported name (assignment, parameter, for/with/except target) as needs review")
+
+# A function live on tiny inputs only: the liveness rule is judged per test, so the tests that saw the constant
+# branch get nothing (handled).
+LIVE_ON_TINY_INPUTS_ONLY = '''\
+def softmax(x, dim=-1):
+    if x.dim() == 1 or x.shape[dim] <= 2:  # live only on tiny inputs
+        e = (x - x.amax(dim=dim, keepdim=True)).exp()
+        return e / e.sum(dim=dim, keepdim=True)
+    return x * 0 + 1.0 / x.shape[dim]  # uniform weights: ignores x
+'''
+
 CASES: list[AttackCase] = [
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
                check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
@@ -364,4 +399,10 @@ CASES: list[AttackCase] = [
                check=caught("softmax", *A1_SIBLINGS)),
     AttackCase("match_class_pattern", {"softmax": MATCH_CLASS_PATTERN}, check=caught("softmax", *A1_SIBLINGS)),
     AttackCase("traceback_frame_globals", {"softmax": TRACEBACK_GLOBALS}, check=caught("softmax", *A1_SIBLINGS)),
+    AttackCase("a2_math_rebound_to_torch", {"scaled_dot_product_attention": SHADOWED_MATH_MODULE},
+               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
+               weakness=SHADOWED),
+    AttackCase("a2_math_parameter_is_torch", {"causal_mask": SHADOWED_MATH_PARAMETER}, assignment="a2_masking",
+               check=caught("causal_mask", "padding_mask"), weakness=SHADOWED),
+    AttackCase("live_on_tiny_inputs_only", {"softmax": LIVE_ON_TINY_INPUTS_ONLY}, check=at_most("softmax", 1)),
 ]
