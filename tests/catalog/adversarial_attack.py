@@ -363,6 +363,32 @@ def softmax(x, dim=-1):
     return x * 0 + 1.0 / x.shape[dim]  # uniform weights: ignores x
 '''
 
+
+# --- a4 ----------------------------------------------------------------------------------------------------
+RMSNORM_INIT = '''\
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+'''
+# getattr from a generator's frame, the trace switched off: the built-in RMS norm, no finding.
+A4_RMSNORM_BY_FRAME_GETATTR = ('''\
+_lookup = (_ for _ in ()).gi_frame.f_builtins["get" "attr"]
+
+
+''' + RMSNORM_INIT + '''\
+        with _lookup(_lookup(torch, "_C"), "DisableTorchFunction")():
+            return _lookup(F, "rms" "_norm")(x, (x.shape[-1],), self.weight, self.eps)
+''')
+# The built-in layer norm through a parameter `math=torch`: the scan misses it; the run-time trace (second signal)
+# fails the tests that run forward(), but a test that never calls forward keeps its points.
+A4_LAYERNORM_THROUGH_SHADOWED_MATH = LAYERNORM_BY_OWN_NAMES.replace(
+    "    def forward(self, x):\n        with _t._C.DisableTorchFunction():\n            return _t.__dict__[\"layer\" \"_norm\"]",
+    "    def forward(self, x, math=torch):\n        return math.layer_norm")
+
 CASES: list[AttackCase] = [
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
                check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
@@ -405,4 +431,9 @@ CASES: list[AttackCase] = [
     AttackCase("a2_math_parameter_is_torch", {"causal_mask": SHADOWED_MATH_PARAMETER}, assignment="a2_masking",
                check=caught("causal_mask", "padding_mask"), weakness=SHADOWED),
     AttackCase("live_on_tiny_inputs_only", {"softmax": LIVE_ON_TINY_INPUTS_ONLY}, check=at_most("softmax", 1)),
+    AttackCase("a4_rmsnorm_by_frame_getattr", {"RMSNorm": A4_RMSNORM_BY_FRAME_GETATTR}, assignment="a4_residual_norm",
+               check=caught("RMSNorm", "LayerNorm"), weakness=FRAMES),
+    AttackCase("a4_layernorm_through_shadowed_math", {"LayerNorm": A4_LAYERNORM_THROUGH_SHADOWED_MATH},
+               assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm"), weakness=SHADOWED + " (here the trace "
+               "catches forward(), but layernorm_parameters, which never runs it, keeps its point)"),
 ]
