@@ -76,6 +76,15 @@ def at_most(exercise: str, points: float):
     return check
 
 
+def no_credit(exercise: str, *untouched: str):
+    """The grader finishes and reports; ``exercise`` earns nothing; ``untouched`` exercises keep full marks."""
+    def check(report: GradeReport) -> None:
+        credited = [t.name for t in tests_of(report, exercise) if t.score > 0]
+        assert tests_of(report, exercise) and not credited, f"{exercise} got credit from {credited}:\n{failures(report)}"
+        expect_full_marks(report, *untouched)
+    return check
+
+
 A1_SIBLINGS = ("split_heads", "merge_heads")
 A4_LN_ONLY = ("RMSNorm",)
 
@@ -389,6 +398,49 @@ A4_LAYERNORM_THROUGH_SHADOWED_MATH = LAYERNORM_BY_OWN_NAMES.replace(
     "    def forward(self, x):\n        with _t._C.DisableTorchFunction():\n            return _t.__dict__[\"layer\" \"_norm\"]",
     "    def forward(self, x, math=torch):\n        return math.layer_norm")
 
+
+# --- route 8: another release's given code, pasted --------------------------------------------------------
+# a2's release ships a1's softmax, split_heads and merge_heads as given code; pasted into a1's exercise cells (under
+# a1's grade_ids, in a1's notebook) it is not "another assignment's notebook" and not a read-only cell.
+A2_GIVEN_CODE = '''\
+def softmax(x, dim=-1):
+    """Numerically stable softmax of `x` along `dim` (Assignment 1)."""
+    x = x - x.amax(dim=dim, keepdim=True)  # the largest entry of each slice becomes 0, so exp() <= 1
+    e = x.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def split_heads(x, n_heads):
+    """(B, T, d_model) -> (B, H, T, d_head); head h gets features h*d_head:(h+1)*d_head (Assignment 1)."""
+    B, T, d_model = x.shape
+    # (B, T, d_model) -> (B, T, H, d_head) -> (B, H, T, d_head)
+    return x.reshape(B, T, n_heads, d_model // n_heads).transpose(1, 2)
+
+
+def merge_heads(x):
+    """(B, H, T, d_head) -> (B, T, H * d_head), the inverse of split_heads (Assignment 1)."""
+    B, H, T, d_head = x.shape
+    # (B, H, T, d_head) -> (B, T, H, d_head) -> (B, T, H * d_head)
+    return x.transpose(1, 2).reshape(B, T, H * d_head)
+'''
+PASTED_GIVEN = ("given code never earns points only inside its own assignment: a later release's given cell (a2's "
+                "given_a1 holds a1's solutions) pasted into a1's exercise cells scores full marks. Compare each "
+                "exercise's definition (normalised source) with every release's given code and give it no points, "
+                "with a diagnosis naming the release it came from")
+
+# --- route 9: results that would hurt the grader (handled) ------------------------------------------------
+HUGE_EXPANDED_VIEW = '''\
+def split_heads(x, n_heads):
+    return x.new_zeros(1).expand(2 ** 20, 2 ** 20)  # a 4 TiB view of one element
+'''
+DEEPLY_NESTED_RESULT = '''\
+def split_heads(x, n_heads):
+    deep = []
+    for _ in range(200000):
+        deep = [deep]
+    return deep
+'''
+
 CASES: list[AttackCase] = [
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
                check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
@@ -436,4 +488,11 @@ CASES: list[AttackCase] = [
     AttackCase("a4_layernorm_through_shadowed_math", {"LayerNorm": A4_LAYERNORM_THROUGH_SHADOWED_MATH},
                assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm"), weakness=SHADOWED + " (here the trace "
                "catches forward(), but layernorm_parameters, which never runs it, keeps its point)"),
+    AttackCase("a2_given_code_pasted_into_a1", {"softmax": A2_GIVEN_CODE, "split_heads": "pass\n",
+                                                "merge_heads": "pass\n"},
+               check=no_credit("softmax"), weakness=PASTED_GIVEN),
+    AttackCase("huge_expanded_view_result", {"split_heads": HUGE_EXPANDED_VIEW},
+               check=no_credit("split_heads", "softmax", "merge_heads")),
+    AttackCase("deeply_nested_result", {"split_heads": DEEPLY_NESTED_RESULT},
+               check=no_credit("split_heads", "softmax", "merge_heads")),
 ]
