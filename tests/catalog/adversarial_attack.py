@@ -14,10 +14,11 @@ reason is the diagnosis. Graded by tests/test_adversarial_attack.py.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from autograder.runner import GradeReport
-from tests.variants import Cheat, expect_full_marks, failures, tests_of
+from tests.variants import REPO, Cheat, expect_full_marks, failures, tests_of
 
 CAUGHT = ("forbidden use", "needs review", "at run time")
 
@@ -80,8 +81,20 @@ def no_credit(exercise: str, *untouched: str):
     """The grader finishes and reports; ``exercise`` earns nothing; ``untouched`` exercises keep full marks."""
     def check(report: GradeReport) -> None:
         credited = [t.name for t in tests_of(report, exercise) if t.score > 0]
-        assert tests_of(report, exercise) and not credited, f"{exercise} got credit from {credited}:\n{failures(report)}"
+        assert tests_of(report, exercise), f"no hidden test for {exercise} in the report"
+        assert not credited, f"{exercise} got credit from {credited}:\n{failures(report)}"
         expect_full_marks(report, *untouched)
+    return check
+
+
+def reads_nothing(exercise: str, *paths: str):
+    """Files outside the worker's view stay unread: the exercise's message names each path with an error only."""
+    def check(report: GradeReport) -> None:
+        no_credit(exercise)(report)
+        for t in tests_of(report, exercise):
+            for path in paths:
+                got = re.search(re.escape(path) + r":(\S+)", t.output)
+                assert got and got.group(1).endswith("Error"), f"{t.name} read {path}: {t.output[:400]!r}"
     return check
 
 
@@ -395,8 +408,10 @@ _lookup = (_ for _ in ()).gi_frame.f_builtins["get" "attr"]
 # The built-in layer norm through a parameter `math=torch`: the scan misses it; the run-time trace (second signal)
 # fails the tests that run forward(), but a test that never calls forward keeps its points.
 A4_LAYERNORM_THROUGH_SHADOWED_MATH = LAYERNORM_BY_OWN_NAMES.replace(
-    "    def forward(self, x):\n        with _t._C.DisableTorchFunction():\n            return _t.__dict__[\"layer\" \"_norm\"]",
+    "    def forward(self, x):\n        with _t._C.DisableTorchFunction():\n"
+    "            return _t.__dict__[\"layer\" \"_norm\"]",
     "    def forward(self, x, math=torch):\n        return math.layer_norm")
+assert "math=torch" in A4_LAYERNORM_THROUGH_SHADOWED_MATH, "the replacement above no longer matches its source"
 
 
 # --- route 8: another release's given code, pasted --------------------------------------------------------
@@ -440,6 +455,25 @@ def split_heads(x, n_heads):
         deep = [deep]
     return deep
 '''
+
+
+# --- route 10: reading the hidden suite from the worker (handled by the sandbox) ---------------------------
+HIDDEN_SUITE_PATHS = (str(REPO / "autograder" / "suites" / "a1_attention.py"),
+                      "/work/main/autograder/suites/a1_attention.py")
+READ_HIDDEN_SUITE = '''\
+_b = (_ for _ in ()).gi_frame.f_builtins
+
+
+def split_heads(x, n_heads):
+    found = []
+    for path in PATHS:
+        try:
+            with _b["open"](path) as f:
+                found.append(path + ":" + f.read(60))
+        except Exception as e:
+            found.append(path + ":" + type(e).__name__)
+    raise RuntimeError(" | ".join(found))
+'''.replace("PATHS", repr(HIDDEN_SUITE_PATHS))
 
 CASES: list[AttackCase] = [
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
@@ -486,7 +520,8 @@ CASES: list[AttackCase] = [
     AttackCase("a4_rmsnorm_by_frame_getattr", {"RMSNorm": A4_RMSNORM_BY_FRAME_GETATTR}, assignment="a4_residual_norm",
                check=caught("RMSNorm", "LayerNorm"), weakness=FRAMES),
     AttackCase("a4_layernorm_through_shadowed_math", {"LayerNorm": A4_LAYERNORM_THROUGH_SHADOWED_MATH},
-               assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm"), weakness=SHADOWED + " (here the trace "
+               assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm"),
+               weakness=SHADOWED + " (here the trace "
                "catches forward(), but layernorm_parameters, which never runs it, keeps its point)"),
     AttackCase("a2_given_code_pasted_into_a1", {"softmax": A2_GIVEN_CODE, "split_heads": "pass\n",
                                                 "merge_heads": "pass\n"},
@@ -495,4 +530,6 @@ CASES: list[AttackCase] = [
                check=no_credit("split_heads", "softmax", "merge_heads")),
     AttackCase("deeply_nested_result", {"split_heads": DEEPLY_NESTED_RESULT},
                check=no_credit("split_heads", "softmax", "merge_heads")),
+    AttackCase("read_the_hidden_suite_from_the_worker", {"split_heads": READ_HIDDEN_SUITE},
+               check=reads_nothing("split_heads", *HIDDEN_SUITE_PATHS)),
 ]
