@@ -475,6 +475,31 @@ def split_heads(x, n_heads):
     raise RuntimeError(" | ".join(found))
 '''.replace("PATHS", repr(HIDDEN_SUITE_PATHS))
 
+
+# --- aliasing routes the scan already sees (kept so that they stay seen): a1 softmax, each caught ------------
+HANDLED_SOFTMAX_ROUTES = {
+    "default_argument_alias": "def softmax(x, dim=-1, _k=F.softmax):\n    return _k(x, dim)\n",
+    "class_attribute_alias": ("class _K:\n    run = staticmethod(torch.softmax)\n\n\n"
+                              "def softmax(x, dim=-1):\n    return _K.run(x, dim)\n"),
+    "functools_partial": ("import functools\n\n\ndef softmax(x, dim=-1):\n"
+                          "    return functools.partial(torch.nn.functional.softmax, dim=dim)(x)\n"),
+    "walrus_in_a_comprehension": ("def softmax(x, dim=-1):\n"
+                                  "    return [(k := F.softmax) for _ in (0,)][0](x, dim)\n"),
+    "f_string_equals": "def softmax(x, dim=-1):\n    s = f\"{x.softmax(dim)=}\"\n    return x.softmax(dim)\n",
+    "through_nn_modules_activation": ("def softmax(x, dim=-1):\n"
+                                      "    return torch.nn.modules.activation.F.softmax(x, dim)\n"),
+    "tensor_class_dict": "def softmax(x, dim=-1):\n    return torch.Tensor.__dict__[\"softmax\"](x, dim)\n",
+    "torch_special_imported_as": ("from torch import special as sp\n\n\n"
+                                  "def softmax(x, dim=-1):\n    return sp.softmax(x, dim)\n"),
+    "map_over_modules": "def softmax(x, dim=-1):\n    (k,) = map(lambda m: m.softmax, [F])\n    return k(x, dim)\n",
+    "super_of_a_tensor_subclass": ("class _P(torch.Tensor):\n    pass\n\n\n"
+                                   "def softmax(x, dim=-1):\n    return super(_P, x.as_subclass(_P)).softmax(dim)\n"),
+    "builtins_getattr": "def softmax(x, dim=-1):\n    return __builtins__[\"getattr\"](F, \"softmax\")(x, dim)\n",
+    # softmax as the Jacobian of logsumexp: torch.autograd is outside softmax's allowlist
+    "jacobian_of_logsumexp": ("def softmax(x, dim=-1):\n    return torch.autograd.functional.jacobian(\n"
+                              "        lambda t: t.logsumexp(dim, keepdim=True), x).sum(0)\n"),
+}
+
 CASES: list[AttackCase] = [
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
                check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
@@ -532,4 +557,5 @@ CASES: list[AttackCase] = [
                check=no_credit("split_heads", "softmax", "merge_heads")),
     AttackCase("read_the_hidden_suite_from_the_worker", {"split_heads": READ_HIDDEN_SUITE},
                check=reads_nothing("split_heads", *HIDDEN_SUITE_PATHS)),
-]
+] + [AttackCase(name, {"softmax": source}, check=caught("softmax", *A1_SIBLINGS))
+    for name, source in HANDLED_SOFTMAX_ROUTES.items()]
