@@ -87,6 +87,13 @@ def no_credit(exercise: str, *untouched: str):
     return check
 
 
+def all_of(*checks):
+    def check(report: GradeReport) -> None:
+        for each in checks:
+            each(report)
+    return check
+
+
 def reads_nothing(exercise: str, *paths: str):
     """Files outside the worker's view stay unread: the exercise's message names each path with an error only."""
     def check(report: GradeReport) -> None:
@@ -476,6 +483,36 @@ def split_heads(x, n_heads):
 '''.replace("PATHS", repr(HIDDEN_SUITE_PATHS))
 
 
+# a4: normalisation layers that do not normalise. The identity depends on its input, so the liveness rule
+# lets the hygiene test pay: 3/11 for LayerNorm (shapes group: 2) and 2/9 for RMSNorm (shapes group: 1).
+A4_IDENTITY_NORMS = {"LayerNorm": '''\
+class LayerNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        self.eps = eps
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(d_model))
+            self.bias = nn.Parameter(torch.zeros(d_model))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return x.clone()  # does nothing: the identity
+''', "RMSNorm": '''\
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+        return x * self.weight  # no normalisation at all
+'''}
+IDENTITY = ("the liveness rule accepts the identity (its result depends on its input), so a norm layer that does not "
+            "normalise earns the hygiene point beyond the shapes group: pay hygiene/property points only once a "
+            "numerics test of the exercise passes")
+
 # --- aliasing routes the scan already sees (kept so that they stay seen): a1 softmax, each caught ------------
 HANDLED_SOFTMAX_ROUTES = {
     "default_argument_alias": "def softmax(x, dim=-1, _k=F.softmax):\n    return _k(x, dim)\n",
@@ -557,5 +594,8 @@ CASES: list[AttackCase] = [
                check=no_credit("split_heads", "softmax", "merge_heads")),
     AttackCase("read_the_hidden_suite_from_the_worker", {"split_heads": READ_HIDDEN_SUITE},
                check=reads_nothing("split_heads", *HIDDEN_SUITE_PATHS)),
+    AttackCase("a4_identity_norms", A4_IDENTITY_NORMS, assignment="a4_residual_norm",
+               check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 1)),
+               weakness=IDENTITY),
 ] + [AttackCase(name, {"softmax": source}, check=caught("softmax", *A1_SIBLINGS))
     for name, source in HANDLED_SOFTMAX_ROUTES.items()]
