@@ -1,0 +1,601 @@
+"""Red-team routes against the grader (issue 8): a student, or a code assistant, trying to get credit for
+forbidden or wrong work on a1, a2 and a4 after the fixes of this session (allowlist policy over the whole
+program, run-time trace as a second signal, liveness rule, release cells, worker isolation).
+
+Each case replaces some cells of a solution notebook and states the CORRECT outcome:
+- forbidden work (a built-in doing the exercise's job, or anything outside ``policy.describe``) -> every test
+  of the attacked exercise scores 0 and says why ("forbidden use", "needs review" or "at run time");
+- wrong work -> no credit for what it fakes;
+- a route the grader already handles keeps that outcome.
+
+``weakness`` marks a route that currently SUCCEEDS (credit it should not get): its test is a strict xfail whose
+reason is the diagnosis. Graded by tests/test_adversarial_attack.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from autograder.runner import GradeReport
+from tests.variants import REPO, Cheat, expect_full_marks, failures, tests_of
+
+CAUGHT = ("forbidden use", "needs review", "at run time")
+
+
+@dataclass
+class AttackCase(Cheat):
+    assignment: str = "a1_attention"
+    options: dict = field(default_factory=dict)  # passed to grade()
+    weakness: str | None = None                  # the diagnosis of a route that currently gets credit
+
+
+# --- outcomes ---------------------------------------------------------------------------------------
+
+def expect_caught(report: GradeReport, exercise: str) -> None:
+    """Every test of ``exercise`` scores 0 and says it was caught: by the scan (forbidden / needs review) or by
+    the run-time trace."""
+    graded = tests_of(report, exercise)
+    assert graded, f"no hidden test for {exercise} in the report"
+    credited = [t.name for t in graded if t.score > 0]
+    assert not credited, f"{exercise} got credit from {credited} for forbidden work; all results:\n{failures(report)}"
+    for t in graded:
+        assert any(p in t.output.lower() for p in CAUGHT), f"{t.name} should say why it scores 0, said {t.output!r}"
+
+
+def caught(exercise: str, *untouched: str):
+    """``exercise`` scores 0 for its forbidden work; ``untouched`` exercises (which do not reach it) keep full marks."""
+    def check(report: GradeReport) -> None:
+        expect_caught(report, exercise)
+        expect_full_marks(report, *untouched)
+    return check
+
+
+def full_marks(*exercises: str):
+    """A route that is harmless or handled: the named exercises keep (deserved) full marks and nothing is flagged."""
+    def check(report: GradeReport) -> None:
+        expect_full_marks(report, *exercises)
+        assert not report.review, report.review
+    return check
+
+
+def unparseable_cell(exercise: str, *untouched: str):
+    """The grader reports a cell it cannot parse (no exception): what the cell defines earns nothing, with a
+    diagnostic; the other exercises keep their points."""
+    def check(report: GradeReport) -> None:
+        assert report.diagnostics, "a cell the grader cannot parse should get a diagnostic"
+        assert not any(t.score for t in tests_of(report, exercise)), failures(report)
+        expect_full_marks(report, *untouched)
+    return check
+
+
+def at_most(exercise: str, points: float):
+    """Wrong work earns at most ``points`` (what the shapes group of the exercise is worth)."""
+    def check(report: GradeReport) -> None:
+        earned = sum(t.score for t in tests_of(report, exercise))
+        assert earned <= points, f"{exercise} earned {earned:g} > {points:g} for wrong work:\n{failures(report)}"
+    return check
+
+
+def no_credit(exercise: str, *untouched: str):
+    """The grader finishes and reports; ``exercise`` earns nothing; ``untouched`` exercises keep full marks."""
+    def check(report: GradeReport) -> None:
+        credited = [t.name for t in tests_of(report, exercise) if t.score > 0]
+        assert tests_of(report, exercise), f"no hidden test for {exercise} in the report"
+        assert not credited, f"{exercise} got credit from {credited}:\n{failures(report)}"
+        expect_full_marks(report, *untouched)
+    return check
+
+
+def all_of(*checks):
+    def check(report: GradeReport) -> None:
+        for each in checks:
+            each(report)
+    return check
+
+
+def reads_nothing(exercise: str, *paths: str):
+    """Files outside the worker's view stay unread: the exercise's message names each path with an error only."""
+    def check(report: GradeReport) -> None:
+        no_credit(exercise)(report)
+        for t in tests_of(report, exercise):
+            for path in paths:
+                got = re.search(re.escape(path) + r":(\S+)", t.output)
+                assert got and got.group(1).endswith("Error"), f"{t.name} read {path}: {t.output[:400]!r}"
+    return check
+
+
+A1_SIBLINGS = ("split_heads", "merge_heads")
+A4_LN_ONLY = ("RMSNorm",)
+
+# --- route 1: code that runs at load but is in no exercise's closure --------------------------------
+# The scan files a class or def under its name and judges it only when some exercise reads that name. A class
+# BODY, a def's DEFAULT VALUES and its DECORATORS run when the cell runs, for every exercise, whoever reads them.
+LOAD_TIME = ("the scan judges a top-level class or def only when an exercise reads its name, but a class body, "
+             "default values and decorators run at load for every exercise: judge them as module-level code")
+
+CLASS_BODY_PATCH = '''\
+class _Boot:
+    """never referenced: its body runs when the cell runs"""
+    import torch._decomp.decompositions as _d
+    torch.Tensor.nansum = lambda self, dim=-1, _d=_d: _d._softmax(self, dim, False)
+
+
+def softmax(x, dim=-1):
+    return x.nansum(dim)
+'''
+
+DEFAULT_VALUE_PATCH = '''\
+def _defaults(_=setattr(torch.Tensor, "nansum", lambda self, dim=-1: __import__("torch._decomp.decompositions",
+              fromlist=["_softmax"])._softmax(self, dim, False))):
+    """never called: its default value is computed when the cell runs"""
+
+
+def softmax(x, dim=-1):
+    return x.nansum(dim)
+'''
+
+# a4: the same in a class body, with the built-in RMS norm itself; the run-time trace (the second signal)
+# still sees F.rms_norm, so this one scores 0, but only thanks to the trace.
+RMSNORM_CLASS_BODY_PATCH = '''\
+class _Setup:
+    """never referenced: its body runs when the cell runs"""
+    torch.Tensor.nanmean = lambda self, w, eps, F=F: F.rms_norm(self, (self.shape[-1],), w, eps)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+        return x.nanmean(self.weight, self.eps)
+'''
+
+# A plain binding (no call) is filed under its name, unjudged unless read; a subscript still runs code.
+CLASS_GETITEM_ON_PLAIN_BINDING = '''\
+class _Kernel:
+    def __class_getitem__(cls, key):
+        import torch._decomp.decompositions as d
+        torch.Tensor.nansum = lambda self, dim=-1: d._softmax(self, dim, False)
+        return cls
+
+
+_kernel_ready = _Kernel[0]  # a plain name binding: no call, so the scan files it under its name
+
+
+def softmax(x, dim=-1):
+    return x.nansum(dim)
+'''
+
+# --- route 2: functions reached through a container, not by name ----------------------------------
+REGISTRY_DECORATOR = '''\
+_kernels = {}
+
+
+def _register(fn):
+    _kernels[fn.__name__.strip("_")] = fn
+    return fn
+
+
+@_register
+def _normalise(x, dim):
+    with torch._C.DisableTorchFunction():
+        return F.softmax(x, dim)
+
+
+def softmax(x, dim=-1):
+    return _kernels["normalise"](x, dim)
+'''
+REGISTRY = ("the closure follows names only: a helper a decorator stores in a dict (read by the exercise as "
+            "_kernels[...]) is never judged; judge every top-level def/class whose decorator is the student's, or "
+            "treat a decorated helper as reached by whoever reads what the decorator writes to")
+
+# --- route 3: the student's own attribute names exempt anything ------------------------------------
+# `def _names(_C, __dict__, ...)` makes those names "the student's attributes" (parameters count), so on a base
+# that is not an import (an alias `_t = torch`, `type(x)`) they are neither torch API nor private reads.
+OWN_NAMES = ("the exemption for the student's own attribute names applies to any base that is not an import "
+             "(an alias `_t = torch` is one) and counts parameter names of any function: one unused "
+             "`def _names(_C, __dict__, ...)` unlocks torch._C and __dict__ lookups by string; never exempt "
+             "private/dunder names, and resolve aliases of modules (plain bindings to an import) as imports")
+
+SOFTMAX_BY_OWN_NAMES = '''\
+def _names(_C, __dict__, DisableTorchFunction, TensorBase):
+    """never called: its parameter names make these attribute names the student's own"""
+
+
+_t = torch
+
+
+def softmax(x, dim=-1):
+    with _t._C.DisableTorchFunction():
+        return _t._C.TensorBase.__dict__["softmax"](x, dim)
+'''
+
+CAUSAL_MASK_BY_OWN_NAMES = '''\
+def _names(Transformer):
+    """never called: its parameter name makes `Transformer` an attribute name of the student's own"""
+
+
+_nn = nn
+
+
+def causal_mask(T_q, T_k=None, device=None):
+    T_k = T_q if T_k is None else T_k
+    square = _nn.Transformer.generate_square_subsequent_mask(T_k, device=device) == 0
+    return square[T_k - T_q:]
+'''
+
+LAYERNORM_BY_OWN_NAMES = '''\
+def _names(_C, __dict__, DisableTorchFunction):
+    """never called: its parameter names make these attribute names the student's own"""
+
+
+_t = torch
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        self.eps = eps
+        self.d_model = d_model
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(d_model))
+            self.bias = nn.Parameter(torch.zeros(d_model))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        with _t._C.DisableTorchFunction():
+            return _t.__dict__["layer" "_norm"](x, (self.d_model,), self.weight, self.bias, self.eps)
+'''
+
+# --- routes the grader handles ------------------------------------------------------------------------
+# A locked test cell edited to define the exercise with F.softmax: the release's cell is graded instead.
+EDITED_TEST_CELL = '''\
+def softmax(x, dim=-1):
+    return F.softmax(x, dim)
+'''
+# Nearly uniform weights: the result barely depends on x, so the liveness rule withholds property points.
+NEARLY_CONSTANT_SOFTMAX = '''\
+def softmax(x, dim=-1):
+    e = (x * 1e-6).exp()  # barely depends on x: nearly uniform weights
+    return e / e.sum(dim=dim, keepdim=True)
+'''
+
+
+# --- route 4: getattr under another name, from allowed modules or frames ---------------------------
+# tqdm (an allowed module) ships a wrapper whose wrapper_getattr IS getattr; a generator's frame hands out the
+# builtins dict. Neither name is on the scan's short list of dynamic lookups, so string lookups pass unseen.
+TQDM_WRAPPER_GETATTR = '''\
+import tqdm
+
+
+def _get(obj, name):
+    return tqdm.utils.ObjectWrapper(obj).wrapper_getattr(name)
+
+
+def softmax(x, dim=-1):
+    with _get(_get(torch, "_C"), "DisableTorchFunction")():
+        return _get(F, "soft" + "max")(x, dim)
+'''
+GETATTR_BY_NAME = ("an allowed module (tqdm.utils.ObjectWrapper.wrapper_getattr) exports getattr under another "
+                   "name: allow from PLAIN_MODULES only the attributes a solution needs (an allowlist per module), "
+                   "or flag every attribute of tqdm/matplotlib used outside plotting")
+
+GENERATOR_FRAME_BUILTINS = '''\
+_lookup = (_ for _ in ()).gi_frame.f_builtins["get" "attr"]  # the builtin getattr, never named
+
+
+def softmax(x, dim=-1):
+    with _lookup(_lookup(torch, "_C"), "DisableTorchFunction")():
+        return _lookup(F, "soft" "max")(x, dim)
+'''
+FRAMES = ("frame objects are not private names: gi_frame/tb_frame/cr_frame/f_back lead to f_builtins, f_globals "
+          "and f_locals (getattr, __import__, any global) without a dunder; flag frame and code attributes "
+          "(gi_frame, gi_code, tb_frame, f_*, co_*) as needs review")
+
+# --- route 5: a parameter named like a built-in -------------------------------------------------------
+# a2's attention may not use a softmax (it has masked_softmax), but its trace does not watch one; a parameter
+# named `softmax` makes `scores.softmax(-1)` look like the student's own method.
+A2_PARAMETER_NAMED_SOFTMAX = '''\
+def scaled_dot_product_attention(q, k, v, mask=None, softmax=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(-1).nan_to_num(0.0)
+    return weights @ v, weights
+'''
+PARAMETER_NAMES = ("parameter names count as the student's own attribute names, and the exemption only excludes "
+                   "the exercise's traced names (a2's attention does not trace softmax): exempt only attributes "
+                   "read on self/cls that the student's classes define, and never a name known_as() a built-in")
+
+# --- route 6: the grader's own parser -------------------------------------------------------------------
+# 3000 nested unary minuses: ast.parse raises RecursionError (not a SyntaxError) in the release check and the scan.
+DEEP_EXPRESSION = '''\
+def softmax(x, dim=-1):
+    x = x - x.amax(dim=dim, keepdim=True)
+    e = x.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+_deep = ''' + "-" * 3000 + '''1
+'''
+DEEP = ("ast.parse raises RecursionError/MemoryError on a deeply nested expression; release.exercises_given_only "
+        "and policy._parse catch only SyntaxError, so grade() raises (the CLI turns it into 'the grader failed'). "
+        "Catch RecursionError/MemoryError and report the cell as unparseable (0 for what it defines)")
+
+# --- wrong work -------------------------------------------------------------------------------------------
+HASH_SOFTMAX = '''\
+def softmax(x, dim=-1):
+    r = (x * 7919.0).remainder(1.0) + 0.01  # a hash of x: depends on x, means nothing
+    return r / r.sum(dim=dim, keepdim=True)
+'''
+HASH = ("the liveness rule only asks whether the result depends on the input, so a hash of x normalised to sum 1 "
+        "earns 'rows sum to one' and the dtype/device hygiene points (3/8, vs 1/8 for a constant): award property "
+        "and hygiene points only once the exercise's numerics pass (or at least one value test)")
+
+# --- routes the grader handles (kept so that they stay handled) --------------------------------------
+DISTRIBUTIONS_SOFTMAX = '''\
+def softmax(x, dim=-1):
+    return torch.distributions.Categorical(logits=x.movedim(dim, -1)).probs.movedim(-1, dim)
+'''
+MATCH_CLASS_PATTERN = '''\
+def softmax(x, dim=-1):
+    match x:
+        case torch.Tensor(softmax=kernel):
+            return kernel(dim)
+'''
+TRACEBACK_GLOBALS = '''\
+def softmax(x, dim=-1):
+    try:
+        raise RuntimeError
+    except RuntimeError as e:
+        found = e.__traceback__.tb_frame.f_globals["F"]
+    return found.__dict__["soft" "max"](x, dim)
+'''
+
+
+# --- route 7: an import name rebound to torch -------------------------------------------------------------
+# The scan resolves a name to a module by the imports alone: `math = torch` (or a parameter `math=torch`) makes
+# every `math.<x>` look like the math module's, which is not torch API and not judged.
+SHADOWED_MATH_MODULE = '''\
+math = torch  # the name the scan believes is the math module
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = math.softmax(scores, -1).nan_to_num(0.0)
+    return weights @ v, weights
+'''
+SHADOWED_MATH_PARAMETER = '''\
+def causal_mask(T_q, T_k=None, device=None, math=torch):
+    T_k = T_q if T_k is None else T_k
+    square = math.nn.Transformer.generate_square_subsequent_mask(T_k, device=device) == 0
+    return square[T_k - T_q:]
+'''
+SHADOWED = ("module_of() trusts the imports alone, so an import name rebound to torch (`math = torch`, a parameter "
+            "`math=torch`, a loop or with target) hides every torch call made through it: treat any rebinding of "
+            "an imported name (assignment, parameter, for/with/except target) as needs review")
+
+# A function live on tiny inputs only: the liveness rule is judged per test, so the tests that saw the constant
+# branch get nothing (handled).
+LIVE_ON_TINY_INPUTS_ONLY = '''\
+def softmax(x, dim=-1):
+    if x.dim() == 1 or x.shape[dim] <= 2:  # live only on tiny inputs
+        e = (x - x.amax(dim=dim, keepdim=True)).exp()
+        return e / e.sum(dim=dim, keepdim=True)
+    return x * 0 + 1.0 / x.shape[dim]  # uniform weights: ignores x
+'''
+
+
+# --- a4 ----------------------------------------------------------------------------------------------------
+RMSNORM_INIT = '''\
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+'''
+# getattr from a generator's frame, the trace switched off: the built-in RMS norm, no finding.
+A4_RMSNORM_BY_FRAME_GETATTR = ('''\
+_lookup = (_ for _ in ()).gi_frame.f_builtins["get" "attr"]
+
+
+''' + RMSNORM_INIT + '''\
+        with _lookup(_lookup(torch, "_C"), "DisableTorchFunction")():
+            return _lookup(F, "rms" "_norm")(x, (x.shape[-1],), self.weight, self.eps)
+''')
+# The built-in layer norm through a parameter `math=torch`: the scan misses it; the run-time trace (second signal)
+# fails the tests that run forward(), but a test that never calls forward keeps its points.
+A4_LAYERNORM_THROUGH_SHADOWED_MATH = LAYERNORM_BY_OWN_NAMES.replace(
+    "    def forward(self, x):\n        with _t._C.DisableTorchFunction():\n"
+    "            return _t.__dict__[\"layer\" \"_norm\"]",
+    "    def forward(self, x, math=torch):\n        return math.layer_norm")
+assert "math=torch" in A4_LAYERNORM_THROUGH_SHADOWED_MATH, "the replacement above no longer matches its source"
+
+
+# --- route 8: another release's given code, pasted --------------------------------------------------------
+# a2's release ships a1's softmax, split_heads and merge_heads as given code; pasted into a1's exercise cells (under
+# a1's grade_ids, in a1's notebook) it is not "another assignment's notebook" and not a read-only cell.
+A2_GIVEN_CODE = '''\
+def softmax(x, dim=-1):
+    """Numerically stable softmax of `x` along `dim` (Assignment 1)."""
+    x = x - x.amax(dim=dim, keepdim=True)  # the largest entry of each slice becomes 0, so exp() <= 1
+    e = x.exp()
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def split_heads(x, n_heads):
+    """(B, T, d_model) -> (B, H, T, d_head); head h gets features h*d_head:(h+1)*d_head (Assignment 1)."""
+    B, T, d_model = x.shape
+    # (B, T, d_model) -> (B, T, H, d_head) -> (B, H, T, d_head)
+    return x.reshape(B, T, n_heads, d_model // n_heads).transpose(1, 2)
+
+
+def merge_heads(x):
+    """(B, H, T, d_head) -> (B, T, H * d_head), the inverse of split_heads (Assignment 1)."""
+    B, H, T, d_head = x.shape
+    # (B, H, T, d_head) -> (B, T, H, d_head) -> (B, T, H * d_head)
+    return x.transpose(1, 2).reshape(B, T, H * d_head)
+'''
+PASTED_GIVEN = ("given code never earns points only inside its own assignment: a later release's given cell (a2's "
+                "given_a1 holds a1's solutions) pasted into a1's exercise cells scores full marks. Compare each "
+                "exercise's definition (normalised source) with every release's given code and give it no points, "
+                "with a diagnosis naming the release it came from")
+
+# --- route 9: results that would hurt the grader (handled) ------------------------------------------------
+HUGE_EXPANDED_VIEW = '''\
+def split_heads(x, n_heads):
+    return x.new_zeros(1).expand(2 ** 20, 2 ** 20)  # a 4 TiB view of one element
+'''
+DEEPLY_NESTED_RESULT = '''\
+def split_heads(x, n_heads):
+    deep = []
+    for _ in range(200000):
+        deep = [deep]
+    return deep
+'''
+
+
+# --- route 10: reading the hidden suite from the worker (handled by the sandbox) ---------------------------
+HIDDEN_SUITE_PATHS = (str(REPO / "autograder" / "suites" / "a1_attention.py"),
+                      "/work/main/autograder/suites/a1_attention.py")
+READ_HIDDEN_SUITE = '''\
+_b = (_ for _ in ()).gi_frame.f_builtins
+
+
+def split_heads(x, n_heads):
+    found = []
+    for path in PATHS:
+        try:
+            with _b["open"](path) as f:
+                found.append(path + ":" + f.read(60))
+        except Exception as e:
+            found.append(path + ":" + type(e).__name__)
+    raise RuntimeError(" | ".join(found))
+'''.replace("PATHS", repr(HIDDEN_SUITE_PATHS))
+
+
+# a4: normalisation layers that do not normalise. The identity depends on its input, so the liveness rule
+# lets the hygiene test pay: 3/11 for LayerNorm (shapes group: 2) and 2/9 for RMSNorm (shapes group: 1).
+A4_IDENTITY_NORMS = {"LayerNorm": '''\
+class LayerNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        self.eps = eps
+        if elementwise_affine:
+            self.weight = nn.Parameter(torch.ones(d_model))
+            self.bias = nn.Parameter(torch.zeros(d_model))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return x.clone()  # does nothing: the identity
+''', "RMSNorm": '''\
+class RMSNorm(nn.Module):
+    def __init__(self, d_model, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x):
+        return x * self.weight  # no normalisation at all
+'''}
+IDENTITY = ("the liveness rule accepts the identity (its result depends on its input), so a norm layer that does not "
+            "normalise earns the hygiene point beyond the shapes group: pay hygiene/property points only once a "
+            "numerics test of the exercise passes")
+
+# --- aliasing routes the scan already sees (kept so that they stay seen): a1 softmax, each caught ------------
+HANDLED_SOFTMAX_ROUTES = {
+    "default_argument_alias": "def softmax(x, dim=-1, _k=F.softmax):\n    return _k(x, dim)\n",
+    "class_attribute_alias": ("class _K:\n    run = staticmethod(torch.softmax)\n\n\n"
+                              "def softmax(x, dim=-1):\n    return _K.run(x, dim)\n"),
+    "functools_partial": ("import functools\n\n\ndef softmax(x, dim=-1):\n"
+                          "    return functools.partial(torch.nn.functional.softmax, dim=dim)(x)\n"),
+    "walrus_in_a_comprehension": ("def softmax(x, dim=-1):\n"
+                                  "    return [(k := F.softmax) for _ in (0,)][0](x, dim)\n"),
+    "f_string_equals": "def softmax(x, dim=-1):\n    s = f\"{x.softmax(dim)=}\"\n    return x.softmax(dim)\n",
+    "through_nn_modules_activation": ("def softmax(x, dim=-1):\n"
+                                      "    return torch.nn.modules.activation.F.softmax(x, dim)\n"),
+    "tensor_class_dict": "def softmax(x, dim=-1):\n    return torch.Tensor.__dict__[\"softmax\"](x, dim)\n",
+    "torch_special_imported_as": ("from torch import special as sp\n\n\n"
+                                  "def softmax(x, dim=-1):\n    return sp.softmax(x, dim)\n"),
+    "map_over_modules": "def softmax(x, dim=-1):\n    (k,) = map(lambda m: m.softmax, [F])\n    return k(x, dim)\n",
+    "super_of_a_tensor_subclass": ("class _P(torch.Tensor):\n    pass\n\n\n"
+                                   "def softmax(x, dim=-1):\n    return super(_P, x.as_subclass(_P)).softmax(dim)\n"),
+    "builtins_getattr": "def softmax(x, dim=-1):\n    return __builtins__[\"getattr\"](F, \"softmax\")(x, dim)\n",
+    # softmax as the Jacobian of logsumexp: torch.autograd is outside softmax's allowlist
+    "jacobian_of_logsumexp": ("def softmax(x, dim=-1):\n    return torch.autograd.functional.jacobian(\n"
+                              "        lambda t: t.logsumexp(dim, keepdim=True), x).sum(0)\n"),
+}
+
+CASES: list[AttackCase] = [
+    AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
+               check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
+    AttackCase("default_value_patches_tensor_method", {"softmax": DEFAULT_VALUE_PATCH},
+               check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
+    AttackCase("class_getitem_on_a_plain_binding", {"softmax": CLASS_GETITEM_ON_PLAIN_BINDING},
+               check=caught("softmax", *A1_SIBLINGS),
+               weakness="a plain binding `_x = _Kernel[0]` is filed under `_x` and never judged, yet its subscript "
+                        "runs _Kernel.__class_getitem__ at load: a subscript or attribute read can run code too"),
+    AttackCase("a4_rmsnorm_class_body_patch", {"RMSNorm": RMSNORM_CLASS_BODY_PATCH}, assignment="a4_residual_norm",
+               check=caught("RMSNorm", "LayerNorm")),  # caught by the run-time trace only (see above)
+    AttackCase("registry_decorator_hides_the_helper", {"softmax": REGISTRY_DECORATOR},
+               check=caught("softmax", *A1_SIBLINGS), weakness=REGISTRY),
+    AttackCase("own_attribute_names_unlock_tensorbase_dict", {"softmax": SOFTMAX_BY_OWN_NAMES},
+               check=caught("softmax", *A1_SIBLINGS), weakness=OWN_NAMES),
+    AttackCase("a2_causal_mask_from_nn_transformer", {"causal_mask": CAUSAL_MASK_BY_OWN_NAMES}, assignment="a2_masking",
+               check=caught("causal_mask", "padding_mask"), weakness=OWN_NAMES),
+    AttackCase("a4_layer_norm_from_torch_dict", {"LayerNorm": LAYERNORM_BY_OWN_NAMES}, assignment="a4_residual_norm",
+               check=caught("LayerNorm", "RMSNorm"), weakness=OWN_NAMES),
+    AttackCase("edited_locked_test_cell", {"test_softmax": EDITED_TEST_CELL}, check=full_marks("softmax")),
+    AttackCase("nearly_constant_softmax", {"softmax": NEARLY_CONSTANT_SOFTMAX}, check=at_most("softmax", 1)),
+    AttackCase("tqdm_wrapper_getattr", {"softmax": TQDM_WRAPPER_GETATTR},
+               check=caught("softmax", *A1_SIBLINGS), weakness=GETATTR_BY_NAME),
+    AttackCase("generator_frame_builtins", {"softmax": GENERATOR_FRAME_BUILTINS},
+               check=caught("softmax", *A1_SIBLINGS), weakness=FRAMES),
+    AttackCase("a2_parameter_named_softmax", {"scaled_dot_product_attention": A2_PARAMETER_NAMED_SOFTMAX},
+               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
+               weakness=PARAMETER_NAMES),
+    AttackCase("deep_expression_crashes_the_parser", {"softmax": DEEP_EXPRESSION},
+               check=unparseable_cell("softmax", *A1_SIBLINGS), weakness=DEEP),
+    AttackCase("hash_softmax_earns_property_points", {"softmax": HASH_SOFTMAX}, check=at_most("softmax", 1),
+               weakness=HASH),
+    AttackCase("distributions_categorical_probs", {"softmax": DISTRIBUTIONS_SOFTMAX},
+               check=caught("softmax", *A1_SIBLINGS)),
+    AttackCase("match_class_pattern", {"softmax": MATCH_CLASS_PATTERN}, check=caught("softmax", *A1_SIBLINGS)),
+    AttackCase("traceback_frame_globals", {"softmax": TRACEBACK_GLOBALS}, check=caught("softmax", *A1_SIBLINGS)),
+    AttackCase("a2_math_rebound_to_torch", {"scaled_dot_product_attention": SHADOWED_MATH_MODULE},
+               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
+               weakness=SHADOWED),
+    AttackCase("a2_math_parameter_is_torch", {"causal_mask": SHADOWED_MATH_PARAMETER}, assignment="a2_masking",
+               check=caught("causal_mask", "padding_mask"), weakness=SHADOWED),
+    AttackCase("live_on_tiny_inputs_only", {"softmax": LIVE_ON_TINY_INPUTS_ONLY}, check=at_most("softmax", 1)),
+    AttackCase("a4_rmsnorm_by_frame_getattr", {"RMSNorm": A4_RMSNORM_BY_FRAME_GETATTR}, assignment="a4_residual_norm",
+               check=caught("RMSNorm", "LayerNorm"), weakness=FRAMES),
+    AttackCase("a4_layernorm_through_shadowed_math", {"LayerNorm": A4_LAYERNORM_THROUGH_SHADOWED_MATH},
+               assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm"),
+               weakness=SHADOWED + " (here the trace "
+               "catches forward(), but layernorm_parameters, which never runs it, keeps its point)"),
+    AttackCase("a2_given_code_pasted_into_a1", {"softmax": A2_GIVEN_CODE, "split_heads": "pass\n",
+                                                "merge_heads": "pass\n"},
+               check=no_credit("softmax"), weakness=PASTED_GIVEN),
+    AttackCase("huge_expanded_view_result", {"split_heads": HUGE_EXPANDED_VIEW},
+               check=no_credit("split_heads", "softmax", "merge_heads")),
+    AttackCase("deeply_nested_result", {"split_heads": DEEPLY_NESTED_RESULT},
+               check=no_credit("split_heads", "softmax", "merge_heads")),
+    AttackCase("read_the_hidden_suite_from_the_worker", {"split_heads": READ_HIDDEN_SUITE},
+               check=reads_nothing("split_heads", *HIDDEN_SUITE_PATHS)),
+    AttackCase("a4_identity_norms", A4_IDENTITY_NORMS, assignment="a4_residual_norm",
+               check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 1)),
+               weakness=IDENTITY),
+] + [AttackCase(name, {"softmax": source}, check=caught("softmax", *A1_SIBLINGS))
+    for name, source in HANDLED_SOFTMAX_ROUTES.items()]
