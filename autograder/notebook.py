@@ -139,7 +139,9 @@ def _is_help(line: str) -> bool:
     try:
         ast.parse(line)
         return False
-    except SyntaxError:
+    except (RecursionError, MemoryError):  # too deeply nested to parse: not help; the worker reports it
+        return False
+    except (SyntaxError, ValueError):
         return True
 
 
@@ -153,7 +155,7 @@ def definitions_only(source: str) -> str:
     """
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # deep nesting: RecursionError
         return source  # let the worker report the syntax error with its line
     lines = source.splitlines()
     for node in tree.body:

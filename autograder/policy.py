@@ -332,7 +332,7 @@ def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Uni
         source = unit.get("source") or ""
         try:
             tree = ast.parse(source)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the worker reports it when loading
         parsed = _Unit(unit.get("index", 0), source.splitlines(), tree)
         (trusted if unit.get("given") or source in release else student).append(parsed)

@@ -121,7 +121,7 @@ def exercises_given_only(submission: Submission, exercises: list[str]) -> list[s
         source = strip_magics(cell.source)
         try:
             tree = ast.parse(source if cell.kind == "exercise" else definitions_only(source))
-        except SyntaxError:
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # deep nesting: RecursionError
             continue
         for name, value in _top_level_bindings(tree):
             is_given = cell.given or (isinstance(value, ast.Name) and value.id in given_names)

@@ -323,10 +323,6 @@ def softmax(x, dim=-1):
 
 _deep = ''' + "-" * 3000 + '''1
 '''
-DEEP = ("ast.parse raises RecursionError/MemoryError on a deeply nested expression; release.exercises_given_only "
-        "and policy._parse catch only SyntaxError, so grade() raises (the CLI turns it into 'the grader failed'). "
-        "Catch RecursionError/MemoryError and report the cell as unparseable (0 for what it defines)")
-
 # --- wrong work -------------------------------------------------------------------------------------------
 HASH_SOFTMAX = '''\
 def softmax(x, dim=-1):
@@ -445,10 +441,11 @@ def merge_heads(x):
     # (B, H, T, d_head) -> (B, T, H, d_head) -> (B, T, H * d_head)
     return x.transpose(1, 2).reshape(B, T, H * d_head)
 '''
-PASTED_GIVEN = ("given code never earns points only inside its own assignment: a later release's given cell (a2's "
-                "given_a1 holds a1's solutions) pasted into a1's exercise cells scores full marks. Compare each "
-                "exercise's definition (normalised source) with every release's given code and give it no points, "
-                "with a diagnosis naming the release it came from")
+PASTED_GIVEN = ("a known limit of any grader, kept as a strict xfail: a later release's given cell (a2's given_a1 "
+                "holds a1's solutions) pasted into a1's exercise cells scores full marks, and it cannot be told from "
+                "written code, because that given code IS the earlier assignment's reference solution (comparing "
+                "with it would zero the reference solution too). The remedy is the release schedule: publish a "
+                "release only after the deadlines of the assignments whose solutions it gives (README)")
 
 # --- route 9: results that would hurt the grader (handled) ------------------------------------------------
 HUGE_EXPANDED_VIEW = '''\
@@ -566,7 +563,7 @@ CASES: list[AttackCase] = [
                assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
                weakness=PARAMETER_NAMES),
     AttackCase("deep_expression_crashes_the_parser", {"softmax": DEEP_EXPRESSION},
-               check=unparseable_cell("softmax", *A1_SIBLINGS), weakness=DEEP),
+               check=unparseable_cell("softmax", *A1_SIBLINGS)),
     AttackCase("hash_softmax_earns_property_points", {"softmax": HASH_SOFTMAX}, check=at_most("softmax", 1),
                weakness=HASH),
     AttackCase("distributions_categorical_probs", {"softmax": DISTRIBUTIONS_SOFTMAX},
