@@ -180,6 +180,7 @@ class CallRecord:
     filled: bool  # it returned a tensor of more than one element, and each such tensor holds a single value
     varied: bool  # some returned tensor of more than one element holds different values
     constant: tuple | None  # the one value every returned number and tensor element equals, when there is one
+    passthrough: bool = False  # every returned tensor is one of the call's input tensors, unchanged
 
 
 class CallLog:
@@ -203,7 +204,8 @@ class CallLog:
         varied = any(_single_value(t) is None for t in tensors)
         self.records.append(CallRecord(during, target, _signature(inputs), _digest(inputs), _values(readable),
                                        filled=bool(tensors) and not varied, varied=varied,
-                                       constant=_constant(readable)))
+                                       constant=_constant(readable),
+                                       passthrough=bool(tensors) and all(_is_an_input(t, inputs) for t in tensors)))
 
     def why_not_live(self, exercise: str) -> str | None:
         """None when the exercise's own tests saw a result that depends on its input; else what they saw."""
@@ -215,6 +217,8 @@ class CallLog:
             return f"returned {_describe_constant(constants.pop())} whatever its input"
         if any(r.filled for r in own) and not any(r.varied for r in own):
             return "returned tensors filled with a single value whatever its input"
+        if all(r.passthrough for r in own):
+            return "returned its input unchanged"
         by_signature: dict[str, list[CallRecord]] = defaultdict(list)
         for r in own:
             by_signature[r.signature].append(r)
@@ -222,6 +226,12 @@ class CallLog:
         if compared and all(all(_same_values(calls[0].outputs, r.outputs) for r in calls) for calls in compared):
             return "returned the same values whatever its input"
         return None
+
+
+def _is_an_input(tensor: torch.Tensor, inputs) -> bool:
+    """``tensor`` equals one of the call's input tensors (a function that hands its input back, unchanged)."""
+    return any(isinstance(t, torch.Tensor) and t.shape == tensor.shape and t.dtype == tensor.dtype
+               and torch.equal(t, tensor) for t in map(_plain, inputs))
 
 
 def _leaves(value):

@@ -329,10 +329,6 @@ def softmax(x, dim=-1):
     r = (x * 7919.0).remainder(1.0) + 0.01  # a hash of x: depends on x, means nothing
     return r / r.sum(dim=dim, keepdim=True)
 '''
-HASH = ("the liveness rule only asks whether the result depends on the input, so a hash of x normalised to sum 1 "
-        "earns 'rows sum to one' and the dtype/device hygiene points (3/8, vs 1/8 for a constant): award property "
-        "and hygiene points only once the exercise's numerics pass (or at least one value test)")
-
 # --- routes the grader handles (kept so that they stay handled) --------------------------------------
 DISTRIBUTIONS_SOFTMAX = '''\
 def softmax(x, dim=-1):
@@ -506,10 +502,6 @@ class RMSNorm(nn.Module):
     def forward(self, x):
         return x * self.weight  # no normalisation at all
 '''}
-IDENTITY = ("the liveness rule accepts the identity (its result depends on its input), so a norm layer that does not "
-            "normalise earns the hygiene point beyond the shapes group: pay hygiene/property points only once a "
-            "numerics test of the exercise passes")
-
 # --- aliasing routes the scan already sees (kept so that they stay seen): a1 softmax, each caught ------------
 HANDLED_SOFTMAX_ROUTES = {
     "default_argument_alias": "def softmax(x, dim=-1, _k=F.softmax):\n    return _k(x, dim)\n",
@@ -564,8 +556,10 @@ CASES: list[AttackCase] = [
                weakness=PARAMETER_NAMES),
     AttackCase("deep_expression_crashes_the_parser", {"softmax": DEEP_EXPRESSION},
                check=unparseable_cell("softmax", *A1_SIBLINGS)),
-    AttackCase("hash_softmax_earns_property_points", {"softmax": HASH_SOFTMAX}, check=at_most("softmax", 1),
-               weakness=HASH),
+    # By design (issue 8 asks that a result depend on its input, not that it be right): a hash of x normalised to
+    # sum 1 depends on x, so it keeps the points of the properties it has (rows sum to 1, dtype, device, input left
+    # alone: 3/8); every value and gradient test fails, so it never earns more.
+    AttackCase("hash_softmax_earns_property_points", {"softmax": HASH_SOFTMAX}, check=at_most("softmax", 3)),
     AttackCase("distributions_categorical_probs", {"softmax": DISTRIBUTIONS_SOFTMAX},
                check=caught("softmax", *A1_SIBLINGS)),
     AttackCase("match_class_pattern", {"softmax": MATCH_CLASS_PATTERN}, check=caught("softmax", *A1_SIBLINGS)),
@@ -592,7 +586,6 @@ CASES: list[AttackCase] = [
     AttackCase("read_the_hidden_suite_from_the_worker", {"split_heads": READ_HIDDEN_SUITE},
                check=reads_nothing("split_heads", *HIDDEN_SUITE_PATHS)),
     AttackCase("a4_identity_norms", A4_IDENTITY_NORMS, assignment="a4_residual_norm",
-               check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 1)),
-               weakness=IDENTITY),
+               check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 1))),
 ] + [AttackCase(name, {"softmax": source}, check=caught("softmax", *A1_SIBLINGS))
     for name, source in HANDLED_SOFTMAX_ROUTES.items()]

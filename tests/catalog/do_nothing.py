@@ -80,7 +80,8 @@ CONSTANTS = {
 # The same fixed, non-constant pattern for every input of a shape (float32 or float64): only comparing calls
 # with different inputs tells it from real work.
 def _pattern(shape: str, like: str = "x") -> str:
-    return f"torch.arange(math.prod({shape}), dtype={like}.dtype, device={like}.device).reshape({shape}).sin()"
+    # % and / only: what every exercise's usage policy allows (a .sin() would be a forbidden use, not do-nothing code)
+    return f"(torch.arange(math.prod({shape}), dtype={like}.dtype, device={like}.device).reshape({shape}) % 7) / 7"
 
 
 FIXED = {
