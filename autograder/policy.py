@@ -358,16 +358,11 @@ def _is_exercise(unit: dict, assignment: str) -> bool:
 @dataclass
 class _Context:
     modules: dict[str, str]          # name bound to a module by an import -> the module's dotted name
-    trusted_names: set[str]          # names the trusted cells define
     student_attributes: set[str]     # attribute names the student's own code defines (methods, self.x = ...)
 
     @classmethod
     def build(cls, student: list[_Unit], trusted: list[_Unit]) -> "_Context":
         modules: dict[str, str] = {"torch": "torch"}
-        trusted_names: set[str] = set()
-        for unit in trusted:
-            for stmt in unit.tree.body:
-                trusted_names |= _bound_names(stmt)
         attributes: set[str] = set()
         for unit in student + trusted:
             for node in ast.walk(unit.tree):
@@ -380,7 +375,7 @@ class _Context:
                         modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         for unit in student:
             attributes |= _student_attributes(unit.tree)
-        return cls(modules, trusted_names, attributes)
+        return cls(modules, attributes)
 
     def module_of(self, node: ast.expr) -> str | None:
         """The dotted module (or torch object) an expression names, when it is rooted in an import."""

@@ -114,3 +114,39 @@ def test_check_notebook_prints_the_graders_verdicts(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "softmax: forbidden use: .softmax (torch API), a built-in softmax" in out
     assert "split_heads: OK" in out
+
+
+# --- where "needs review" shows up: the report, results.json, grades.csv, the class summary, the CLI ------------
+
+def flagged_report(student: str, review: dict[str, list[str]]):
+    from autograder.runner import GradeReport, TestResult
+
+    report = GradeReport("a1_attention", f"submitted/{student}/a1_attention", "attention.ipynb",
+                         tests=[TestResult("softmax_keeps_shape", "keeps shape", "softmax", "shapes", 0.0, 1.0,
+                                           "needs review: import sys")])
+    report.review_by_exercise = review
+    report.review = [f"{e}: {n}" for e, notes in review.items() for n in notes]
+    return report
+
+
+def test_review_reaches_results_json_grades_csv_and_the_summary():
+    from autograder.grades_csv import report_row
+    from autograder.report import gradescope, render
+    from autograder.summary import render_summary, summarise
+
+    flagged = flagged_report("ada", {"softmax": ["needs review: import sys (cell 5, line 1: `import sys`)"]})
+    clean = flagged_report("bob", {})
+    assert gradescope(flagged)["extra_data"]["review"] == flagged.review_by_exercise
+    assert "review: softmax: needs review: import sys" in render(flagged)
+    assert report_row(flagged)["needs_review"] == "softmax" and report_row(clean)["needs_review"] == ""
+    (summary,) = summarise([flagged, clean], [])
+    assert summary.needs_review == 1 and "1/2 submissions need review" in render_summary([summary])
+
+
+def test_strict_is_the_default_and_lenient_is_a_flag():
+    from autograder.cli import parser
+
+    assert parser().parse_args(["grade", "x.ipynb"]).strict is True
+    assert parser().parse_args(["grade", "x.ipynb", "--lenient"]).strict is False
+    with pytest.raises(SystemExit):
+        parser().parse_args(["grade", "x.ipynb", "--lenient", "--strict"])
