@@ -68,14 +68,14 @@ CATEGORIES: dict[str, frozenset[str]] = {name: frozenset(names.split()) for name
         shape size dim ndim ndimension numel reshape view view_as reshape_as transpose transpose_ permute
         movedim moveaxis swapaxes swapdims unsqueeze squeeze flatten unflatten expand expand_as repeat
         repeat_interleave contiguous is_contiguous T mT chunk split unbind cat concat concatenate stack narrow
-        select index_select gather flip roll tile broadcast_to broadcast_tensors unsqueeze_ t""",
+        broadcast_shapes select index_select gather flip roll tile broadcast_to broadcast_tensors unsqueeze_ t""",
     "tensor creation (tensor, zeros, ones, full, arange, *_like, ...)": """
         tensor as_tensor from_numpy zeros ones full empty arange linspace eye zeros_like ones_like full_like
         empty_like new_zeros new_ones new_full new_empty new_tensor clone detach inf nan pi""",
     "dtype and device (dtype, device, to, type_as, float32, ...)": """
         dtype device to type_as is_floating_point is_complex finfo iinfo float16 float32 float64 bfloat16 half
         float double bool int int32 int64 long uint8 cpu cuda get_default_dtype is_cuda requires_grad data
-        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor eps tiny""",
+        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor eps tiny type is_tensor""",
     "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)": """
         eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_not
         where masked_fill masked_fill_ tril triu tril_ triu_ masked_select""",
@@ -105,7 +105,8 @@ BASICS = ("elementwise arithmetic (+, -, *, /, sqrt, rsqrt, pow, abs, clamp, ...
           "no-grad context (torch.no_grad, inference_mode)")
 EXP, REDUCE, COMPARE, MATMUL, MODULES, ACT, TRIG, NOGRAD, TRAIN, SAMPLE = (
     "exp/log", "reductions (sum, mean, amax, max, logsumexp, ...)",
-    "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)", "matrix products (@, matmul, bmm, einsum, ...)",
+    "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)",
+    "matrix products (@, matmul, bmm, einsum, ...)",
     "nn.Module building blocks (nn.Module, nn.Linear, nn.Parameter, nn.Dropout, nn.ModuleList, ...)",
     "activations (relu, gelu, silu, tanh, sigmoid, erf, and their nn modules)", "trigonometry (sin, cos, ...)",
     "no-grad context (torch.no_grad, inference_mode)",
@@ -170,8 +171,8 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "MultiHeadAttention": _policy(*BASICS, MATMUL, MODULES, traced=ATTENTION_TRACED),
     },
     "a2_masking": {
-        "causal_mask": _policy(*BASICS, COMPARE),
-        "padding_mask": _policy(*BASICS, COMPARE),
+        "causal_mask": _policy(*BASICS, COMPARE, REDUCE),
+        "padding_mask": _policy(*BASICS, COMPARE, REDUCE),
         "masked_softmax": _policy(*BASICS, EXP, REDUCE, COMPARE, traced=ATTENTION_TRACED),
         # reductions: torch.finfo(dtype).min is a common way to block scores
         "scaled_dot_product_attention": _policy(*BASICS, MATMUL, COMPARE, REDUCE, traced=SDPA + MHA),
@@ -188,7 +189,8 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "TransformerBlock": _policy(*BASICS, MODULES, traced=LAYER_NORMS + RMS_NORMS + MHA + TRANSFORMER_LAYERS),
     },
     "a5_transformer_lm": {
-        "TransformerLM": _policy(*BASICS, MODULES, COMPARE, TRIG, EXP, REDUCE, MATMUL, extra=("LayerNorm",), traced=SDPA + MHA + TRANSFORMER_LAYERS),
+        "TransformerLM": _policy(*BASICS, MODULES, COMPARE, TRIG, EXP, REDUCE, MATMUL, extra=("LayerNorm",),
+                                 traced=SDPA + MHA + TRANSFORMER_LAYERS),
         "lm_loss": _policy(*BASICS, TRAIN, EXP, REDUCE, extra=("softmax", "log_softmax")),
         "train_step": _policy(*BASICS, TRAIN, MODULES, NOGRAD),
         "generate": _policy(*BASICS, SAMPLE, NOGRAD, COMPARE, REDUCE, MODULES),
@@ -197,8 +199,9 @@ POLICIES: dict[str, dict[str, Policy]] = {
 
 
 # Each assignment's notebook, so the release's check cell needs no hidden suite to know what it checks.
-NOTEBOOKS = {"a1_attention": "attention.ipynb", "a2_masking": "masking.ipynb", "a3_ffn_positions": "ffn_positions.ipynb",
-             "a4_residual_norm": "residual_norm.ipynb", "a5_transformer_lm": "transformer_lm.ipynb"}
+NOTEBOOKS = {"a1_attention": "attention.ipynb", "a2_masking": "masking.ipynb",
+             "a3_ffn_positions": "ffn_positions.ipynb", "a4_residual_norm": "residual_norm.ipynb",
+             "a5_transformer_lm": "transformer_lm.ipynb"}
 
 
 def policy_for(assignment: str, exercise: str) -> Policy:
@@ -419,7 +422,8 @@ def _student_attributes(tree: ast.AST) -> set[str]:
     return names
 
 
-def _closure(exercise: str, definitions, module_level, policies: dict[str, Policy]) -> list[tuple[_Unit, ast.stmt, Policy]]:
+def _closure(exercise: str, definitions, module_level,
+             policies: dict[str, Policy]) -> list[tuple[_Unit, ast.stmt, Policy]]:
     """What runs when ``exercise`` is graded, each piece with the policy that judges it.
 
     The exercise's definitions, the student's definitions they reach by name (transitively), all module-level

@@ -12,7 +12,7 @@ from autograder import policy
 from autograder.notebook import read_submission
 from autograder.suites import SUITES, load_suite
 from tests.catalog.adversarial_policy import CASES
-from tests.variants import solution_path, write_variant
+from tests.variants import write_variant
 
 pytestmark = pytest.mark.engine
 
@@ -75,11 +75,13 @@ def test_reference_and_alternatives_are_inside_the_allowlists(assignment, tmp_pa
         assert not any(found.values()), f"{variant.name if variant else 'reference'}: {found}"
 
 
-IMPORTS = {"index": 1, "grade_id": None, "source": "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"}
+IMPORTS = {"index": 1, "grade_id": None,
+           "source": "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"}
 
 
 def test_the_scan_names_the_cell_line_and_code():
-    program = [IMPORTS, {"index": 7, "grade_id": "softmax", "source": "def softmax(x, dim=-1):\n    return F.softmax(x, dim)\n"}]
+    source = "def softmax(x, dim=-1):\n    return F.softmax(x, dim)\n"
+    program = [IMPORTS, {"index": 7, "grade_id": "softmax", "source": source}]
     message = policy.scan("a1_attention", program).forbidden_message("softmax")
     assert "cell 7, line 2: `return F.softmax(x, dim)`" in message
     assert "F.softmax (torch.nn.functional.softmax), a built-in softmax" in message
@@ -88,7 +90,8 @@ def test_the_scan_names_the_cell_line_and_code():
 
 def test_the_students_own_attribute_names_are_not_torch_api():
     source = ("class Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-              "        self.normalize = nn.Linear(2, 2)\n\n    def forward(self, x):\n        return self.normalize(x)\n\n\n"
+              "        self.normalize = nn.Linear(2, 2)\n\n"
+              "    def forward(self, x):\n        return self.normalize(x)\n\n\n"
               "class MultiHeadAttention(Head):\n    pass\n")
     result = policy.scan("a1_attention", [IMPORTS, {"index": 2, "grade_id": "MultiHeadAttention", "source": source}])
     assert not result.forbidden["MultiHeadAttention"] and not result.review["MultiHeadAttention"]
