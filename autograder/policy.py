@@ -466,7 +466,11 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
 
 def _judge(stmt: ast.stmt, unit: _Unit, policy: Policy, context: _Context) -> list[Finding]:
     found = []
+    # getattr(obj, "name") is read like obj.name: the call is judged by its literal, not flagged as a lookup
+    literal = {id(n.func) for n in ast.walk(stmt) if isinstance(n, ast.Call) and _literal_lookup(n)}
     for node in ast.walk(stmt):
+        if id(node) in literal:
+            continue
         for kind, what in _judge_node(node, policy, context):
             line = getattr(node, "lineno", stmt.lineno)
             code = unit.lines[line - 1].strip()[:80] if 0 < line <= len(unit.lines) else ""
@@ -570,20 +574,20 @@ def _is_self(node: ast.expr) -> bool:
 
 def _judge_name(node: ast.Name):
     if node.id in DYNAMIC_BUILTINS or node.id in ("attrgetter", "methodcaller", "__builtins__", "__builtin__"):
-        parent_call = getattr(node, "_call_literal", False)
-        if not parent_call:
-            yield REVIEW, f"{node.id} (it reaches names or code the scan cannot read)"
+        yield REVIEW, f"{node.id} (it reaches names or code the scan cannot read)"
+
+
+def _literal_lookup(call: ast.Call) -> bool:
+    """``getattr(obj, "name")`` or ``hasattr(obj, "name")``: a lookup the scan can read."""
+    return (isinstance(call.func, ast.Name) and call.func.id in ("getattr", "hasattr") and len(call.args) >= 2
+            and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str))
 
 
 def _judge_call(node: ast.Call, policy: Policy, context: _Context):
     func = node.func
-    if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", "setattr", "delattr"):
-        name = node.args[1] if len(node.args) >= 2 else None
-        if isinstance(name, ast.Constant) and isinstance(name.value, str) and func.id in ("getattr", "hasattr"):
-            func._call_literal = True  # judged here by the literal name, as an attribute would be
-            synthetic = ast.Attribute(value=node.args[0], attr=name.value, ctx=ast.Load())
-            yield from _judge_attribute(synthetic, policy, context)
-        # otherwise the Name itself is flagged by _judge_name
+    if _literal_lookup(node):  # any other getattr, setattr, delattr or hasattr: _judge_name flags the name
+        yield from _judge_attribute(ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Load()),
+                                    policy, context)
     if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
         text = func.value.value if isinstance(func.value, ast.Constant) else None
         if not isinstance(text, str) or _has_lookup_fields(text):
