@@ -43,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
     strictness = g.add_mutually_exclusive_group()
     strictness.add_argument("--strict", dest="strict", action="store_true", default=True,
-                            help="code the policy scan cannot resolve (\"needs review\") scores 0 for its exercise (default)")
+                            help="code the policy scan cannot resolve (\"needs review\") scores 0 for its exercise "
+                                 "(default)")
     strictness.add_argument("--lenient", dest="strict", action="store_false",
                             help="code that needs review keeps its points and is only flagged in the report, "
                                  "results.json and grades.csv")

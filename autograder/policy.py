@@ -68,14 +68,14 @@ CATEGORIES: dict[str, frozenset[str]] = {name: frozenset(names.split()) for name
         shape size dim ndim ndimension numel reshape view view_as reshape_as transpose transpose_ permute
         movedim moveaxis swapaxes swapdims unsqueeze squeeze flatten unflatten expand expand_as repeat
         repeat_interleave contiguous is_contiguous T mT chunk split unbind cat concat concatenate stack narrow
-        select index_select gather flip roll tile broadcast_to broadcast_tensors unsqueeze_ t""",
+        broadcast_shapes select index_select gather flip roll tile broadcast_to broadcast_tensors unsqueeze_ t""",
     "tensor creation (tensor, zeros, ones, full, arange, *_like, ...)": """
         tensor as_tensor from_numpy zeros ones full empty arange linspace eye zeros_like ones_like full_like
         empty_like new_zeros new_ones new_full new_empty new_tensor clone detach inf nan pi""",
     "dtype and device (dtype, device, to, type_as, float32, ...)": """
         dtype device to type_as is_floating_point is_complex finfo iinfo float16 float32 float64 bfloat16 half
         float double bool int int32 int64 long uint8 cpu cuda get_default_dtype is_cuda requires_grad data
-        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor eps tiny""",
+        requires_grad_ item tolist numpy Size Tensor FloatTensor BoolTensor LongTensor eps tiny type is_tensor""",
     "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)": """
         eq ne lt le gt ge logical_and logical_or logical_not logical_xor bitwise_and bitwise_or bitwise_not
         where masked_fill masked_fill_ tril triu tril_ triu_ masked_select""",
@@ -105,7 +105,8 @@ BASICS = ("elementwise arithmetic (+, -, *, /, sqrt, rsqrt, pow, abs, clamp, ...
           "no-grad context (torch.no_grad, inference_mode)")
 EXP, REDUCE, COMPARE, MATMUL, MODULES, ACT, TRIG, NOGRAD, TRAIN, SAMPLE = (
     "exp/log", "reductions (sum, mean, amax, max, logsumexp, ...)",
-    "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)", "matrix products (@, matmul, bmm, einsum, ...)",
+    "comparisons and masking (eq, lt, where, masked_fill, tril, triu, ~, &, ...)",
+    "matrix products (@, matmul, bmm, einsum, ...)",
     "nn.Module building blocks (nn.Module, nn.Linear, nn.Parameter, nn.Dropout, nn.ModuleList, ...)",
     "activations (relu, gelu, silu, tanh, sigmoid, erf, and their nn modules)", "trigonometry (sin, cos, ...)",
     "no-grad context (torch.no_grad, inference_mode)",
@@ -170,8 +171,8 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "MultiHeadAttention": _policy(*BASICS, MATMUL, MODULES, traced=ATTENTION_TRACED),
     },
     "a2_masking": {
-        "causal_mask": _policy(*BASICS, COMPARE),
-        "padding_mask": _policy(*BASICS, COMPARE),
+        "causal_mask": _policy(*BASICS, COMPARE, REDUCE),
+        "padding_mask": _policy(*BASICS, COMPARE, REDUCE),
         "masked_softmax": _policy(*BASICS, EXP, REDUCE, COMPARE, traced=ATTENTION_TRACED),
         # reductions: torch.finfo(dtype).min is a common way to block scores
         "scaled_dot_product_attention": _policy(*BASICS, MATMUL, COMPARE, REDUCE, traced=SDPA + MHA),
@@ -188,7 +189,8 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "TransformerBlock": _policy(*BASICS, MODULES, traced=LAYER_NORMS + RMS_NORMS + MHA + TRANSFORMER_LAYERS),
     },
     "a5_transformer_lm": {
-        "TransformerLM": _policy(*BASICS, MODULES, COMPARE, TRIG, EXP, REDUCE, MATMUL, extra=("LayerNorm",), traced=SDPA + MHA + TRANSFORMER_LAYERS),
+        "TransformerLM": _policy(*BASICS, MODULES, COMPARE, TRIG, EXP, REDUCE, MATMUL, extra=("LayerNorm",),
+                                 traced=SDPA + MHA + TRANSFORMER_LAYERS),
         "lm_loss": _policy(*BASICS, TRAIN, EXP, REDUCE, extra=("softmax", "log_softmax")),
         "train_step": _policy(*BASICS, TRAIN, MODULES, NOGRAD),
         "generate": _policy(*BASICS, SAMPLE, NOGRAD, COMPARE, REDUCE, MODULES),
@@ -197,8 +199,9 @@ POLICIES: dict[str, dict[str, Policy]] = {
 
 
 # Each assignment's notebook, so the release's check cell needs no hidden suite to know what it checks.
-NOTEBOOKS = {"a1_attention": "attention.ipynb", "a2_masking": "masking.ipynb", "a3_ffn_positions": "ffn_positions.ipynb",
-             "a4_residual_norm": "residual_norm.ipynb", "a5_transformer_lm": "transformer_lm.ipynb"}
+NOTEBOOKS = {"a1_attention": "attention.ipynb", "a2_masking": "masking.ipynb",
+             "a3_ffn_positions": "ffn_positions.ipynb", "a4_residual_norm": "residual_norm.ipynb",
+             "a5_transformer_lm": "transformer_lm.ipynb"}
 
 
 def policy_for(assignment: str, exercise: str) -> Policy:
@@ -358,16 +361,11 @@ def _is_exercise(unit: dict, assignment: str) -> bool:
 @dataclass
 class _Context:
     modules: dict[str, str]          # name bound to a module by an import -> the module's dotted name
-    trusted_names: set[str]          # names the trusted cells define
     student_attributes: set[str]     # attribute names the student's own code defines (methods, self.x = ...)
 
     @classmethod
     def build(cls, student: list[_Unit], trusted: list[_Unit]) -> "_Context":
         modules: dict[str, str] = {"torch": "torch"}
-        trusted_names: set[str] = set()
-        for unit in trusted:
-            for stmt in unit.tree.body:
-                trusted_names |= _bound_names(stmt)
         attributes: set[str] = set()
         for unit in student + trusted:
             for node in ast.walk(unit.tree):
@@ -380,7 +378,7 @@ class _Context:
                         modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         for unit in student:
             attributes |= _student_attributes(unit.tree)
-        return cls(modules, trusted_names, attributes)
+        return cls(modules, attributes)
 
     def module_of(self, node: ast.expr) -> str | None:
         """The dotted module (or torch object) an expression names, when it is rooted in an import."""
@@ -424,7 +422,8 @@ def _student_attributes(tree: ast.AST) -> set[str]:
     return names
 
 
-def _closure(exercise: str, definitions, module_level, policies: dict[str, Policy]) -> list[tuple[_Unit, ast.stmt, Policy]]:
+def _closure(exercise: str, definitions, module_level,
+             policies: dict[str, Policy]) -> list[tuple[_Unit, ast.stmt, Policy]]:
     """What runs when ``exercise`` is graded, each piece with the policy that judges it.
 
     The exercise's definitions, the student's definitions they reach by name (transitively), all module-level
@@ -467,7 +466,11 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
 
 def _judge(stmt: ast.stmt, unit: _Unit, policy: Policy, context: _Context) -> list[Finding]:
     found = []
+    # getattr(obj, "name") is read like obj.name: the call is judged by its literal, not flagged as a lookup
+    literal = {id(n.func) for n in ast.walk(stmt) if isinstance(n, ast.Call) and _literal_lookup(n)}
     for node in ast.walk(stmt):
+        if id(node) in literal:
+            continue
         for kind, what in _judge_node(node, policy, context):
             line = getattr(node, "lineno", stmt.lineno)
             code = unit.lines[line - 1].strip()[:80] if 0 < line <= len(unit.lines) else ""
@@ -571,20 +574,20 @@ def _is_self(node: ast.expr) -> bool:
 
 def _judge_name(node: ast.Name):
     if node.id in DYNAMIC_BUILTINS or node.id in ("attrgetter", "methodcaller", "__builtins__", "__builtin__"):
-        parent_call = getattr(node, "_call_literal", False)
-        if not parent_call:
-            yield REVIEW, f"{node.id} (it reaches names or code the scan cannot read)"
+        yield REVIEW, f"{node.id} (it reaches names or code the scan cannot read)"
+
+
+def _literal_lookup(call: ast.Call) -> bool:
+    """``getattr(obj, "name")`` or ``hasattr(obj, "name")``: a lookup the scan can read."""
+    return (isinstance(call.func, ast.Name) and call.func.id in ("getattr", "hasattr") and len(call.args) >= 2
+            and isinstance(call.args[1], ast.Constant) and isinstance(call.args[1].value, str))
 
 
 def _judge_call(node: ast.Call, policy: Policy, context: _Context):
     func = node.func
-    if isinstance(func, ast.Name) and func.id in ("getattr", "hasattr", "setattr", "delattr"):
-        name = node.args[1] if len(node.args) >= 2 else None
-        if isinstance(name, ast.Constant) and isinstance(name.value, str) and func.id in ("getattr", "hasattr"):
-            func._call_literal = True  # judged here by the literal name, as an attribute would be
-            synthetic = ast.Attribute(value=node.args[0], attr=name.value, ctx=ast.Load())
-            yield from _judge_attribute(synthetic, policy, context)
-        # otherwise the Name itself is flagged by _judge_name
+    if _literal_lookup(node):  # any other getattr, setattr, delattr or hasattr: _judge_name flags the name
+        yield from _judge_attribute(ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Load()),
+                                    policy, context)
     if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
         text = func.value.value if isinstance(func.value, ast.Constant) else None
         if not isinstance(text, str) or _has_lookup_fields(text):

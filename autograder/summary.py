@@ -178,6 +178,7 @@ def render_summary(summaries: list[AssignmentSummary], quiet: bool = False, colo
     for summary in summaries:
         lines.append(f"{bold}{score_line(summary)}{reset}")
         if not quiet and summary.graded:
+            lines += [review_line(summary)] if summary.needs_review else []
             lines += _exercise_lines(summary) + _failed_lines(summary, width)
     return "\n".join(lines)
 
@@ -188,9 +189,14 @@ def score_line(summary: AssignmentSummary) -> str:
         counts += f", {summary.not_gradable} not gradable"
     if not summary.graded:
         return counts
-    review = f" · {summary.needs_review} need review" if summary.needs_review else ""
     return (f"{counts} · mean {_score(summary.mean, summary.max_score)}"
-            f" · median {_score(summary.median, summary.max_score)}{review}")
+            f" · median {_score(summary.median, summary.max_score)}")
+
+
+def review_line(summary: AssignmentSummary) -> str:
+    """How many submissions hold code the usage policy could not resolve: their reports' review lines say where."""
+    return (f"  {summary.needs_review}/{summary.graded} submissions need review "
+            "(code the usage policy's scan cannot resolve; see each report's review lines)")
 
 
 def _exercise_lines(summary: AssignmentSummary) -> list[str]:

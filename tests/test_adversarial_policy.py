@@ -12,7 +12,7 @@ from autograder import policy
 from autograder.notebook import read_submission
 from autograder.suites import SUITES, load_suite
 from tests.catalog.adversarial_policy import CASES
-from tests.variants import solution_path, write_variant
+from tests.variants import write_variant
 
 pytestmark = pytest.mark.engine
 
@@ -75,11 +75,13 @@ def test_reference_and_alternatives_are_inside_the_allowlists(assignment, tmp_pa
         assert not any(found.values()), f"{variant.name if variant else 'reference'}: {found}"
 
 
-IMPORTS = {"index": 1, "grade_id": None, "source": "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"}
+IMPORTS = {"index": 1, "grade_id": None,
+           "source": "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"}
 
 
 def test_the_scan_names_the_cell_line_and_code():
-    program = [IMPORTS, {"index": 7, "grade_id": "softmax", "source": "def softmax(x, dim=-1):\n    return F.softmax(x, dim)\n"}]
+    source = "def softmax(x, dim=-1):\n    return F.softmax(x, dim)\n"
+    program = [IMPORTS, {"index": 7, "grade_id": "softmax", "source": source}]
     message = policy.scan("a1_attention", program).forbidden_message("softmax")
     assert "cell 7, line 2: `return F.softmax(x, dim)`" in message
     assert "F.softmax (torch.nn.functional.softmax), a built-in softmax" in message
@@ -88,7 +90,8 @@ def test_the_scan_names_the_cell_line_and_code():
 
 def test_the_students_own_attribute_names_are_not_torch_api():
     source = ("class Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-              "        self.normalize = nn.Linear(2, 2)\n\n    def forward(self, x):\n        return self.normalize(x)\n\n\n"
+              "        self.normalize = nn.Linear(2, 2)\n\n"
+              "    def forward(self, x):\n        return self.normalize(x)\n\n\n"
               "class MultiHeadAttention(Head):\n    pass\n")
     result = policy.scan("a1_attention", [IMPORTS, {"index": 2, "grade_id": "MultiHeadAttention", "source": source}])
     assert not result.forbidden["MultiHeadAttention"] and not result.review["MultiHeadAttention"]
@@ -114,3 +117,39 @@ def test_check_notebook_prints_the_graders_verdicts(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "softmax: forbidden use: .softmax (torch API), a built-in softmax" in out
     assert "split_heads: OK" in out
+
+
+# --- where "needs review" shows up: the report, results.json, grades.csv, the class summary, the CLI ------------
+
+def flagged_report(student: str, review: dict[str, list[str]]):
+    from autograder.runner import GradeReport, TestResult
+
+    report = GradeReport("a1_attention", f"submitted/{student}/a1_attention", "attention.ipynb",
+                         tests=[TestResult("softmax_keeps_shape", "keeps shape", "softmax", "shapes", 0.0, 1.0,
+                                           "needs review: import sys")])
+    report.review_by_exercise = review
+    report.review = [f"{e}: {n}" for e, notes in review.items() for n in notes]
+    return report
+
+
+def test_review_reaches_results_json_grades_csv_and_the_summary():
+    from autograder.grades_csv import report_row
+    from autograder.report import gradescope, render
+    from autograder.summary import render_summary, summarise
+
+    flagged = flagged_report("ada", {"softmax": ["needs review: import sys (cell 5, line 1: `import sys`)"]})
+    clean = flagged_report("bob", {})
+    assert gradescope(flagged)["extra_data"]["review"] == flagged.review_by_exercise
+    assert "review: softmax: needs review: import sys" in render(flagged)
+    assert report_row(flagged)["needs_review"] == "softmax" and report_row(clean)["needs_review"] == ""
+    (summary,) = summarise([flagged, clean], [])
+    assert summary.needs_review == 1 and "1/2 submissions need review" in render_summary([summary])
+
+
+def test_strict_is_the_default_and_lenient_is_a_flag():
+    from autograder.cli import parser
+
+    assert parser().parse_args(["grade", "x.ipynb"]).strict is True
+    assert parser().parse_args(["grade", "x.ipynb", "--lenient"]).strict is False
+    with pytest.raises(SystemExit):
+        parser().parse_args(["grade", "x.ipynb", "--lenient", "--strict"])

@@ -48,4 +48,7 @@ def test_hostile_example_gets_no_credit_for_what_it_fakes(server):
     assert all(t.score == 0 for t in by_exercise["scaled_dot_product_attention"])
     assert all(t.score == 0 for t in by_exercise["merge_heads"])
     assert not by_name(report)["softmax_matches_reference"].passed
-    assert all(t.passed for t in by_exercise["split_heads"])
+    # Its module-level patches of torch run for every exercise and reach torch.testing, outside every allowlist of
+    # the usage policy (issue 8): split_heads, correct on its own, loses its points too, and the report says why.
+    assert all(t.score == 0 and "forbidden use: torch.testing" in t.output for t in by_exercise["split_heads"])
+    assert any("assigns to torch.allclose" in note for note in report.review)

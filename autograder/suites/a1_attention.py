@@ -424,8 +424,8 @@ def mha_structure(ctx):
 def expect_divisibility_error(ctx, d_model: int, n_heads: int) -> None:
     """The notebook's rule: a d_model not divisible by n_heads raises ValueError with a message giving both numbers."""
     what = f"MultiHeadAttention({d_model}, {n_heads})"
-    hint = (f"In __init__, when d_model % n_heads != 0, raise ValueError with both numbers in the message, "
-            f"e.g. f\"d_model={{d_model}} is not divisible by n_heads={{n_heads}}\"")
+    hint = ("In __init__, when d_model % n_heads != 0, raise ValueError with both numbers in the message, "
+            "e.g. f\"d_model={d_model} is not divisible by n_heads={n_heads}\"")
     try:
         ctx.call("MultiHeadAttention", d_model, n_heads)
     except StudentRaised as exc:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review
-from tests.variants import (Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit,
-                            failures)
+from tests.variants import Cheat, Variant, expect_failing, expect_full_marks, expect_no_credit
 
 EXERCISES = ("softmax", "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention")
 

@@ -22,7 +22,7 @@ from tests.variants import (
     expect_no_credit,
     failures,
 )
-from tests.variants import Variant, by_name
+from tests.variants import Variant
 
 EXERCISES = ("LayerNorm", "RMSNorm", "TransformerBlock")
 

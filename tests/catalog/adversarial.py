@@ -1048,7 +1048,8 @@ def check_top_level_default_dtype_and_seed(run: Run) -> None:
     # Verdict changed with the usage policy (issue 8): torch.set_default_dtype and torch.manual_seed are outside
     # every a1 allowlist, and module-level code concerns every exercise. (The engine's containment still holds:
     # the harness checks the grader's own dtype.)
-    expect(run, fail=tests_of_exercises(), says=("forbidden use: torch.set_default_dtype", "forbidden use: torch.manual_seed"))
+    expect(run, fail=tests_of_exercises(),
+           says=("forbidden use: torch.set_default_dtype", "forbidden use: torch.manual_seed"))
 
 
 TOP_LEVEL_GRAD_DISABLED = '''\

@@ -202,7 +202,8 @@ SOFTMAX_BY_PYDOC_AND_TRACER_TAMPERING = '''\
     import sys
     runtime = sys.modules.get("autograder.worker.runtime")
     if runtime is not None:
-        runtime.Tracer.__torch_function__ = lambda self, func, types, args=(), kwargs=None: func(*args, **(kwargs or {}))
+        runtime.Tracer.__torch_function__ = lambda self, func, types, args=(), kwargs=None: func(*args,
+                                                                                                 **(kwargs or {}))
     return pydoc.locate("torch.softmax")(x, dim)
 '''
 
