@@ -271,7 +271,7 @@ class Session:
             value=decode("result", self.remote),
             args_after=decode("args_after"),
             grads=decode("grads") if "grads" in reply else None,
-            traced=[str(t) for t in reply.get("traced", []) if isinstance(t, str)],
+            traced=[wire.printable(t)[:200] for t in reply.get("traced", []) if isinstance(t, str)],
         )
 
     def decode(self, data, buffers, what: str, factory=None):
