@@ -96,6 +96,8 @@ def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServ
         if own_server:
             server.close()
     report.execution_time = time.monotonic() - started
+    report.diagnostics = [printable(d) for d in report.diagnostics]  # they quote the notebook (names, cell ids)
+    report.review = [printable(r) for r in report.review]
     return report
 
 
@@ -301,7 +303,8 @@ def _judged_by_policy(result: TestResult, scan: policy.ScanResult, report: Grade
 
 
 def _result(test, score: float, output: str) -> TestResult:
-    return TestResult(test.name, test.title, test.exercise, test.group, score, test.points, output)
+    # Messages quote what the worker sent (error text, code lines, type names): no escape reaches a terminal.
+    return TestResult(test.name, test.title, test.exercise, test.group, score, test.points, printable(output))
 
 
 def _cell_errors(load_report: dict | None, submission: Submission) -> list[str]:

@@ -73,8 +73,22 @@ def _well_formed_error(error) -> bool:
         return False
     where = error.get("where", [])
     return isinstance(where, list) and all(
-        isinstance(w, dict) and all(isinstance(w.get(k, ""), (str, int)) for k in ("cell", "line", "function", "code"))
+        isinstance(w, dict) and all(isinstance(w.get(k), (str, int)) for k in ("cell", "line", "function", "code"))
         for w in where)
+
+
+def well_formed_load_report(header: dict) -> dict:
+    """The load reply, keeping only entries of the shape the runtime writes: student code may have rewritten it,
+    and the runner reads it for notes (which cells failed, which names exist)."""
+    names = header.get("names")
+    cells = header.get("cells")
+    return {
+        "ok": True,
+        "names": [n for n in names if isinstance(n, str)] if isinstance(names, list) else [],
+        "cells": [c for c in cells if isinstance(c, dict) and type(c.get("index")) is int
+                  and (c.get("ok") is True or (c.get("ok") is False and _well_formed_error(c.get("error"))))]
+        if isinstance(cells, list) else [],
+    }
 
 
 class CallResult:
@@ -207,7 +221,7 @@ class Session:
             worker.close()
             raise WorkerLost(self.load_failure)
         if self.load_report is None:
-            self.load_report = header
+            self.load_report = well_formed_load_report(header)
             if self.device == "cpu":  # applied by the runtime before the first cell runs: a load that succeeded did
                 self.sandbox_layers["rlimit_as"] = "on"
         if self.deadline is not None:
@@ -271,7 +285,7 @@ class Session:
             value=decode("result", self.remote),
             args_after=decode("args_after"),
             grads=decode("grads") if "grads" in reply else None,
-            traced=[str(t) for t in reply.get("traced", []) if isinstance(t, str)],
+            traced=[wire.printable(t)[:200] for t in reply.get("traced", []) if isinstance(t, str)],
         )
 
     def decode(self, data, buffers, what: str, factory=None):

@@ -7,7 +7,9 @@ A message is one frame:
 The header is a JSON object in which a tensor appears as
 ``{"__tensor__": i, "dtype": "float32", "shape": [..], ...}`` naming buffer ``i``.
 Decoding builds tensors with ``torch.frombuffer``: nothing in a message can run code
-in the process that reads it, whatever the sender was.
+in the process that reads it, whatever the sender was. Nor can its size: what the grader reads
+from a worker is bounded (``MAX_*`` below), and each bound is checked before the bytes it guards
+are read or parsed.
 """
 
 from __future__ import annotations

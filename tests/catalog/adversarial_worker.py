@@ -302,16 +302,16 @@ _layers = sys.modules["autograder.worker.sandbox"].LAYERS
 _layers.clear()
 _layers.update({{"landlock": "on (ABI 99)", "forged_by_student": "on"}})
 _runtime = sys.modules["autograder.worker.runtime"].Runtime
-_load = _runtime.op_load
+_send = _runtime.send
 
 
-def _forged_load(self, header, buffers, out):
-    reply = _load(self, header, buffers, out)
-    reply["sandbox"] = {{"forged_by_student": "on"}}
-    return reply
+def _forged_send(self, reply, buffers):
+    if "cells" in reply:  # the load reply now being sent
+        reply["sandbox"] = {{"forged_by_student": "on", "landlock": "on (ABI 99)"}}
+    return _send(self, reply, buffers)
 
 
-_runtime.op_load = _forged_load
+_runtime.send = _forged_send
 
 
 def softmax(x, dim=-1):
@@ -327,6 +327,37 @@ def check_forges_sandbox_layers(seen: Seen) -> None:
     on = {name: state.startswith("on") for name, state in layers.items()}  # uids differ from worker to worker
     honest = {name: state.startswith("on") for name, state in seen.honest_layers.items()}
     assert on == honest, f"the layers differ from an honest worker's:\n{layers}\n{seen.honest_layers}"
+
+
+FORGES_LOAD_REPLY = f'''\
+import sys
+
+# The load reply the runner reads for its notes, rewritten into shapes the runtime never writes. (The reply
+# of the load now running is built by the original op_load; what sends it is looked up afterwards.)
+_runtime = sys.modules["autograder.worker.runtime"].Runtime
+_send = _runtime.send
+
+
+def _forged_send(self, reply, buffers):
+    if "cells" in reply:
+        reply["names"] = [["softmax"], {{"a": 1}}, *reply["names"]]
+        reply["cells"] = [{{"index": [], "ok": False, "error": 5}}, {{"index": 3, "ok": False,
+                          "error": {{"type": "E", "message": "m", "where": [{{"cell": 1}}]}}}}, *reply["cells"]]
+    return _send(self, reply, buffers)
+
+
+_runtime.send = _forged_send
+
+
+def softmax(x, dim=-1):
+{SOFTMAX_RIGHT}    return result
+'''
+
+
+def check_forges_load_reply(seen: Seen) -> None:
+    # The malformed entries are dropped; everything is graded, and nothing is blamed on the grader.
+    fails(seen, set(), "")
+    assert not seen.report.internal_errors, seen.report.internal_errors[:1]
 
 
 PATCHES_RUNTIME_FOR_INTERNAL_ERRORS = f'''\
@@ -473,6 +504,7 @@ CASES = [
     WorkerCase("sysv_shared_memory", {"merge_heads": SYSV_SHARED_MEMORY}, check_sysv_shared_memory),
     WorkerCase("reads_other_processes", {"merge_heads": READS_OTHER_PROCESSES}, check_reads_other_processes),
     WorkerCase("forges_sandbox_layers", {"softmax": FORGES_SANDBOX_LAYERS}, check_forges_sandbox_layers),
+    WorkerCase("forges_load_reply", {"softmax": FORGES_LOAD_REPLY}, check_forges_load_reply),
     WorkerCase("patches_runtime_for_internal_errors", {"softmax": PATCHES_RUNTIME_FOR_INTERNAL_ERRORS},
                check_internal_errors_stay_with_the_instructor),
     WorkerCase("writes_escapes", {"merge_heads": WRITES_ESCAPES}, check_writes_escapes),
