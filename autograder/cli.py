@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -193,7 +194,9 @@ def _grade_one(args, path: Path, server, device: str):
         return None, str(exc)
     except Exception as exc:
         report = GradeReport(assignment=args.assignment or assignment_in_path(path) or "?", submission=str(path), notebook=None)
-        report.diagnostics.append(f"the grader failed on this submission ({type(exc).__name__}: {exc}); ask your instructor to regrade")
+        # The student reads one line; what failed (which may name hidden-suite files) goes to the instructor only.
+        report.diagnostics.append("the grader failed on this submission (internal error); ask your instructor to regrade")
+        report.internal_errors.append("".join(traceback.format_exception(exc))[-3000:])
         return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
 
 
