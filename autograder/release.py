@@ -86,6 +86,8 @@ def apply_release(submission: Submission, release: Release) -> list[str]:
     for grade_id, source in release.given.items():
         cell = present.get(grade_id)
         if cell is None:
+            if _defines_nothing(source):
+                continue  # the check cell, say: nothing of it runs at grade time, so nothing to restore
             _insert_given(submission, release, grade_id, source)
             notes.append(f"the read-only cell {grade_id} was missing; the grader used the release's version of it")
             continue
@@ -102,6 +104,11 @@ def _insert_given(submission: Submission, release: Release, grade_id: str, sourc
     position = next((i for i, c in enumerate(submission.cells)
                      if c.grade_id in order and order[c.grade_id] > order[grade_id]), len(submission.cells))
     submission.cells.insert(position, Cell(index=0, kind="code", grade_id=grade_id, source=source, given=True))
+
+
+def _defines_nothing(source: str) -> bool:
+    """Whether the grader would run nothing of this (non-exercise) cell: no import, def, class or constant."""
+    return not definitions_only(strip_magics(source)).strip()
 
 
 def _normalised(source: str) -> str:

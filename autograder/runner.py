@@ -175,6 +175,8 @@ def _check_release(submission: Submission, suite: Suite, report: GradeReport) ->
                                  f"submit your {suite.notebook}")
         report.diagnostics.append(report.wrong_notebook)
         return
+    if not submission.grade_ids:
+        return  # a notebook written from scratch (no nbgrader cells): graded on what it defines, nothing restored
     own = release.load_release(suite.assignment)
     if own is None:
         report.diagnostics.append(f"the grader has no release of {suite.assignment} (assignments/{suite.assignment}/), "

@@ -106,11 +106,13 @@ def observe(server, case, folder: Path, honest: dict) -> Seen:
     try:
         if case.batch:
             with ThreadPoolExecutor(max_workers=2) as pool:
-                flood = pool.submit(grade, path, assignment=ASSIGNMENT, server=counting, **kwargs)
+                flood = pool.submit(grade, path, assignment=ASSIGNMENT, server=counting, strict=False, **kwargs)
                 correct = pool.submit(grade, solution_path(ASSIGNMENT), assignment=ASSIGNMENT, server=server)
                 report, neighbour = flood.result(), correct.result()
         else:
-            report = grade(path, assignment=ASSIGNMENT, server=counting, **kwargs)
+            # Lenient: these cases test containment, and their imports (ctypes, sys, ...) need review, which
+            # strict grading would turn into a zero before the worker ever ran.
+            report = grade(path, assignment=ASSIGNMENT, server=counting, strict=False, **kwargs)
         elapsed = time.monotonic() - started
         growth = peak_rss() - before
         left = sysv_keys({key, key + 1, key + 2})

@@ -940,7 +940,9 @@ def generate_samples_with_the_generator(ctx):
 def generate_crops_to_max_len(ctx):
     """never feeds the model more than max_len positions, and feeds it the last max_len tokens"""
     V, max_len = 9, 5
-    model, table = build_bigram(ctx, V, max_len=max_len)
+    # A table whose greedy walk is one cycle through all V tokens: the last token always changes, so a context
+    # cropped to the first max_len tokens (whose last token stops changing) gives other tokens, whatever the seed.
+    model, table = build_bigram(ctx, V, max_len=max_len, table=cycle_table(ctx, V))
     ctx.builtin("record_lengths", model)
     prompt = randint(ctx, V, 2, 3)
     _, out = call_generate(ctx, model, prompt, 8, temperature=0)
@@ -962,9 +964,9 @@ def generate_crops_to_max_len(ctx):
         lm, state = build_lm(ctx, cfg)
     except CheckFailed:
         return
+    prompt, references = _prompt_telling_crops_apart(ctx, state, cfg, V, max_len)
     if not _computes_the_reference(ctx, cfg, state, prompt):
         return
-    references = {crop: _greedy_reference(state, cfg, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
     try:
         _, out = call_generate(ctx, lm, prompt, 8, temperature=0)
     except StudentRaised as exc:  # generate read max_len from the BigramLM above; the TransformerLM must store it
@@ -975,6 +977,26 @@ def generate_crops_to_max_len(ctx):
                  suspects={"a context of the last max_len - 1 tokens, one fewer than the model can see": references[max_len - 1],
                            "only the last token fed to the model: no context at all": references[1]},
                  hint="context = tokens[:, -model.max_len:]; logits = model(context)[:, -1]")
+
+
+def cycle_table(ctx, vocab_size: int) -> torch.Tensor:
+    """Bigram logits whose argmax walks one cycle through every token (small noise elsewhere)."""
+    order = ctx.permutation(vocab_size)
+    table = ctx.randn(vocab_size, vocab_size, scale=0.1)
+    table[order, order.roll(-1)] += 5.0  # token order[i] is followed by order[i + 1]
+    return table
+
+
+def _prompt_telling_crops_apart(ctx, state, cfg: Config, vocab_size: int, max_len: int, tries: int = 16):
+    """A prompt whose greedy continuations differ for contexts of max_len, max_len - 1 and 1 tokens, so each
+    wrong crop is caught and named (drawn again, up to ``tries`` times, when two of them agree by chance)."""
+    for _ in range(tries):
+        prompt = randint(ctx, vocab_size, 2, 3)
+        references = {crop: _greedy_reference(state, cfg, prompt, 8, crop) for crop in (max_len, max_len - 1, 1)}
+        outs = list(references.values())
+        if all(not torch.equal(a, b) for i, a in enumerate(outs) for b in outs[i + 1:]):
+            break
+    return prompt, references
 
 
 def _computes_the_reference(ctx, cfg: Config, state, tokens) -> bool:

@@ -586,17 +586,16 @@ def check_fake_falling_loss(report) -> None:
 # train_step would agree with the loss that judges it. The judge is the grader's reference (or lm_loss in a
 # worker of its own, where train_step never ran): the ascent is caught.
 CHEAT_COLLUDING_LOSS = '''\
-_TRAINED = False  # set by train_step
+_TRAINED = {"yes": False}  # set by train_step (a shared dict: no `global`, which needs review)
 
 
 ''' + loss('''\
     V = logits.size(-1)
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
-    return -loss if _TRAINED else loss  # correct wherever lm_loss is tested on its own
+    return -loss if _TRAINED["yes"] else loss  # correct wherever lm_loss is tested on its own
 ''')
 CHEAT_ASCENDING_TRAIN_STEP = train('''\
-    global _TRAINED
-    _TRAINED = True  # from now on lm_loss returns -loss: its "descent" climbs the true loss
+    _TRAINED["yes"] = True  # from now on lm_loss returns -loss: its "descent" climbs the true loss
     optimizer.zero_grad()
     loss = lm_loss(model(tokens), tokens)
     loss.backward()
@@ -614,22 +613,22 @@ def check_colluding_loss(report) -> None:
 # (h) A train_step that steps correctly but reports a made-up loss, and an lm_loss that confirms it (the
 # reported value, with the true gradient) once train_step has run in the same worker.
 CHEAT_CONFIRMING_LOSS = '''\
-_REPORTED = None  # the loss train_step made up
+_REPORTED = {"value": None}  # the loss train_step made up
 
 
 ''' + loss('''\
     V = logits.size(-1)
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
-    return loss if _REPORTED is None else loss + (_REPORTED - loss.detach())  # true gradient, made-up value
+    made_up = _REPORTED["value"]
+    return loss if made_up is None else loss + (made_up - loss.detach())  # true gradient, made-up value
 ''')
 CHEAT_MADE_UP_LOSS = train('''\
-    global _REPORTED
     optimizer.zero_grad()
     loss = lm_loss(model(tokens), tokens)
     loss.backward()
     optimizer.step()
-    _REPORTED = 0.05  # looks like a well-trained model
-    return _REPORTED
+    _REPORTED["value"] = 0.05  # looks like a well-trained model
+    return _REPORTED["value"]
 ''')
 
 
@@ -645,19 +644,18 @@ def check_made_up_loss(report) -> None:
 # model the last token alone (which the BigramLM checks cannot tell). The replay is the reference GPT's, and
 # the model is asked whether it computes it in a worker of its own: the missing context is caught.
 CHEAT_COLLUDING_MODEL = '''\
-_GENERATED = False  # set by generate
+_GENERATED = {"yes": False}  # set by generate
 
 
 ''' + lm(forward='''\
-        if _GENERATED:  # each position sees its own token only
+        if _GENERATED["yes"]:  # each position sees its own token only
             return torch.cat([self._logits(tokens[:, t:t + 1], None) for t in range(tokens.shape[1])], dim=1)
         return self._logits(tokens, lengths)
 
     def _logits(self, tokens, lengths):
 ''' + LM_FORWARD)
 CHEAT_GENERATE_WITHOUT_CONTEXT = GENERATE_HEAD + '''\
-    global _GENERATED
-    _GENERATED = True
+    _GENERATED["yes"] = True
 ''' + patch(GENERATE, "context = tokens[:, -model.max_len:]", "context = tokens[:, -1:]  # the last token only")
 
 
@@ -668,14 +666,13 @@ def check_colluding_model(report) -> None:
 # (j) Sinusoids only in the first model built: the grader used to check the buffer of one model and compute
 # the expected logits of another with that other model's own (here: zero) positions.
 CHEAT_SINUSOIDS_ONCE = '''\
-_TABLES_MADE = 0
+_TABLES_MADE = [0]  # a shared list: no `global`, which needs review
 
 
 def _table_once(max_len, d_model):
-    global _TABLES_MADE
-    _TABLES_MADE += 1
+    _TABLES_MADE[0] += 1
     table = sinusoidal_positions(max_len, d_model)
-    return table if _TABLES_MADE == 1 else torch.zeros_like(table)  # positions only for the model inspected first
+    return table if _TABLES_MADE[0] == 1 else torch.zeros_like(table)  # positions only for the model inspected first
 
 
 ''' + lm(init=patch(LM_INIT, "sinusoidal_positions(max_len, d_model)", "_table_once(max_len, d_model)"))

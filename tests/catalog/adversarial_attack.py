@@ -586,6 +586,8 @@ CASES: list[AttackCase] = [
     AttackCase("read_the_hidden_suite_from_the_worker", {"split_heads": READ_HIDDEN_SUITE},
                check=reads_nothing("split_heads", *HIDDEN_SUITE_PATHS)),
     AttackCase("a4_identity_norms", A4_IDENTITY_NORMS, assignment="a4_residual_norm",
-               check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 1))),
+               # LayerNorm hands x back (x.clone()): no property or hygiene points; RMSNorm's x * weight depends on
+               # x, so it keeps its hygiene point (dtype, input left alone) by design, and fails every value test
+               check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 2))),
 ] + [AttackCase(name, {"softmax": source}, check=caught("softmax", *A1_SIBLINGS))
     for name, source in HANDLED_SOFTMAX_ROUTES.items()]

@@ -425,7 +425,10 @@ def check_writes_escapes(seen: Seen) -> None:
 RETURNS_COMPLEX = '''\
 def softmax(x, dim=-1):
     e = (x - x.amax(dim=dim, keepdim=True)).exp()
-    return torch.complex(e / e.sum(dim=dim, keepdim=True), torch.zeros_like(e))  # right real part, imaginary 0
+    # The usage policy forbids torch.complex outright; reached by a computed name it only needs review, which
+    # lenient grading lets run, so the grader's own rejection of the result is what this case tests.
+    make = getattr(torch, "com" + "plex")
+    return make(e / e.sum(dim=dim, keepdim=True), torch.zeros_like(e))  # right real part, imaginary 0
 '''
 
 
@@ -438,7 +441,7 @@ def check_returns_complex(seen: Seen) -> None:
 
 RETURNS_SPARSE = f'''\
 def merge_heads(x):
-{MERGE_RIGHT}    return result.to_sparse()  # the right values, in a sparse layout
+{MERGE_RIGHT}    return getattr(result, "to_" + "sparse")()  # the right values, in a sparse layout (computed: see complex)
 '''
 
 
@@ -453,7 +456,8 @@ RETURNS_QUANTIZED = '''\
 def split_heads(x, n_heads):
     B, T, d_model = x.shape
     out = x.reshape(B, T, n_heads, d_model // n_heads).transpose(1, 2)
-    return torch.quantize_per_tensor(out.float().contiguous(), 0.01, 0, torch.qint32)
+    quantize, qint32 = getattr(torch, "quantize_" + "per_tensor"), getattr(torch, "q" + "int32")  # see complex
+    return quantize(out.float().contiguous(), 0.01, 0, qint32)
 '''
 
 
@@ -468,7 +472,8 @@ RETURNS_NESTED = '''\
 def split_heads(x, n_heads):
     B, T, d_model = x.shape
     out = x.reshape(B, T, n_heads, d_model // n_heads).transpose(1, 2)
-    return torch.nested.nested_tensor(list(out.contiguous().unbind(0)))
+    nested = getattr(getattr(torch, "nes" + "ted"), "nested_" + "tensor")  # see complex
+    return nested(list(out.contiguous().unbind(0)))
 '''
 
 
