@@ -466,6 +466,7 @@ class _Context:
     aliases: set[int] = field(default_factory=set)   # id() of the Name targets of module-level aliases (`_t = torch`)
     conflicting: set[str] = field(default_factory=set)  # names imported (or aliased) as two different things
     classes: dict[str, set[str]] = field(default_factory=dict)  # a student's class -> the attribute names it defines
+    student_imports: set[str] = field(default_factory=set)  # names the student's own import statements bind
 
     @classmethod
     def build(cls, student: list[_Unit], trusted: list[_Unit]) -> "_Context":
@@ -479,6 +480,7 @@ class _Context:
         context._add_aliases(student + trusted, bound)
         context.conflicting = {name for name, values in bound.items() if len(values) > 1}
         for unit in student:
+            context.student_imports |= {name for node in ast.walk(unit.tree) for name, _ in _imported(node)}
             context.student_attributes |= _student_attributes(unit.tree)
             for node in ast.walk(unit.tree):
                 if isinstance(node, ast.ClassDef):
@@ -709,7 +711,7 @@ def _judge_attribute(node: ast.Attribute, policy: Policy, context: _Context):
         yield REVIEW, f"{label} (a frame, code or generator internal: it reaches globals and builtins by name)"
         return
     if base is not None and base.split(".")[0] != "torch":  # math.sqrt is not torch.sqrt: not torch API
-        yield from _judge_plain_module_attribute(name, base, label)
+        yield from _judge_plain_module_attribute(name, base, label, _root_name(node) in context.student_imports)
         return
     if name in DYNAMIC_ATTRIBUTES and not context.owns(node.value, name):
         yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
@@ -741,14 +743,23 @@ def _is_super(node: ast.expr) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
-def _judge_plain_module_attribute(name: str, base: str, label: str):
-    """An attribute read on a plain module (math, tqdm, or os bound by a release cell): only its allowlist."""
+def _root_name(node: ast.Attribute) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _judge_plain_module_attribute(name: str, base: str, label: str, imported_by_student: bool):
+    """An attribute read on a plain module (math, tqdm, or os bound by a release cell): only its allowlist. A module
+    outside the allowed imports that the student imports is flagged at the import, once."""
     allowed = plain_attributes()
     if name.startswith("_") and name not in SAFE_DUNDERS:
         yield REVIEW, f"reads the private {label}"
     elif name in DYNAMIC_ATTRIBUTES or name == "modules":
         yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
     elif base.split(".")[0] not in ALLOWED_MODULES:
+        if imported_by_student:
+            return
         yield REVIEW, f"{label} (a module outside the allowed imports: it reaches the process or names by string)"
     elif base in allowed and name not in allowed[base] and name not in SAFE_DUNDERS:
         yield REVIEW, f"{label} (a solution may use only {_allowed_on(base)} from {base})"
