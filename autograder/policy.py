@@ -380,12 +380,22 @@ def _is_inert_part(part: ast.AST, context: "_Context") -> bool:
         _is_plain_binding(part, context))
 
 
+# Methods the language calls while a class statement runs (on the new class's bases, or on the objects its body
+# binds), and every method of a metaclass: they run at load even though nothing calls them by name.
+CLASS_CREATION_HOOKS = frozenset({"__init_subclass__", "__set_name__", "__class_getitem__", "__prepare__",
+                                  "__mro_entries__", "__instancecheck__", "__subclasscheck__"})
+
+
 def _every_load_time_part(definition: ast.stmt, own_names: set[str], context: "_Context") -> list[ast.AST]:
     parts: list[ast.AST] = list(definition.decorator_list)
     if isinstance(definition, ast.ClassDef):
         parts += definition.bases + definition.keywords
+        metaclass = any(isinstance(b, ast.Name) and b.id == "type" for b in definition.bases)
         for item in definition.body:
-            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    metaclass or item.name in CLASS_CREATION_HOOKS):
+                parts.append(item)  # not inert: judged whole, for every exercise
+            elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 parts += _load_time_parts(item, own_names, context)
             else:
                 parts.append(item)
@@ -467,6 +477,8 @@ class _Context:
     conflicting: set[str] = field(default_factory=set)  # names imported (or aliased) as two different things
     classes: dict[str, set[str]] = field(default_factory=dict)  # a student's class -> the attribute names it defines
     student_imports: set[str] = field(default_factory=set)  # names the student's own import statements bind
+    module_objects: set[str] = field(default_factory=set)  # names bound to a module itself (import x, aliases of it)
+    alias_values: set[int] = field(default_factory=set)    # id() of the values of module-level aliases
 
     @classmethod
     def build(cls, student: list[_Unit], trusted: list[_Unit]) -> "_Context":
@@ -477,6 +489,8 @@ class _Context:
                 for name, dotted in _imported(node):
                     context.modules[name] = dotted
                     bound.setdefault(name, set()).add(dotted)
+                    if isinstance(node, ast.Import) or dotted in plain_attributes():
+                        context.module_objects.add(name)
         context._add_aliases(student + trusted, bound)
         context.conflicting = {name for name, values in bound.items() if len(values) > 1}
         for unit in student:
@@ -510,6 +524,9 @@ class _Context:
                     continue
                 name = stmt.targets[0].id
                 self.aliases.add(id(stmt.targets[0]))
+                self.alias_values.add(id(stmt.value))
+                if isinstance(stmt.value, ast.Name) and stmt.value.id in self.module_objects:
+                    self.module_objects.add(name)
                 bound.setdefault(name, set()).add(dotted)
                 self.modules.setdefault(name, dotted)
                 pending.remove(stmt)
@@ -612,14 +629,27 @@ def _judge(stmt: ast.stmt, unit: _Unit, policy: Policy, context: _Context) -> li
     found = []
     # getattr(obj, "name") is read like obj.name: the call is judged by its literal, not flagged as a lookup
     literal = {id(n.func) for n in ast.walk(stmt) if isinstance(n, ast.Call) and _literal_lookup(n)}
+    attribute_bases = {id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
     for node in ast.walk(stmt):
         if id(node) in literal:
             continue
-        for kind, what in _judge_node(node, policy, context):
+        verdicts = list(_judge_node(node, policy, context))
+        if isinstance(node, ast.Name) and id(node) not in attribute_bases:
+            verdicts += _judge_module_as_value(node, context)
+        for kind, what in verdicts:
             line = getattr(node, "lineno", stmt.lineno)
             code = unit.lines[line - 1].strip()[:80] if 0 < line <= len(unit.lines) else ""
             found.append(Finding(kind, what, unit.index, line, code))
     return found
+
+
+def _judge_module_as_value(node: ast.Name, context: _Context):
+    """A plain module (or one outside the allowed imports) handed around as a value: what is read on it later
+    (``m.utils``, ``m.sys.modules``) is read on a name the scan cannot tie to the module and its allowlist."""
+    dotted = context.modules.get(node.id)
+    if (isinstance(node.ctx, ast.Load) and node.id in context.module_objects and id(node) not in context.alias_values
+            and dotted is not None and dotted.split(".")[0] != "torch"):
+        yield REVIEW, f"uses the module {node.id} as a value (read what you need on it directly: {node.id}.<name>)"
 
 
 def _judge_node(node: ast.AST, policy: Policy, context: _Context):
