@@ -549,7 +549,8 @@ def _imported(node: ast.AST) -> list[tuple[str, str]]:
         return [(alias.asname or alias.name.split(".")[0], alias.name if alias.asname else alias.name.split(".")[0])
                 for alias in node.names]
     if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-        return [(alias.asname or alias.name, f"{node.module}.{alias.name}") for alias in node.names if alias.name != "*"]
+        return [(alias.asname or alias.name, f"{node.module}.{alias.name}")
+                for alias in node.names if alias.name != "*"]
     return []
 
 

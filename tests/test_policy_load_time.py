@@ -29,7 +29,8 @@ CHEATS = {
     "student_decorated_method": ("def _keep(fn):\n    return fn\n\n\nclass _K:\n    @_keep\n    def m(self, x):\n"
                                  "        return F.softmax(x, -1)\n\n\n" + HONEST_SOFTMAX),
     # an import name rebound by a loop target, a walrus or an import of another module
-    "loop_target_named_math": "def softmax(x, dim=-1):\n    for math in (torch,):\n        return math.softmax(x, dim)\n",
+    "loop_target_named_math": ("def softmax(x, dim=-1):\n    for math in (torch,):\n"
+                               "        return math.softmax(x, dim)\n"),
     "walrus_named_math": "def softmax(x, dim=-1):\n    if (math := torch):\n        return math.softmax(x, dim)\n",
     "torch_imported_as_math": "import torch as math\n\n\ndef softmax(x, dim=-1):\n    return math.softmax(x, dim)\n",
     # a plain module handed to a helper: what the helper reads on it (pyplot's cbook, outside pyplot's allowlist:
@@ -54,11 +55,13 @@ def test_load_time_code_concerns_every_exercise(name):
 HONEST = {
     "annotations_and_defaults": ("def softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:\n" + SOFTMAX_BODY),
     "own_class_used_by_name": ("class _Stable:\n    def __init__(self, dim):\n        self.dim = dim\n\n"
-                               "    def normalize(self, x):\n        return x - x.amax(dim=self.dim, keepdim=True)\n\n\n"
+                               "    def normalize(self, x):\n"
+                               "        return x - x.amax(dim=self.dim, keepdim=True)\n\n\n"
                                "def softmax(x, dim=-1):\n    e = _Stable(dim).normalize(x).exp()\n"
                                "    return e / e.sum(dim, keepdim=True)\n"),
     "module_alias": "_m = math\n\n\n" + HONEST_SOFTMAX.replace("exp()", "exp() * _m.exp(0.0)"),
-    "library_decorator": "import functools\n\n\n@functools.lru_cache(maxsize=None)\ndef _scale(d):\n    return 1.0\n\n\n"
+    "library_decorator": "import functools\n\n\n@functools.lru_cache(maxsize=None)\n"
+                         "def _scale(d):\n    return 1.0\n\n\n"
                          + HONEST_SOFTMAX,
 }
 
