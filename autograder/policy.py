@@ -13,8 +13,17 @@ attribute of a module, ``match`` class patterns, format fields, ...): that "need
 
 The scan covers the whole program: an exercise's *closure* is every top-level def/class of the
 student's cells that defines it, every top-level def/class they reference by name (helpers,
-transitively), and every top-level statement that is not a def/class (module-level code runs
-for every exercise). Cells taken from the release (the given, read-only code and the setup
+transitively), and all code that runs when a cell runs, for every exercise: top-level statements
+other than an inert binding (``_k = F.softmax``: a constant, a name, an import-rooted attribute
+chain), and the load-time parts of defs and classes (decorators, default values, annotations,
+bases, class keywords, class-body statements, class-creation hooks) unless inert. A def or class
+decorated with a name the student defines is judged whole, for every exercise.
+The student's own attribute names exempt a torch name only on self/cls/super() or the student's
+class (never parameters, private/dunder names, or a built-in's known name). Module aliases
+(``_t = torch``) resolve like imports; any other rebinding of an imported name needs review.
+Plain modules (math, tqdm, ...) are judged by a per-module allowlist; frame, code and generator
+attributes (f_*, gi_*, co_*, tb_*, ...) need review wherever they are read.
+Cells taken from the release (the given, read-only code and the setup
 cell) are trusted: not scanned, and the closure stops at the names they define.
 
 This module holds no hidden test: the release's "check your notebook" cell imports it, so a
