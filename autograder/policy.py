@@ -13,8 +13,17 @@ attribute of a module, ``match`` class patterns, format fields, ...): that "need
 
 The scan covers the whole program: an exercise's *closure* is every top-level def/class of the
 student's cells that defines it, every top-level def/class they reference by name (helpers,
-transitively), and every top-level statement that is not a def/class (module-level code runs
-for every exercise). Cells taken from the release (the given, read-only code and the setup
+transitively), and all code that runs when a cell runs, for every exercise: top-level statements
+other than an inert binding (``_k = F.softmax``: a constant, a name, an import-rooted attribute
+chain), and the load-time parts of defs and classes (decorators, default values, annotations,
+bases, class keywords, class-body statements, class-creation hooks) unless inert. A def or class
+decorated with a name the student defines is judged whole, for every exercise.
+The student's own attribute names exempt a torch name only on self/cls/super() or the student's
+class (never parameters, private/dunder names, or a built-in's known name). Module aliases
+(``_t = torch``) resolve like imports; any other rebinding of an imported name needs review.
+Plain modules (math, tqdm, ...) are judged by a per-module allowlist; frame, code and generator
+attributes (f_*, gi_*, co_*, tb_*, ...) need review wherever they are read.
+Cells taken from the release (the given, read-only code and the setup
 cell) are trusted: not scanned, and the closure stops at the names they define.
 
 This module holds no hidden test: the release's "check your notebook" cell imports it, so a
@@ -239,6 +248,42 @@ DYNAMIC_ATTRIBUTES = frozenset(DYNAMIC_BUILTINS | {"attrgetter", "methodcaller",
                                                    "fx", "overrides", "Thread", "CompilationUnit",
                                                    "script", "trace", "export", "func", "hub", "classes",
                                                    "get_type_hints", "ForwardRef"})
+# What a solution may read on each allowed plain module: anything else (tqdm.utils.ObjectWrapper, whose
+# wrapper_getattr IS getattr) reaches code the scan cannot follow. Public names only; private ones need review.
+PLOTTING = frozenset("""figure subplots subplot plot show imshow matshow title suptitle xlabel ylabel legend colorbar
+    tight_layout savefig close grid hist bar scatter xticks yticks xlim ylim semilogy semilogx loglog axhline
+    axvline fill_between text annotate cm""".split())
+
+
+def _public(module_name: str, *excluded: str) -> frozenset[str]:
+    import importlib
+
+    names = dir(importlib.import_module(module_name))
+    return frozenset(n for n in names if not n.startswith("_") and n not in excluded)
+
+
+@functools.lru_cache(maxsize=None)
+def plain_attributes() -> dict[str, frozenset[str]]:
+    """Allowed plain module (dotted) -> the attributes a solution may read on it."""
+    return {
+        "math": _public("math"), "itertools": _public("itertools"),
+        "functools": frozenset({"partial", "reduce", "cache", "lru_cache", "wraps", "cached_property",
+                                "total_ordering"}),
+        "collections": frozenset({"namedtuple", "defaultdict", "OrderedDict", "Counter", "deque"}),
+        "dataclasses": frozenset({"dataclass", "field", "fields", "asdict", "replace"}),
+        # get_type_hints, ForwardRef and their kin evaluate strings as code
+        "typing": _public("typing", "get_type_hints", "ForwardRef", "evaluate_forward_ref", "get_annotations"),
+        "time": frozenset({"time", "perf_counter", "monotonic", "sleep"}),
+        "random": frozenset({"seed", "random", "randint", "choice", "shuffle", "sample", "gauss", "uniform"}),
+        "tqdm": frozenset({"tqdm", "trange", "auto"}), "tqdm.auto": frozenset({"tqdm", "trange"}),
+        "matplotlib": frozenset({"pyplot"}), "matplotlib.pyplot": PLOTTING,
+        "__future__": frozenset({"annotations"}),
+    }
+
+
+# Attribute prefixes of frames, code objects, tracebacks, generators and coroutines: f_builtins, f_globals, f_back,
+# gi_frame, tb_frame, co_code... reach getattr, __import__ and every global without a dunder.
+FRAME_PREFIXES = ("f_", "gi_", "cr_", "ag_", "tb_", "co_")
 # Attributes whose rewriting hides what a function is.
 IDENTITY_DUNDERS = frozenset({"__name__", "__qualname__", "__code__", "__module__", "__class__", "__dict__",
                               "__defaults__", "__kwdefaults__", "__globals__", "__wrapped__"})
@@ -295,11 +340,14 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
     context = _Context.build(student, trusted)
     definitions: dict[str, list[tuple[_Unit, ast.stmt]]] = {}
     module_level: list[tuple[_Unit, ast.stmt]] = []
+    load_time: list[tuple[_Unit, ast.AST]] = []  # runs when the cell runs: judged for every exercise, like module code
+    own_names = _top_level_names(student)
     for unit in student:
         for stmt in unit.tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 definitions.setdefault(stmt.name, []).append((unit, stmt))
-            elif _is_plain_binding(stmt):  # `_attn = F.scaled_dot_product_attention`: concerns who reads _attn
+                load_time += [(unit, part) for part in _load_time_parts(stmt, own_names, context)]
+            elif _is_plain_binding(stmt, context):  # `_attn = F.scaled_dot_product_attention`: concerns who reads _attn
                 for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
                     definitions.setdefault(target.id, []).append((unit, stmt))
             else:
@@ -307,7 +355,7 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
     result = ScanResult(assignment)
     for exercise in exercises:
         # What another exercise's code breaks, this one pays for too when it relies on that code.
-        closure = _closure(exercise, definitions, module_level, POLICIES[assignment])
+        closure = _closure(exercise, definitions, module_level + load_time, POLICIES[assignment])
         found = [f for unit, stmt, policy in closure for f in _judge(stmt, unit, policy, context)]
         found = _dedupe(found)
         result.forbidden[exercise] = [f for f in found if f.kind == FORBIDDEN]
@@ -315,17 +363,89 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
     return result
 
 
-def _is_plain_binding(stmt: ast.stmt) -> bool:
-    """A module-level assignment to plain names that calls nothing: it only names a value, so its findings
-    concern the exercises that read those names (anything with a call may act on import, for every exercise)."""
+def _top_level_names(student: list[_Unit]) -> set[str]:
+    """The names the student's cells bind at top level (defs, classes, assignments), imports aside."""
+    return {name for unit in student for stmt in unit.tree.body
+            if not isinstance(stmt, (ast.Import, ast.ImportFrom)) for name in _bound_names(stmt)}
+
+
+def _load_time_parts(definition: ast.stmt, own_names: set[str], context: "_Context") -> list[ast.AST]:
+    """What a def or class runs when its cell runs: decorators, default values, annotations, base classes and class
+    keywords, and a class body's statements other than nested defs. A def or class decorated with something the
+    student defines (a registry decorator may store it anywhere) is reached by no name: all of it counts.
+    An inert part (``dim=-1``, ``_k=F.softmax``, a base ``nn.Module``, a class attribute ``scale = 1.0``) runs no
+    code: like a plain binding, it concerns only whoever reads the definition (it is judged with it)."""
+    if any(_names_read(d) & own_names for d in definition.decorator_list):
+        return [definition]
+    return [part for part in _every_load_time_part(definition, own_names, context) if not _is_inert_part(part, context)]
+
+
+def _is_inert_part(part: ast.AST, context: "_Context") -> bool:
+    if isinstance(part, ast.keyword):
+        return _is_inert(part.value, context)
+    if isinstance(part, ast.expr):
+        return _is_inert(part, context)
+    return isinstance(part, ast.Pass) or (isinstance(part, ast.Expr) and isinstance(part.value, ast.Constant)) or (
+        _is_plain_binding(part, context))
+
+
+# Methods the language calls while a class statement runs (on the new class's bases, or on the objects its body
+# binds), and every method of a metaclass: they run at load even though nothing calls them by name.
+CLASS_CREATION_HOOKS = frozenset({"__init_subclass__", "__set_name__", "__class_getitem__", "__prepare__",
+                                  "__mro_entries__", "__instancecheck__", "__subclasscheck__"})
+
+
+def _every_load_time_part(definition: ast.stmt, own_names: set[str], context: "_Context") -> list[ast.AST]:
+    parts: list[ast.AST] = list(definition.decorator_list)
+    if isinstance(definition, ast.ClassDef):
+        parts += definition.bases + definition.keywords
+        metaclass = any(isinstance(b, ast.Name) and b.id == "type" for b in definition.bases)
+        for item in definition.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    metaclass or item.name in CLASS_CREATION_HOOKS):
+                parts.append(item)  # not inert: judged whole, for every exercise
+            elif isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                parts += _load_time_parts(item, own_names, context)
+            else:
+                parts.append(item)
+    else:
+        arguments = definition.args
+        parts += [d for d in arguments.defaults + arguments.kw_defaults if d is not None]
+        every_arg = arguments.posonlyargs + arguments.args + arguments.kwonlyargs + [arguments.vararg, arguments.kwarg]
+        parts += [a.annotation for a in every_arg if a is not None and a.annotation is not None]
+        parts += [definition.returns] if definition.returns is not None else []
+    return parts
+
+
+def _is_plain_binding(stmt: ast.stmt, context: "_Context") -> bool:
+    """A module-level assignment to plain names of an inert value (a constant, a name, an attribute chain rooted at
+    an import, or a tuple/list/dict of those): it only names a value, so its findings concern the exercises that
+    read those names. Anything else (a subscript, a call, an operator...) may run code on import, for every
+    exercise."""
     if isinstance(stmt, ast.Assign):
         targets = stmt.targets
     elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
         targets = [stmt.target]
+        if not _is_inert(stmt.annotation, context):
+            return False
     else:
         return False
-    return (all(isinstance(t, ast.Name) for t in targets)
-            and not any(isinstance(n, (ast.Call, ast.NamedExpr, ast.Lambda)) for n in ast.walk(stmt.value)))
+    return all(isinstance(t, ast.Name) for t in targets) and _is_inert(stmt.value, context)
+
+
+def _is_inert(node: ast.expr, context: "_Context") -> bool:
+    if isinstance(node, (ast.Constant, ast.Name)):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return isinstance(node.operand, ast.Constant)  # -1e9 is a constant, as far as anyone can tell
+    if isinstance(node, ast.Attribute):
+        return context.module_of(node) is not None
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_is_inert(e, context) for e in node.elts)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _is_inert(k, context) for k in node.keys) and all(
+            _is_inert(v, context) for v in node.values)
+    return False
 
 
 def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Unit]]:
@@ -360,25 +480,66 @@ def _is_exercise(unit: dict, assignment: str) -> bool:
 
 @dataclass
 class _Context:
-    modules: dict[str, str]          # name bound to a module by an import -> the module's dotted name
-    student_attributes: set[str]     # attribute names the student's own code defines (methods, self.x = ...)
+    modules: dict[str, str]          # name bound to a module by an import or an alias -> the module's dotted name
+    student_attributes: set[str]     # attribute names the student's classes define (methods, self.x = ...)
+    aliases: set[int] = field(default_factory=set)   # id() of the Name targets of module-level aliases (`_t = torch`)
+    conflicting: set[str] = field(default_factory=set)  # names imported (or aliased) as two different things
+    classes: dict[str, set[str]] = field(default_factory=dict)  # a student's class -> the attribute names it defines
+    student_imports: set[str] = field(default_factory=set)  # names the student's own import statements bind
+    module_objects: set[str] = field(default_factory=set)  # names bound to a module itself (import x, aliases of it)
+    alias_values: set[int] = field(default_factory=set)    # id() of the values of module-level aliases
 
     @classmethod
     def build(cls, student: list[_Unit], trusted: list[_Unit]) -> "_Context":
-        modules: dict[str, str] = {"torch": "torch"}
-        attributes: set[str] = set()
+        context = cls({"torch": "torch"}, set())
+        bound: dict[str, set[str]] = {}
         for unit in student + trusted:
             for node in ast.walk(unit.tree):
-                if isinstance(node, ast.Import):
-                    for alias in node.names:
-                        top = alias.name if alias.asname else alias.name.split(".")[0]
-                        modules[alias.asname or top] = top
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    for alias in node.names:
-                        modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                for name, dotted in _imported(node):
+                    context.modules[name] = dotted
+                    bound.setdefault(name, set()).add(dotted)
+                    if isinstance(node, ast.Import) or dotted in plain_attributes():
+                        context.module_objects.add(name)
+        context._add_aliases(student + trusted, bound)
+        context.conflicting = {name for name, values in bound.items() if len(values) > 1}
         for unit in student:
-            attributes |= _student_attributes(unit.tree)
-        return cls(modules, attributes)
+            context.student_imports |= {name for node in ast.walk(unit.tree) for name, _ in _imported(node)}
+            context.student_attributes |= _student_attributes(unit.tree)
+            for node in ast.walk(unit.tree):
+                if isinstance(node, ast.ClassDef):
+                    context.classes.setdefault(node.name, set()).update(_student_attributes(node))
+        return context
+
+    def owns(self, base: ast.expr, name: str) -> bool:
+        """``self.X``/``cls.X``/``super().X``, or ``C.X``/``C(...).X`` for a class C of the student's: X is the
+        student's own attribute when the student's classes (C's, for C) define it. Parameters never count."""
+        if _is_self(base):
+            return name in self.student_attributes
+        if isinstance(base, ast.Call):
+            base = base.func
+        return isinstance(base, ast.Name) and name in self.classes.get(base.id, ())
+
+    def _add_aliases(self, units: list[_Unit], bound: dict[str, set[str]]) -> None:
+        """``_t = torch``, ``nn_ = torch.nn`` at top level: names for a module, tracked like imports."""
+        pending = [stmt for unit in units for stmt in unit.tree.body
+                   if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
+                   and isinstance(stmt.value, (ast.Name, ast.Attribute))]
+        changed = True
+        while changed:  # an alias of an alias
+            changed = False
+            for stmt in list(pending):
+                dotted = self.module_of(stmt.value)
+                if dotted is None:
+                    continue
+                name = stmt.targets[0].id
+                self.aliases.add(id(stmt.targets[0]))
+                self.alias_values.add(id(stmt.value))
+                if isinstance(stmt.value, ast.Name) and stmt.value.id in self.module_objects:
+                    self.module_objects.add(name)
+                bound.setdefault(name, set()).add(dotted)
+                self.modules.setdefault(name, dotted)
+                pending.remove(stmt)
+                changed = True
 
     def module_of(self, node: ast.expr) -> str | None:
         """The dotted module (or torch object) an expression names, when it is rooted in an import."""
@@ -391,6 +552,17 @@ class _Context:
         return None
 
 
+def _imported(node: ast.AST) -> list[tuple[str, str]]:
+    """(name bound, dotted module or object) for each name an import statement binds."""
+    if isinstance(node, ast.Import):
+        return [(alias.asname or alias.name.split(".")[0], alias.name if alias.asname else alias.name.split(".")[0])
+                for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        return [(alias.asname or alias.name, f"{node.module}.{alias.name}")
+                for alias in node.names if alias.name != "*"]
+    return []
+
+
 def _bound_names(stmt: ast.stmt) -> set[str]:
     if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return {stmt.name}
@@ -400,7 +572,8 @@ def _bound_names(stmt: ast.stmt) -> set[str]:
 
 
 def _student_attributes(tree: ast.AST) -> set[str]:
-    """Methods, class attributes, parameters and ``obj.name = ...`` targets the student defines."""
+    """What the student's classes define: methods, class attributes, ``self.name = ...`` and register_buffer("name").
+    Parameter names and attributes set on other objects are not the student's attribute names."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
@@ -410,10 +583,8 @@ def _student_attributes(tree: ast.AST) -> set[str]:
                 elif isinstance(item, (ast.Assign, ast.AnnAssign)):
                     targets = item.targets if isinstance(item, ast.Assign) else [item.target]
                     names |= {t.id for t in targets if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _is_self(node.value):
             names.add(node.attr)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
         elif isinstance(node, ast.Call):  # register_buffer("scale", ...) / register_parameter: a name it defines
             func = node.func
             if (isinstance(func, ast.Attribute) and func.attr in ("register_buffer", "register_parameter", "add_module")
@@ -468,14 +639,27 @@ def _judge(stmt: ast.stmt, unit: _Unit, policy: Policy, context: _Context) -> li
     found = []
     # getattr(obj, "name") is read like obj.name: the call is judged by its literal, not flagged as a lookup
     literal = {id(n.func) for n in ast.walk(stmt) if isinstance(n, ast.Call) and _literal_lookup(n)}
+    attribute_bases = {id(n.value) for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
     for node in ast.walk(stmt):
         if id(node) in literal:
             continue
-        for kind, what in _judge_node(node, policy, context):
+        verdicts = list(_judge_node(node, policy, context))
+        if isinstance(node, ast.Name) and id(node) not in attribute_bases:
+            verdicts += _judge_module_as_value(node, context)
+        for kind, what in verdicts:
             line = getattr(node, "lineno", stmt.lineno)
             code = unit.lines[line - 1].strip()[:80] if 0 < line <= len(unit.lines) else ""
             found.append(Finding(kind, what, unit.index, line, code))
     return found
+
+
+def _judge_module_as_value(node: ast.Name, context: _Context):
+    """A plain module (or one outside the allowed imports) handed around as a value: what is read on it later
+    (``m.utils``, ``m.sys.modules``) is read on a name the scan cannot tie to the module and its allowlist."""
+    dotted = context.modules.get(node.id)
+    if (isinstance(node.ctx, ast.Load) and node.id in context.module_objects and id(node) not in context.alias_values
+            and dotted is not None and dotted.split(".")[0] != "torch"):
+        yield REVIEW, f"uses the module {node.id} as a value (read what you need on it directly: {node.id}.<name>)"
 
 
 def _judge_node(node: ast.AST, policy: Policy, context: _Context):
@@ -483,18 +667,52 @@ def _judge_node(node: ast.AST, policy: Policy, context: _Context):
         for alias in node.names:
             if alias.name not in ALLOWED_MODULES:
                 yield REVIEW, f"import {alias.name}"
+        yield from _judge_rebinding(node, context)
     elif isinstance(node, ast.ImportFrom):
         yield from _judge_import_from(node, policy, context)
+        yield from _judge_rebinding(node, context)
     elif isinstance(node, ast.Attribute):
         yield from _judge_attribute(node, policy, context)
     elif isinstance(node, ast.Name):
         yield from _judge_name(node)
+        yield from _judge_rebinding(node, context)
     elif isinstance(node, ast.Call):
         yield from _judge_call(node, policy, context)
     elif isinstance(node, ast.MatchClass):
         yield REVIEW, "a `match` class pattern (it reads attributes by name)"
     elif isinstance(node, ast.Global):
         yield REVIEW, "a `global` statement (it rebinds names other cells use)"
+    else:
+        yield from _judge_rebinding(node, context)
+
+
+def _judge_rebinding(node: ast.AST, context: _Context):
+    """A name an import binds, bound again to something else (`math = torch`, a parameter `math=torch`, a loop
+    variable, a def): the scan would take it for the module, so it needs review."""
+    for name in _names_bound_by(node, context):
+        if name in context.modules:
+            yield REVIEW, f"rebinds {name}, a module name (name it something else)"
+
+
+def _names_bound_by(node: ast.AST, context: _Context) -> list[str]:
+    if isinstance(node, (ast.Import, ast.ImportFrom)):  # imported as two different things
+        return [name for name, _ in _imported(node) if name in context.conflicting]
+    if isinstance(node, ast.Name):
+        if not isinstance(node.ctx, (ast.Store, ast.Del)):
+            return []
+        alias_ok = id(node) in context.aliases and node.id not in context.conflicting
+        return [] if alias_ok else [node.id]
+    if isinstance(node, ast.arg):
+        return [node.arg]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    if isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)):
+        return [node.name] if node.name else []
+    if isinstance(node, ast.MatchMapping):
+        return [node.rest] if node.rest else []
+    if isinstance(node, (ast.Nonlocal,)):
+        return list(node.names)
+    return []
 
 
 def _judge_import_from(node: ast.ImportFrom, policy: Policy, context: _Context):
@@ -505,12 +723,21 @@ def _judge_import_from(node: ast.ImportFrom, policy: Policy, context: _Context):
     for alias in node.names:
         if alias.name == "*":
             yield REVIEW, f"from {module} import * (the names it binds are unknown to the grader)"
-        elif alias.name in DYNAMIC_ATTRIBUTES or alias.name.startswith("_"):
+        elif alias.name in DYNAMIC_ATTRIBUTES or alias.name.startswith("_") and module != "__future__":
             yield REVIEW, f"from {module} import {alias.name} (it reaches code or names the scan cannot follow)"
-        elif module not in PLAIN_MODULES:
+        elif module in PLAIN_MODULES:
+            if alias.name not in plain_attributes().get(module, ()):
+                yield REVIEW, (f"from {module} import {alias.name} (a solution may use only "
+                               f"{_allowed_on(module)} from {module})")
+        else:
             verdict = _judge_torch_name(alias.name, _display(f"{module}.{alias.name}"), policy, context, exempt=False)
             if verdict:
                 yield verdict
+
+
+def _allowed_on(module: str) -> str:
+    names = sorted(plain_attributes().get(module, ()))
+    return ", ".join(names) if len(names) <= 20 else "its public names"
 
 
 def _judge_attribute(node: ast.Attribute, policy: Policy, context: _Context):
@@ -520,23 +747,62 @@ def _judge_attribute(node: ast.Attribute, policy: Policy, context: _Context):
         if base is not None or name in IDENTITY_DUNDERS:
             yield REVIEW, f"assigns to {label} (a module's or a function's identity)"
         return
-    if base is not None and base.split(".")[0] != "torch":  # math.sqrt is not torch.sqrt: not torch API
-        if name.startswith("_") and name not in SAFE_DUNDERS:
-            yield REVIEW, f"reads the private {label}"
-        elif name in DYNAMIC_ATTRIBUTES or name == "modules":
-            yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
+    if name.startswith(FRAME_PREFIXES) and not context.owns(node.value, name):
+        yield REVIEW, f"{label} (a frame, code or generator internal: it reaches globals and builtins by name)"
         return
-    if name in DYNAMIC_ATTRIBUTES and not (_is_self(node.value) and name in context.student_attributes):
+    if base is not None and base.split(".")[0] != "torch":  # math.sqrt is not torch.sqrt: not torch API
+        yield from _judge_plain_module_attribute(name, base, label, _root_name(node) in context.student_imports)
+        return
+    if name in DYNAMIC_ATTRIBUTES and not context.owns(node.value, name):
         yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
         return
     if base is not None and f"{base}.{name}" in UNIVERSE_MODULES:
         return  # torch.nn, torch.nn.functional: a path to a name, judged at its end
-    exempt = _is_self(node.value) or base is None
-    verdict = _judge_torch_name(name, label, policy, context, exempt=exempt)
+    # Only self.X / cls.X / super().X (or C.X, C(...).X for a class C of the student's) where the student's classes
+    # define X is the student's own name; a private or dunder name never is (self._C, self.__dict__), nor one a
+    # built-in is known by or the exercise's trace watches (_judge_torch_name).
+    own = context.owns(node.value, name) and not name.startswith("_")
+    verdict = _judge_torch_name(name, label, policy, context, exempt=own)
     if verdict:
         yield verdict
-    elif name.startswith("_") and name not in SAFE_DUNDERS and not (exempt and name in context.student_attributes):
+    elif name.startswith("_") and name not in SAFE_DUNDERS and not _own_private(node, name, context):
         yield REVIEW, f"reads the private or special attribute {label}"
+
+
+def _own_private(node: ast.Attribute, name: str, context: _Context) -> bool:
+    """``self._cache`` a student's class defines, when torch has no attribute by that name (self._C is torch's), and
+    ``super().__X__`` inside an override of __X__: the parent's version of the method the student writes."""
+    if not context.owns(node.value, name):
+        return False
+    if name.startswith("__") and name.endswith("__"):
+        return _is_super(node.value)
+    return name not in universe()
+
+
+def _is_super(node: ast.expr) -> bool:
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
+
+
+def _root_name(node: ast.Attribute) -> str | None:
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _judge_plain_module_attribute(name: str, base: str, label: str, imported_by_student: bool):
+    """An attribute read on a plain module (math, tqdm, or os bound by a release cell): only its allowlist. A module
+    outside the allowed imports that the student imports is flagged at the import, once."""
+    allowed = plain_attributes()
+    if name.startswith("_") and name not in SAFE_DUNDERS:
+        yield REVIEW, f"reads the private {label}"
+    elif name in DYNAMIC_ATTRIBUTES or name == "modules":
+        yield REVIEW, f"{label} (reaches code or names the scan cannot follow)"
+    elif base.split(".")[0] not in ALLOWED_MODULES:
+        if imported_by_student:
+            return
+        yield REVIEW, f"{label} (a module outside the allowed imports: it reaches the process or names by string)"
+    elif base in allowed and name not in allowed[base] and name not in SAFE_DUNDERS:
+        yield REVIEW, f"{label} (a solution may use only {_allowed_on(base)} from {base})"
 
 
 def _label(node: ast.Attribute, base: str | None) -> str:
@@ -560,7 +826,7 @@ def _judge_torch_name(name: str, label: str, policy: Policy, context: _Context, 
     """FORBIDDEN when ``name`` is torch API this exercise may not use; None when fine or not torch's."""
     if name not in universe() or name in policy.allowed or (name.startswith("__") and name.endswith("__")):
         return None  # a dunder (__getattribute__, __dict__) is the language's, not torch's: it needs review instead
-    if exempt and name in context.student_attributes and name not in policy.traced:
+    if exempt and name in context.student_attributes and name not in policy.traced and not known_as(name):
         return None  # self.q_proj, a student's method named split: the student's own name
     shown = label if not label.startswith(".") else f"{label} (torch API)"
     group = known_as(name)

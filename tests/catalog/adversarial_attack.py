@@ -51,6 +51,15 @@ def caught(exercise: str, *untouched: str):
     return check
 
 
+def caught_everywhere(exercise: str, *others: str):
+    """Load-time code (module level, a class body, a default value, a student's decorator) runs when the cell runs,
+    for every exercise: ``exercise`` scores 0 for its forbidden work and so does every one of ``others``."""
+    def check(report: GradeReport) -> None:
+        for each in (exercise, *others):
+            expect_caught(report, each)
+    return check
+
+
 def full_marks(*exercises: str):
     """A route that is harmless or handled: the named exercises keep (deserved) full marks and nothing is flagged."""
     def check(report: GradeReport) -> None:
@@ -111,8 +120,6 @@ A4_LN_ONLY = ("RMSNorm",)
 # --- route 1: code that runs at load but is in no exercise's closure --------------------------------
 # The scan files a class or def under its name and judges it only when some exercise reads that name. A class
 # BODY, a def's DEFAULT VALUES and its DECORATORS run when the cell runs, for every exercise, whoever reads them.
-LOAD_TIME = ("the scan judges a top-level class or def only when an exercise reads its name, but a class body, "
-             "default values and decorators run at load for every exercise: judge them as module-level code")
 
 CLASS_BODY_PATCH = '''\
 class _Boot:
@@ -188,17 +195,10 @@ def _normalise(x, dim):
 def softmax(x, dim=-1):
     return _kernels["normalise"](x, dim)
 '''
-REGISTRY = ("the closure follows names only: a helper a decorator stores in a dict (read by the exercise as "
-            "_kernels[...]) is never judged; judge every top-level def/class whose decorator is the student's, or "
-            "treat a decorated helper as reached by whoever reads what the decorator writes to")
 
 # --- route 3: the student's own attribute names exempt anything ------------------------------------
 # `def _names(_C, __dict__, ...)` makes those names "the student's attributes" (parameters count), so on a base
 # that is not an import (an alias `_t = torch`, `type(x)`) they are neither torch API nor private reads.
-OWN_NAMES = ("the exemption for the student's own attribute names applies to any base that is not an import "
-             "(an alias `_t = torch` is one) and counts parameter names of any function: one unused "
-             "`def _names(_C, __dict__, ...)` unlocks torch._C and __dict__ lookups by string; never exempt "
-             "private/dunder names, and resolve aliases of modules (plain bindings to an import) as imports")
 
 SOFTMAX_BY_OWN_NAMES = '''\
 def _names(_C, __dict__, DisableTorchFunction, TensorBase):
@@ -281,9 +281,6 @@ def softmax(x, dim=-1):
     with _get(_get(torch, "_C"), "DisableTorchFunction")():
         return _get(F, "soft" + "max")(x, dim)
 '''
-GETATTR_BY_NAME = ("an allowed module (tqdm.utils.ObjectWrapper.wrapper_getattr) exports getattr under another "
-                   "name: allow from PLAIN_MODULES only the attributes a solution needs (an allowlist per module), "
-                   "or flag every attribute of tqdm/matplotlib used outside plotting")
 
 GENERATOR_FRAME_BUILTINS = '''\
 _lookup = (_ for _ in ()).gi_frame.f_builtins["get" "attr"]  # the builtin getattr, never named
@@ -293,9 +290,6 @@ def softmax(x, dim=-1):
     with _lookup(_lookup(torch, "_C"), "DisableTorchFunction")():
         return _lookup(F, "soft" "max")(x, dim)
 '''
-FRAMES = ("frame objects are not private names: gi_frame/tb_frame/cr_frame/f_back lead to f_builtins, f_globals "
-          "and f_locals (getattr, __import__, any global) without a dunder; flag frame and code attributes "
-          "(gi_frame, gi_code, tb_frame, f_*, co_*) as needs review")
 
 # --- route 5: a parameter named like a built-in -------------------------------------------------------
 # a2's attention may not use a softmax (it has masked_softmax), but its trace does not watch one; a parameter
@@ -308,9 +302,6 @@ def scaled_dot_product_attention(q, k, v, mask=None, softmax=None):
     weights = scores.softmax(-1).nan_to_num(0.0)
     return weights @ v, weights
 '''
-PARAMETER_NAMES = ("parameter names count as the student's own attribute names, and the exemption only excludes "
-                   "the exercise's traced names (a2's attention does not trace softmax): exempt only attributes "
-                   "read on self/cls that the student's classes define, and never a name known_as() a built-in")
 
 # --- route 6: the grader's own parser -------------------------------------------------------------------
 # 3000 nested unary minuses: ast.parse raises RecursionError (not a SyntaxError) in the release check and the scan.
@@ -370,9 +361,6 @@ def causal_mask(T_q, T_k=None, device=None, math=torch):
     square = math.nn.Transformer.generate_square_subsequent_mask(T_k, device=device) == 0
     return square[T_k - T_q:]
 '''
-SHADOWED = ("module_of() trusts the imports alone, so an import name rebound to torch (`math = torch`, a parameter "
-            "`math=torch`, a loop or with target) hides every torch call made through it: treat any rebinding of "
-            "an imported name (assignment, parameter, for/with/except target) as needs review")
 
 # A function live on tiny inputs only: the liveness rule is judged per test, so the tests that saw the constant
 # branch get nothing (handled).
@@ -526,34 +514,46 @@ HANDLED_SOFTMAX_ROUTES = {
                               "        lambda t: t.logsumexp(dim, keepdim=True), x).sum(0)\n"),
 }
 
+# Verdict changed with the load-time rule: `run = staticmethod(torch.softmax)` is a call in a class body, which runs
+# when the cell runs, so every exercise is judged by it (split_heads and merge_heads score 0 too).
+RUN_AT_LOAD = {"class_attribute_alias"}
+
 CASES: list[AttackCase] = [
+    # Closed by policy rule "load-time code is module-level code": each also costs every other exercise its points,
+    # because the patch runs when the cell runs, whoever reads it.
     AttackCase("class_body_patches_tensor_method", {"softmax": CLASS_BODY_PATCH},
-               check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
+               check=caught_everywhere("softmax", *A1_SIBLINGS)),
     AttackCase("default_value_patches_tensor_method", {"softmax": DEFAULT_VALUE_PATCH},
-               check=caught("softmax", *A1_SIBLINGS), weakness=LOAD_TIME),
+               check=caught_everywhere("softmax", *A1_SIBLINGS)),
+    # closed: only an inert value (constant, name, import-rooted attribute chain) is a plain binding; a subscript runs
+    # code (here __class_getitem__) at load
     AttackCase("class_getitem_on_a_plain_binding", {"softmax": CLASS_GETITEM_ON_PLAIN_BINDING},
-               check=caught("softmax", *A1_SIBLINGS),
-               weakness="a plain binding `_x = _Kernel[0]` is filed under `_x` and never judged, yet its subscript "
-                        "runs _Kernel.__class_getitem__ at load: a subscript or attribute read can run code too"),
+               check=caught_everywhere("softmax", *A1_SIBLINGS)),
+    # Verdict changed with the load-time rule: the class body runs for every exercise, so LayerNorm is caught too
+    # (statically now, no longer by the run-time trace only).
     AttackCase("a4_rmsnorm_class_body_patch", {"RMSNorm": RMSNORM_CLASS_BODY_PATCH}, assignment="a4_residual_norm",
-               check=caught("RMSNorm", "LayerNorm")),  # caught by the run-time trace only (see above)
+               check=caught_everywhere("RMSNorm", "LayerNorm")),
+    # closed: a def decorated with a name the student defines is judged whole, for every exercise
     AttackCase("registry_decorator_hides_the_helper", {"softmax": REGISTRY_DECORATOR},
-               check=caught("softmax", *A1_SIBLINGS), weakness=REGISTRY),
+               check=caught_everywhere("softmax", *A1_SIBLINGS)),
+    # closed: parameter names are never the student's attribute names; `_t = torch` is tracked as an import
     AttackCase("own_attribute_names_unlock_tensorbase_dict", {"softmax": SOFTMAX_BY_OWN_NAMES},
-               check=caught("softmax", *A1_SIBLINGS), weakness=OWN_NAMES),
+               check=caught("softmax", *A1_SIBLINGS)),
     AttackCase("a2_causal_mask_from_nn_transformer", {"causal_mask": CAUSAL_MASK_BY_OWN_NAMES}, assignment="a2_masking",
-               check=caught("causal_mask", "padding_mask"), weakness=OWN_NAMES),
+               check=caught("causal_mask", "padding_mask")),
     AttackCase("a4_layer_norm_from_torch_dict", {"LayerNorm": LAYERNORM_BY_OWN_NAMES}, assignment="a4_residual_norm",
-               check=caught("LayerNorm", "RMSNorm"), weakness=OWN_NAMES),
+               check=caught("LayerNorm", "RMSNorm")),
     AttackCase("edited_locked_test_cell", {"test_softmax": EDITED_TEST_CELL}, check=full_marks("softmax")),
     AttackCase("nearly_constant_softmax", {"softmax": NEARLY_CONSTANT_SOFTMAX}, check=at_most("softmax", 1)),
-    AttackCase("tqdm_wrapper_getattr", {"softmax": TQDM_WRAPPER_GETATTR},
-               check=caught("softmax", *A1_SIBLINGS), weakness=GETATTR_BY_NAME),
+    # closed: a plain module's attributes come from a per-module allowlist (tqdm: tqdm, trange, auto)
+    AttackCase("tqdm_wrapper_getattr", {"softmax": TQDM_WRAPPER_GETATTR}, check=caught("softmax", *A1_SIBLINGS)),
+    # closed: frame, code and generator attributes need review; the lookup is module-level code (a call), so every
+    # exercise pays
     AttackCase("generator_frame_builtins", {"softmax": GENERATOR_FRAME_BUILTINS},
-               check=caught("softmax", *A1_SIBLINGS), weakness=FRAMES),
+               check=caught_everywhere("softmax", *A1_SIBLINGS)),
+    # closed: a parameter named softmax exempts nothing; only self/cls/super() or the student's class does
     AttackCase("a2_parameter_named_softmax", {"scaled_dot_product_attention": A2_PARAMETER_NAMED_SOFTMAX},
-               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
-               weakness=PARAMETER_NAMES),
+               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask")),
     AttackCase("deep_expression_crashes_the_parser", {"softmax": DEEP_EXPRESSION},
                check=unparseable_cell("softmax", *A1_SIBLINGS)),
     # By design (issue 8 asks that a result depend on its input, not that it be right): a hash of x normalised to
@@ -564,18 +564,17 @@ CASES: list[AttackCase] = [
                check=caught("softmax", *A1_SIBLINGS)),
     AttackCase("match_class_pattern", {"softmax": MATCH_CLASS_PATTERN}, check=caught("softmax", *A1_SIBLINGS)),
     AttackCase("traceback_frame_globals", {"softmax": TRACEBACK_GLOBALS}, check=caught("softmax", *A1_SIBLINGS)),
+    # closed: rebinding a name an import binds (assignment, parameter, loop target, ...) needs review
     AttackCase("a2_math_rebound_to_torch", {"scaled_dot_product_attention": SHADOWED_MATH_MODULE},
-               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask"),
-               weakness=SHADOWED),
+               assignment="a2_masking", check=caught("scaled_dot_product_attention", "causal_mask", "padding_mask")),
     AttackCase("a2_math_parameter_is_torch", {"causal_mask": SHADOWED_MATH_PARAMETER}, assignment="a2_masking",
-               check=caught("causal_mask", "padding_mask"), weakness=SHADOWED),
+               check=caught("causal_mask", "padding_mask")),
     AttackCase("live_on_tiny_inputs_only", {"softmax": LIVE_ON_TINY_INPUTS_ONLY}, check=at_most("softmax", 1)),
     AttackCase("a4_rmsnorm_by_frame_getattr", {"RMSNorm": A4_RMSNORM_BY_FRAME_GETATTR}, assignment="a4_residual_norm",
-               check=caught("RMSNorm", "LayerNorm"), weakness=FRAMES),
+               check=caught_everywhere("RMSNorm", "LayerNorm")),
+    # closed: the parameter `math=torch` needs review, so layernorm_parameters (which never runs forward) scores 0 too
     AttackCase("a4_layernorm_through_shadowed_math", {"LayerNorm": A4_LAYERNORM_THROUGH_SHADOWED_MATH},
-               assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm"),
-               weakness=SHADOWED + " (here the trace "
-               "catches forward(), but layernorm_parameters, which never runs it, keeps its point)"),
+               assignment="a4_residual_norm", check=caught("LayerNorm", "RMSNorm")),
     AttackCase("a2_given_code_pasted_into_a1", {"softmax": A2_GIVEN_CODE, "split_heads": "pass\n",
                                                 "merge_heads": "pass\n"},
                check=no_credit("softmax"), weakness=PASTED_GIVEN),
@@ -589,5 +588,5 @@ CASES: list[AttackCase] = [
                # LayerNorm hands x back (x.clone()): no property or hygiene points; RMSNorm's x * weight depends on
                # x, so it keeps its hygiene point (dtype, input left alone) by design, and fails every value test
                check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 2))),
-] + [AttackCase(name, {"softmax": source}, check=caught("softmax", *A1_SIBLINGS))
-    for name, source in HANDLED_SOFTMAX_ROUTES.items()]
+] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
+    "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()]
