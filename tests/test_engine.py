@@ -210,3 +210,18 @@ def test_a_dead_worker_server_is_restarted():
         server.process.wait()
         report = grade(solution_path("a1_attention"), server=server)
         assert report.score == report.max_score and server.restarts == 1
+
+
+def test_the_worker_server_preloads_optimizers_only_when_an_assignment_may_need_them(tmp_path):
+    """a5's train_step builds an optimizer (torch._dynamo, ~1 s to import); a batch of a1..a4 starts without it,
+    and a path that names no assignment is taken to need it."""
+    from autograder.cli import _needs_optimizers, parser
+
+    def needs(*argv):
+        return _needs_optimizers(parser().parse_args(["grade", *argv]))
+
+    a1 = REPO / "examples" / "submissions" / "perfect" / "a1_attention"
+    assert not needs(str(a1))
+    assert needs(str(a1), str(REPO / "solutions" / "a5_transformer_lm"))
+    assert needs(str(tmp_path))  # no assignment in the path: it might be a5
+    assert not needs(str(tmp_path), "--assignment", "a4_residual_norm")
