@@ -216,7 +216,7 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
     report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
     scan = policy.scan(suite.assignment, program, suite.exercises)
     report.review_by_exercise = {e: scan.review_notes(e) for e in suite.exercises if scan.review_notes(e)}
-    report.review = [f"{e}: {note}" for e, notes in report.review_by_exercise.items() for note in notes]
+    report.review = _review_lines(scan, suite.exercises)
     session = Session(server, program, seed=report.seed, device=device,
                       trace=suite.traced_names(), time_limit=time_limit, time_budget=time_budget)
     log = CallLog()
@@ -291,6 +291,17 @@ def _internal_error(report: GradeReport, test_name: str, exc: Exception) -> None
     trace = printable("".join(traceback.format_exception(exc))[-3000:])
     report.internal_errors.append(f"{test_name}: {trace}")
     print(f"internal error in hidden test {test_name} ({report.submission}):\n{trace}", file=sys.stderr, flush=True)
+
+
+def _review_lines(scan: policy.ScanResult, exercises: list[str]) -> list[str]:
+    """One line per finding, naming every exercise it concerns: module-level code concerns them all, and five
+    copies of one line would bury the others."""
+    concerned: dict[policy.Finding, list[str]] = {}
+    for exercise in exercises:
+        for finding in scan.review.get(exercise, []):
+            concerned.setdefault(finding, []).append(exercise)
+    return [f"{', '.join(names)}: needs review: {f.what} ({f.where()}); the grader cannot tell what it reaches"
+            for f, names in concerned.items()]
 
 
 def _judged_by_policy(result: TestResult, scan: policy.ScanResult, report: GradeReport) -> TestResult:
