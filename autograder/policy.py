@@ -37,6 +37,8 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder import release
+
 FORBIDDEN, REVIEW = "forbidden", "review"
 
 # --- the torch API universe ----------------------------------------------------------------
@@ -205,12 +207,6 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "generate": _policy(*BASICS, SAMPLE, NOGRAD, COMPARE, REDUCE, MODULES),
     },
 }
-
-
-# Each assignment's notebook, so the release's check cell needs no hidden suite to know what it checks.
-NOTEBOOKS = {"a1_attention": "attention.ipynb", "a2_masking": "masking.ipynb",
-             "a3_ffn_positions": "ffn_positions.ipynb", "a4_residual_norm": "residual_norm.ipynb",
-             "a5_transformer_lm": "transformer_lm.ipynb"}
 
 
 def policy_for(assignment: str, exercise: str) -> Policy:
@@ -449,7 +445,8 @@ def _is_inert(node: ast.expr, context: "_Context") -> bool:
 
 
 def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Unit]]:
-    release = _release_sources(assignment)
+    own = release.load_release(assignment)
+    written_by_the_course = own.trusted_sources if own else frozenset()  # the setup cell, given cells
     student, trusted = [], []
     for unit in program:
         source = unit.get("source") or ""
@@ -458,24 +455,8 @@ def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Uni
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the worker reports it when loading
         parsed = _Unit(unit.get("index", 0), source.splitlines(), tree)
-        (trusted if unit.get("given") or source in release else student).append(parsed)
+        (trusted if unit.get("given") or source in written_by_the_course else student).append(parsed)
     return student, trusted
-
-
-@functools.lru_cache(maxsize=None)
-def _release_sources(assignment: str) -> frozenset[str]:
-    """The program units of the release notebook: code a student did not write (setup imports, given cells)."""
-    from autograder.notebook import read_submission
-
-    path = Path(__file__).resolve().parents[1] / "assignments" / assignment / NOTEBOOKS.get(assignment, "")
-    if not path.is_file():
-        return frozenset()
-    submission = read_submission(path)
-    return frozenset(u["source"] for u in submission.program() if not _is_exercise(u, assignment))
-
-
-def _is_exercise(unit: dict, assignment: str) -> bool:
-    return unit.get("grade_id") in POLICIES.get(assignment, {})
 
 
 @dataclass
@@ -877,7 +858,7 @@ def check_notebook(path: str | Path, assignment: str | None = None) -> ScanResul
     from autograder.notebook import read_submission
 
     path = Path(path)
-    assignment = assignment or next((a for a, name in NOTEBOOKS.items() if name == path.name), None)
+    assignment = assignment or next((r.assignment for r in release.releases() if r.notebook == path.name), None)
     if assignment is None:
         print(f"cannot tell which assignment {path.name} belongs to; pass assignment=, e.g. 'a1_attention'")
         return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from autograder.notebook import Cell, Submission, definitions_only, strip_magics
+from autograder.notebook import Cell, Submission, definitions_only, read_submission, strip_magics
 
 RELEASE_ROOT = Path(__file__).resolve().parents[1] / "assignments"
 
@@ -33,6 +33,7 @@ class Release:
     notebook: str
     grade_ids: tuple[str, ...]     # every nbgrader cell of the release, in notebook order
     given: dict[str, str]          # read-only code cells: grade_id -> source
+    trusted_sources: frozenset[str]  # the program units (as the grader runs them) of every non-exercise cell
 
 
 def releases() -> list[Release]:
@@ -62,7 +63,10 @@ def load_release(assignment: str) -> Release | None:
         if cell.get("cell_type") == "code" and meta.get("locked") and not meta.get("solution") and not meta.get("grade"):
             source = cell.get("source", "")
             given[grade_id] = "".join(source) if isinstance(source, list) else source
-    return Release(assignment, path.name, tuple(grade_ids), given)
+    program = read_submission(path)
+    exercises = {c.grade_id for c in program.cells if c.kind == "exercise"}
+    trusted = frozenset(u["source"] for u in program.program() if u["grade_id"] not in exercises)
+    return Release(assignment, path.name, tuple(grade_ids), given, trusted)
 
 
 def identify(submission: Submission, releases: list[Release]) -> Release | None:

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-from autograder import policy
+from autograder import policy, release
 from autograder.notebook import read_submission
 from autograder.suites import SUITES, load_suite
 from tests.catalog.adversarial_policy import CASES
@@ -44,7 +44,7 @@ def test_route_gets_the_stated_outcome(grade_cells, case):
 def test_every_exercise_has_a_policy_and_a_description():
     for assignment in SUITES:
         assert list(policy.POLICIES[assignment]) == load_suite(assignment).exercises, assignment
-        assert policy.NOTEBOOKS[assignment] == load_suite(assignment).notebook
+        assert release.load_release(assignment).notebook == load_suite(assignment).notebook
         for exercise in load_suite(assignment).exercises:
             text = policy.describe(assignment, exercise)
             assert text.startswith(f"{exercise} may use: ") and "Nothing else from torch" in text
