@@ -215,7 +215,7 @@ def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer,
     program = submission.program()
     report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
     scan = policy.scan(suite.assignment, program, suite.exercises)
-    report.review_by_exercise = {e: scan.review_notes(e) for e in suite.exercises if scan.review_notes(e)}
+    report.review_by_exercise = {e: notes for e in suite.exercises if (notes := scan.review_notes(e))}
     report.review = _review_lines(scan, suite.exercises)
     session = Session(server, program, seed=report.seed, device=device,
                       trace=suite.traced_names(), time_limit=time_limit, time_budget=time_budget)

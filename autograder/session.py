@@ -135,7 +135,6 @@ class Session:
         self.device_lost = False  # the worker's GPU context broke: the next test gets a fresh worker
         self.time_budget = time_budget or DEFAULT_TIME_BUDGET
         self.budget_ends = time.monotonic() + self.time_budget  # the submission's clock, loads included
-        self.loads = 0
         self.lost_in_scope = 0  # workers lost by the current exercise
         self.last_loss = ""
 
@@ -193,7 +192,6 @@ class Session:
         started = time.monotonic()
         limit = min(LOAD_TIME_LIMIT, self.budget_left())
         worker = self.server.spawn()
-        self.loads += 1
         try:
             header, _ = worker.request(
                 {"op": "load", "cells": self.program, "device": self.device, "seed": self.seed, "trace": self.trace},
