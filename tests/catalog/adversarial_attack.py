@@ -518,6 +518,92 @@ HANDLED_SOFTMAX_ROUTES = {
 # when the cell runs, so every exercise is judged by it (split_heads and merge_heads score 0 too).
 RUN_AT_LOAD = {"class_attribute_alias"}
 
+# --- route 11: names the scan never sees written (red team, second pass) -----------------------------------
+# A star import of an allowed module binds every public name without writing one; a class pattern's positional
+# sub-pattern reads the attribute named in __match_args__ (a string); cross_entropy computes log_softmax in C++
+# under a name the trace does not watch; a metaclass's __instancecheck__ makes any tensor match a student class.
+# dataclasses.asdict getattr()s each field of a dataclass by name: a field named softmax on a torch.Tensor subclass is
+# Tensor.softmax, and a __torch_function__ of the student's runs with the trace's mode popped.
+STAR_IMPORT_LOG_SOFTMAX = """\
+from torch.nn.functional import *
+
+
+def softmax(x, dim=-1):
+    return log_softmax(x, dim).exp()
+"""
+STAR_IMPORT_CROSS_ENTROPY = """\
+from torch.nn.functional import *
+
+
+def softmax(x, dim=-1):
+    z = x.movedim(dim, -1)
+    flat = z.reshape(-1, z.shape[-1])
+    cols = [(-cross_entropy(flat, flat.new_full((flat.shape[0],), i, dtype=torch.long), reduction="none")).exp()
+            for i in range(flat.shape[1])]
+    return torch.stack(cols, -1).reshape(z.shape).movedim(-1, dim)
+"""
+MATCH_ARGS_METACLASS = """\
+class _Any(type):
+    def __instancecheck__(cls, obj):
+        return True
+
+
+class _Kernel(metaclass=_Any):
+    __match_args__ = ("soft" "max",)
+
+
+def softmax(x, dim=-1):
+    match x:
+        case _Kernel(kernel):
+            return kernel(dim)
+"""
+DATACLASS_ASDICT_UNDER_TORCH_FUNCTION = """\
+import dataclasses
+
+
+@dataclasses.dataclass(init=False, eq=False, repr=False)
+class _Row(torch.Tensor):
+    soft""" + """max: ...  # a field (annotated `...`: dataclasses resolves no string): asdict getattr()s and deep-copies it
+
+    def __init__(self, x):
+        self.data = x
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if len(args) == 2 and callable(args[1]):  # split(kernel, dim=...): call the kernel, the trace's mode is off
+            return args[1](**kwargs)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def softmax(x, dim=-1):
+    kernel = dataclasses.asdict(_Row(x))["soft" "max"]
+    out = _Row(x).split(kernel, dim=dim)
+    return torch.tensor(out.tolist(), dtype=x.dtype, device=x.device)  # a plain tensor again
+"""
+# A star import needs review where it stands: module-level code, so every exercise pays.
+STAR_IMPORTS = {"star_import_log_softmax", "star_import_cross_entropy_untraced"}
+# match class patterns always need review, so __match_args__ and the metaclass change nothing (handled).
+SECOND_PASS = {
+    "dataclass_asdict_under_torch_function": (
+        "scores 7/8 with Tensor.softmax and no finding: a student dataclass subclassing torch.Tensor with a FIELD "
+        "named softmax makes dataclasses.asdict (allowed) getattr the bound Tensor.softmax by its field name, and "
+        "the call runs inside the student's __torch_function__, which torch enters with the trace's mode popped, so "
+        "the trace sees only `split`. Fix: judge class-body annotation names like attribute names (a torch name as a "
+        "field of a student class -> forbidden), and make a student class that subclasses torch.Tensor or defines "
+        "__torch_function__/__torch_dispatch__ need review (or take asdict/astuple/replace off the dataclasses "
+        "allowlist)"),
+}
+SECOND_PASS_ROUTES = {
+    "star_import_log_softmax": STAR_IMPORT_LOG_SOFTMAX,
+    "star_import_cross_entropy_untraced": STAR_IMPORT_CROSS_ENTROPY,
+    "match_args_on_a_metaclass_instancecheck": MATCH_ARGS_METACLASS,
+    "dataclass_asdict_under_torch_function": DATACLASS_ASDICT_UNDER_TORCH_FUNCTION,
+    # the same lookup called directly: the scan misses it, the run-time trace sees Tensor.softmax (handled)
+    "dataclass_asdict_traced": DATACLASS_ASDICT_UNDER_TORCH_FUNCTION.replace(
+        "    out = _Row(x).split(kernel, dim=dim)\n", "    out = kernel(dim=dim)\n"),
+}
+assert "out = kernel(dim=dim)" in SECOND_PASS_ROUTES["dataclass_asdict_traced"], "the replacement above no longer matches"
+
 CASES: list[AttackCase] = [
     # Closed by policy rule "load-time code is module-level code": each also costs every other exercise its points,
     # because the patch runs when the cell runs, whoever reads it.
@@ -589,4 +675,7 @@ CASES: list[AttackCase] = [
                # x, so it keeps its hygiene point (dtype, input left alone) by design, and fails every value test
                check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 2))),
 ] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
-    "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()]
+    "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()] + [
+    AttackCase(name, {"softmax": source}, weakness=SECOND_PASS.get(name),
+               check=(caught_everywhere if name in STAR_IMPORTS else caught)("softmax", *A1_SIBLINGS))
+    for name, source in SECOND_PASS_ROUTES.items()]
