@@ -266,7 +266,8 @@ def plain_attributes() -> dict[str, frozenset[str]]:
         "functools": frozenset({"partial", "reduce", "cache", "lru_cache", "wraps", "cached_property",
                                 "total_ordering"}),
         "collections": frozenset({"namedtuple", "defaultdict", "OrderedDict", "Counter", "deque"}),
-        "dataclasses": frozenset({"dataclass", "field", "fields", "asdict", "replace"}),
+        # not asdict/astuple/replace: they read (and write) attributes by field name, as getattr does
+        "dataclasses": frozenset({"dataclass", "field", "fields"}),
         # get_type_hints, ForwardRef and their kin evaluate strings as code
         "typing": _public("typing", "get_type_hints", "ForwardRef", "evaluate_forward_ref", "get_annotations"),
         "time": frozenset({"time", "perf_counter", "monotonic", "sleep"}),
@@ -603,7 +604,11 @@ def _closure(exercise: str, definitions, module_level,
 
 
 def _names_read(stmt: ast.stmt) -> set[str]:
-    return {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+    """Names the code reads (``x += 1`` reads x too); a name it only binds (``softmax: ...`` in a class body, a
+    local ``softmax = ...``) does not reach the definition of that name."""
+    augmented = {id(n.target) for n in ast.walk(stmt) if isinstance(n, ast.AugAssign)}
+    return {n.id for n in ast.walk(stmt)
+            if isinstance(n, ast.Name) and (not isinstance(n.ctx, ast.Store) or id(n) in augmented)}
 
 
 def _dedupe(found: list[Finding]) -> list[Finding]:
@@ -663,8 +668,26 @@ def _judge_node(node: ast.AST, policy: Policy, context: _Context):
         yield REVIEW, "a `match` class pattern (it reads attributes by name)"
     elif isinstance(node, ast.Global):
         yield REVIEW, "a `global` statement (it rebinds names other cells use)"
+    elif isinstance(node, ast.ClassDef):
+        yield from _judge_tensor_subclass(node, context)
+        yield from _judge_rebinding(node, context)
     else:
         yield from _judge_rebinding(node, context)
+
+
+TORCH_HOOKS = frozenset({"__torch_function__", "__torch_dispatch__"})
+
+
+def _judge_tensor_subclass(node: ast.ClassDef, context: _Context):
+    """torch runs a Tensor subclass's ``__torch_function__`` with the run-time trace switched off, and torch calls
+    on such tensors can be rerouted anywhere: what that code reaches is out of the grader's view."""
+    bases = [context.module_of(b) or ast.unparse(b) for b in node.bases]
+    if any(b.rpartition(".")[2] in ("Tensor", "TensorBase") for b in bases):
+        yield REVIEW, f"class {node.name} subclasses torch.Tensor (torch calls on it can run code the grader cannot see)"
+    hooks = [item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+             and item.name in TORCH_HOOKS]
+    if hooks:
+        yield REVIEW, f"class {node.name} defines {hooks[0]} (it reroutes torch calls out of the grader's view)"
 
 
 def _judge_rebinding(node: ast.AST, context: _Context):

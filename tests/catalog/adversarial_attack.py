@@ -583,16 +583,9 @@ def softmax(x, dim=-1):
 # A star import needs review where it stands: module-level code, so every exercise pays.
 STAR_IMPORTS = {"star_import_log_softmax", "star_import_cross_entropy_untraced"}
 # match class patterns always need review, so __match_args__ and the metaclass change nothing (handled).
-SECOND_PASS = {
-    "dataclass_asdict_under_torch_function": (
-        "scores 7/8 with Tensor.softmax and no finding: a student dataclass subclassing torch.Tensor with a FIELD "
-        "named softmax makes dataclasses.asdict (allowed) getattr the bound Tensor.softmax by its field name, and "
-        "the call runs inside the student's __torch_function__, which torch enters with the trace's mode popped, so "
-        "the trace sees only `split`. Fix: judge class-body annotation names like attribute names (a torch name as a "
-        "field of a student class -> forbidden), and make a student class that subclasses torch.Tensor or defines "
-        "__torch_function__/__torch_dispatch__ need review (or take asdict/astuple/replace off the dataclasses "
-        "allowlist)"),
-}
+# Closed after the second pass: a student class that subclasses torch.Tensor (or defines __torch_function__)
+# needs review, and dataclasses.asdict/astuple/replace left the allowlist (they read attributes by field name).
+SECOND_PASS: dict[str, str] = {}
 SECOND_PASS_ROUTES = {
     "star_import_log_softmax": STAR_IMPORT_LOG_SOFTMAX,
     "star_import_cross_entropy_untraced": STAR_IMPORT_CROSS_ENTROPY,
