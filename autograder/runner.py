@@ -1,4 +1,8 @@
-"""Grade one submission: read the notebook, scan it, run the hidden suite through workers."""
+"""Grade one submission: read the notebook, scan it, run the hidden suite through pytest (``autograder/plugin.py``).
+
+``Grading`` is one submission's state, from choosing its notebook to the final ``GradeReport``; the plugin drives it
+from pytest's hooks, so `python -m pytest autograder/suites/<a> --submission X` and ``grade()`` share every step.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ import torch
 from autograder import policy, release
 from autograder.layout import assignment_in_path, student_id
 from autograder.notebook import Submission, find_notebooks, read_submission
-from autograder.session import DEFAULT_TIME_BUDGET, CheckFailed, Session, StudentRaised, WorkerLost
-from autograder.suite import CallLog, Context, Suite, seed_for_test
+from autograder.session import DEFAULT_TIME_BUDGET, Session
+from autograder.hidden import Assignment, HiddenTest
+from autograder.liveness import CallLog
 from autograder.suites import SUITES, load_suite
 from autograder.wire import printable
 from autograder.worker.pool import WorkerServer
@@ -74,31 +79,101 @@ class GradeReport:
 
 def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServer | None = None,
           device: str = "cpu", time_limit: float = DEFAULT_TIME_LIMIT,
-          time_budget: float = DEFAULT_TIME_BUDGET, strict: bool = True) -> GradeReport:
+          time_budget: float = DEFAULT_TIME_BUDGET, strict: bool = True,
+          exercises: list[str] | None = None) -> GradeReport:
     """Grade the submission at ``path`` (a notebook or a folder of one student's notebooks).
 
     ``strict``: an exercise whose code "needs review" (the policy scan cannot resolve what it reaches) scores 0;
-    with ``strict=False`` it keeps its points and is only flagged.
+    with ``strict=False`` it keeps its points and is only flagged. ``exercises``: run only these exercises' tests.
     """
+    from autograder import plugin
+
     path = Path(path)
     if not path.exists():
         raise GraderError(f"cannot read {path}: no such file or folder")
     device = resolve_device(device)
-    started = time.monotonic()
-    suite = load_suite(resolve_assignment(path, assignment))
-    report = GradeReport(assignment=suite.assignment, submission=str(path), notebook=None, strict=strict)
-    submission = choose_notebook(path, suite, report)
-    own_server = server is None
-    server = server or WorkerServer()
-    try:
-        run_suite(suite, submission, server, device, time_limit, report, time_budget)
-    finally:
-        if own_server:
-            server.close()
-    report.execution_time = time.monotonic() - started
-    report.diagnostics = [printable(d) for d in report.diagnostics]  # they quote the notebook (names, cell ids)
-    report.review = [printable(r) for r in report.review]
-    return report
+    grading = plugin.GradingPlugin(path, resolve_assignment(path, assignment), server=server, device=device,
+                                   time_limit=time_limit, time_budget=time_budget, strict=strict)
+    plugin.run(grading, exercises)
+    return grading.report
+
+
+class Grading:
+    """One submission from its notebook to its report. ``start`` before the first test, ``record`` each test's
+    outcome, ``finish`` after the last."""
+
+    def __init__(self, path: Path, spec: Assignment, *, server: WorkerServer | None, device: str,
+                 time_limit: float, time_budget: float | None, strict: bool):
+        self.path, self.spec, self.device, self.strict = path, spec, device, strict
+        self.time_limit, self.time_budget = time_limit, time_budget or DEFAULT_TIME_BUDGET
+        self.own_server = server is None
+        self.server = server
+        self.report = GradeReport(assignment=spec.name, submission=str(path), notebook=None, strict=strict)
+        self.submission: Submission | None = None
+        self.scan: policy.ScanResult | None = None
+        self.session: Session | None = None
+        self.log = CallLog()
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        if not self.path.exists():
+            raise GraderError(f"cannot read {self.path}: no such file or folder")
+        self.submission = choose_notebook(self.path, self.spec, self.report)
+        if self.submission is None or not self.submission.readable or self.report.wrong_notebook:
+            return
+        program = self.submission.program()
+        self.report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
+        self.scan = policy.scan(self.spec.name, program, self.spec.exercises)
+        self.report.review_by_exercise = {e: notes for e in self.spec.exercises if (notes := self.scan.review_notes(e))}
+        self.report.review = _review_lines(self.scan, self.spec.exercises)
+        self.server = self.server or WorkerServer()
+        self.session = Session(self.server, program, seed=self.report.seed, device=self.device,
+                               trace=policy.traced_names(self.spec.name), time_limit=self.time_limit,
+                               time_budget=self.time_budget)
+
+    def why_not_graded(self, exercise: str) -> str | None:
+        """Why no test of ``exercise`` can earn points, before it runs; None when it can."""
+        if self.submission is None or not self.submission.readable:
+            return "not graded: no readable notebook (see the note below)"
+        if self.report.wrong_notebook:
+            return f"not graded: {self.report.wrong_notebook}"
+        if exercise in self.report.blocked:
+            return self.report.blocked[exercise]
+        # A forbidden use costs the exercise every test: its code is not the student's own work.
+        return self.scan.forbidden_message(exercise) if self.scan else None
+
+    def record(self, test: HiddenTest, score: float, output: str) -> None:
+        result = _result(test, score, output)
+        if self.scan is not None:
+            result = _judged_by_policy(result, self.scan, self.report)
+        self.report.tests.append(result)
+
+    def internal_error(self, test_name: str, exc: Exception) -> None:
+        _internal_error(self.report, test_name, exc)
+
+    def finish(self) -> None:
+        report = self.report
+        try:
+            if self.session is not None:
+                self.session.close()
+                _withhold_points_of_input_ignoring_code(report.tests, self.spec, self.log)
+                report.sandbox = self.session.sandbox_layers
+                report.diagnostics += _cell_errors(self.session.load_report, self.submission)
+                if self.session.load_failure:
+                    report.diagnostics.append(self.session.load_failure)
+                elif self.session.load_report:
+                    defined = set(self.session.load_report.get("names", []))
+                    missing = [e for e in self.spec.exercises if e not in defined]
+                    if missing:
+                        report.diagnostics.append(f"{', '.join(missing)} not defined by the notebook: renamed, "
+                                                  "deleted, or its cell failed?")
+        finally:
+            if self.own_server and self.server is not None:
+                self.server.close()
+        report.execution_time = time.monotonic() - self.started
+        report.diagnostics = [printable(d) for d in report.diagnostics]  # they quote the notebook (names, cell ids)
+        report.review = [printable(r) for r in report.review]
 
 
 def resolve_device(device: str) -> str:
@@ -146,7 +221,7 @@ def resolve_assignment(path: Path, given: str | None) -> str:
     raise GraderError(f"cannot tell which assignment {path} is; pass --assignment ({', '.join(SUITES)})")
 
 
-def choose_notebook(path: Path, suite: Suite, report: GradeReport) -> Submission | None:
+def choose_notebook(path: Path, suite: Assignment, report: GradeReport) -> Submission | None:
     notebooks = find_notebooks(path)
     if not notebooks:
         report.diagnostics.append(f"no notebook found in {path}; expected {suite.notebook}")
@@ -167,7 +242,7 @@ def choose_notebook(path: Path, suite: Suite, report: GradeReport) -> Submission
     return submission
 
 
-def _check_release(submission: Submission, suite: Suite, report: GradeReport) -> None:
+def _check_release(submission: Submission, suite: Assignment, report: GradeReport) -> None:
     """Refuse another assignment's notebook; take read-only cells from this assignment's release."""
     owner = release.identify(submission, release.releases())
     if owner is not None and owner.assignment != suite.assignment:
@@ -188,7 +263,7 @@ def _check_release(submission: Submission, suite: Suite, report: GradeReport) ->
                                     f"not by your work; write it in its exercise cell")
 
 
-def _check_exercise_cells(submission: Submission, suite: Suite, report: GradeReport) -> None:
+def _check_exercise_cells(submission: Submission, suite: Assignment, report: GradeReport) -> None:
     if not any(c.source.strip() for c in submission.cells):
         report.diagnostics.append(f"{submission.path.name} has no code and no exercise cells: is it the right file, saved after your work?")
         return
@@ -204,72 +279,11 @@ def _check_exercise_cells(submission: Submission, suite: Suite, report: GradeRep
                                   "Grading whatever the notebook defines")
 
 
-def run_suite(suite: Suite, submission: Submission | None, server: WorkerServer, device: str,
-              time_limit: float, report: GradeReport, time_budget: float = DEFAULT_TIME_BUDGET) -> None:
-    if submission is None or not submission.readable:
-        report.tests = [_result(t, 0.0, "not graded: no readable notebook (see the note below)") for t in suite.ordered_tests()]
-        return
-    if report.wrong_notebook:
-        report.tests = [_result(t, 0.0, f"not graded: {report.wrong_notebook}") for t in suite.ordered_tests()]
-        return
-    program = submission.program()
-    report.seed = int.from_bytes(hashlib.sha256(repr(program).encode()).digest()[:4], "little")
-    scan = policy.scan(suite.assignment, program, suite.exercises)
-    report.review_by_exercise = {e: notes for e in suite.exercises if (notes := scan.review_notes(e))}
-    report.review = _review_lines(scan, suite.exercises)
-    session = Session(server, program, seed=report.seed, device=device,
-                      trace=suite.traced_names(), time_limit=time_limit, time_budget=time_budget)
-    log = CallLog()
-    try:
-        for test in suite.ordered_tests():
-            session.use_worker_for(test.exercise)
-            report.tests.append(_judged_by_policy(_run_test(test, suite, session, scan, report, log), scan, report))
-    finally:
-        session.close()
-    _withhold_points_of_input_ignoring_code(report.tests, suite, log)
-    report.sandbox = session.sandbox_layers
-    report.diagnostics += _cell_errors(session.load_report, submission)
-    if session.load_failure:
-        report.diagnostics.append(session.load_failure)
-    elif session.load_report:
-        defined = set(session.load_report.get("names", []))
-        missing = [e for e in suite.exercises if e not in defined]
-        if missing:
-            report.diagnostics.append(f"{', '.join(missing)} not defined by the notebook: renamed, deleted, or its cell failed?")
-
-
-def _run_test(test, suite: Suite, session: Session, scan: policy.ScanResult, report: GradeReport,
-              log: CallLog | None = None) -> TestResult:
-    if test.exercise in report.blocked:
-        return _result(test, 0.0, report.blocked[test.exercise])
-    forbidden = scan.forbidden_message(test.exercise)
-    if forbidden:  # a forbidden use costs the exercise every test: its code is not the student's own work
-        return _result(test, 0.0, forbidden)
-    session.begin_test(test.time_limit)
-    ctx = Context(session, suite, test, seed_for_test(report.seed, test.name), log=log)
-    try:
-        test.fn(ctx)
-    except StudentRaised as exc:
-        if exc.not_implemented:
-            return _result(test, 0.0, "not implemented yet")
-        hint = suite.hint_for_error(test.exercise, exc.error)
-        return _result(test, 0.0, f"{exc}. {hint}" if hint else str(exc))
-    except WorkerLost as exc:
-        session.drop_worker()
-        return _result(test, 0.0, str(exc))
-    except CheckFailed as exc:
-        return _result(test, 0.0, str(exc))
-    except Exception as exc:  # a bug in the hidden test, or a reply it did not expect: fail, never award points
-        _internal_error(report, test.name, exc)
-        return _result(test, 0.0, "the grader could not run this test (internal error); your instructor has the details")
-    return _result(test, test.points, "")
-
-
 # Checks that also hold for a function that ignores its input (equivariance, "unmodified", "deterministic").
 GATED_GROUPS = ("properties", "hygiene")
 
 
-def _withhold_points_of_input_ignoring_code(results: list[TestResult], suite: Suite, log: CallLog) -> None:
+def _withhold_points_of_input_ignoring_code(results: list[TestResult], suite: Assignment, log: CallLog) -> None:
     """Property and hygiene points go to an exercise only if its result depended on its input in its own tests.
 
     Decided from the calls the tests made anyway (no extra calls); shapes points are kept.

@@ -22,7 +22,7 @@ from autograder.notebook import read_submission
 from autograder.runner import GraderError, grade, resolve_device
 from autograder.session import RemoteModule, Session, StudentRaised, WorkerLost
 from autograder.suites import SUITES
-from autograder.suites import a5_transformer_lm as a5
+from autograder.suites.a5_transformer_lm import test_a5_transformer_lm as a5
 from autograder.wire import WireTensor
 from autograder.worker import builtins_for_grader
 from tests.variants import REPO, by_name, failures, solution_path
@@ -110,12 +110,12 @@ def test_suites_make_worker_objects_on_the_session_device():
     bound = device_bound_builtins()
     assert "generator" in bound
     seen, wrong = 0, []
-    for path in sorted(SUITES_DIR.glob("a*.py")):
+    for path in sorted(SUITES_DIR.glob("a*/*.py")):
         for line, name, device in builtin_calls(path):
             if name in bound:
                 seen += 1
                 if device is None or not device.endswith("session.device"):
-                    wrong.append(f"{path.name}:{line} builtin({name!r}) with device={device}")
+                    wrong.append(f"{path.relative_to(SUITES_DIR)}:{line} builtin({name!r}) with device={device}")
     assert seen, "no suite calls a device-bound builtin: is this test still looking at the right thing?"
     assert not wrong, "worker objects made off the session's device:\n" + "\n".join(wrong)
 

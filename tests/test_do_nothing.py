@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autograder.suite import CallLog
+from autograder.liveness import CallLog
 from autograder.suites import load_suite
 from tests.catalog.do_nothing import VARIANTS, cells
 from tests.variants import failures

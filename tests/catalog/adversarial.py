@@ -29,7 +29,7 @@ from autograder.suites import load_suite
 ASSIGNMENT = "a1_attention"
 SUITE = load_suite(ASSIGNMENT)
 EXERCISES = tuple(SUITE.exercises)
-TESTS_OF = {e: [t.name for t in SUITE.ordered_tests() if t.exercise == e] for e in EXERCISES}
+TESTS_OF = {e: [t.name for t in SUITE.tests if t.exercise == e] for e in EXERCISES}
 SOFTMAX, ATTENTION, SPLIT, MERGE, MHA = (set(TESTS_OF[e]) for e in EXERCISES)
 MHA_FORWARD = MHA - {"mha_structure"}  # every MultiHeadAttention test but mha_structure runs forward()
 GRADIENT_TESTS = {"softmax_gradient_matches", "attention_gradients_match", "split_heads_gradient_and_input",

@@ -17,29 +17,11 @@ from torch import nn
 from autograder.checks import (expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
 from autograder.session import StudentRaised
-from autograder.suite import Suite, load_weights
+from autograder.context import load_weights
+from autograder.hidden import hidden
 from autograder.wire import WireTensor
 
-# Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
-# The function is the test's exercise or any student function on the traceback.
-ERROR_HINTS = [
-    ("softmax", ("must match the size of tensor",),
-     "A max or sum along dim drops that dimension unless keepdim=True, so it no longer broadcasts against x"),
-    (None, ("same dtype", "expected scalar type"),
-     "float32 and float64 tensors were mixed: is something cast with .float()/.double(), or created without dtype=x.dtype?"),
-    (None, ("leaf Variable that requires grad is being used in an in-place operation",),
-     "The code modifies its input in place (x -= m, q.div_(s)); inputs must stay unchanged: write x = x - m"),
-    ("scaled_dot_product_attention", ("Dimension out of range",),
-     "q, k and v may have 0, 1 or 2 batch dimensions: index dimensions from the end (k.transpose(-2, -1), q.shape[-1])"),
-]
 
-SUITE = Suite(
-    assignment="a1_attention",
-    notebook="attention.ipynb",
-    exercises=["softmax", "scaled_dot_product_attention", "split_heads", "merge_heads", "MultiHeadAttention"],
-    error_hints=ERROR_HINTS,
-)
-test = SUITE.test
 FLOATS = (torch.float32, torch.float64)
 
 
@@ -75,16 +57,16 @@ def sdpa_inputs(ctx, batch=(2, 3), t_q=5, t_k=7, d_k=8, d_v=6, dtype=torch.float
 
 # --- softmax ---------------------------------------------------------------------------
 
-@test("softmax", points=1, group="shapes")
-def softmax_keeps_shape(ctx):
+@hidden("softmax", points=1, group="shapes")
+def test_softmax_keeps_shape(ctx):
     """returns the input's shape, for any dim"""
     for shape, dim in [((4, 9), -1), ((2, 3, 5), 1), ((7,), 0), ((2, 3, 4, 5), -2)]:
         x = ctx.randn(*shape)
         expect_tensor(ctx.call("softmax", x, dim=dim), f"softmax(x of shape {tuple(shape)}, dim={dim})", shape=shape)
 
 
-@test("softmax", points=2, group="numerics")
-def softmax_matches_reference(ctx):
+@hidden("softmax", points=2, group="numerics")
+def test_softmax_matches_reference(ctx):
     """matches torch.softmax (float32 and float64, several dims)"""
     for dtype in FLOATS:
         for shape, dim in [((3, 4, 10), -1), ((3, 4, 10), 1), ((6, 5), 0)]:
@@ -103,8 +85,8 @@ def softmax_matches_reference(ctx):
                  suspects={f"a softmax over dim={d}. {default}": torch.softmax(x, dim=d) for d in (0, 1)}, hint=default)
 
 
-@test("softmax", points=1, group="properties")
-def softmax_rows_sum_to_one(ctx):
+@hidden("softmax", points=1, group="properties")
+def test_softmax_rows_sum_to_one(ctx):
     """is non-negative and sums to 1 along dim"""
     x = ctx.randn(5, 6, 11, scale=4.0)
     for dim in (-1, 0):
@@ -119,8 +101,8 @@ def softmax_rows_sum_to_one(ctx):
                  f"Is the sum taken over dim={dim}, with keepdim=True?")
 
 
-@test("softmax", points=2, group="properties")
-def softmax_is_stable_for_large_inputs(ctx):
+@hidden("softmax", points=2, group="properties")
+def test_softmax_is_stable_for_large_inputs(ctx):
     """stays finite and exact for x + 1000, x - 1000 and rows of very different scales (float32)"""
     x = ctx.randn(4, 16, dtype=torch.float32)
     scales = torch.tensor([1e-3, 1.0, 1e2, 1e4], dtype=torch.float32).unsqueeze(-1)
@@ -130,8 +112,8 @@ def softmax_is_stable_for_large_inputs(ctx):
                      **tolerance(torch.float32), hint="Subtract the maximum along dim (keepdim=True) before exp")
 
 
-@test("softmax", points=1, group="gradients")
-def softmax_gradient_matches(ctx):
+@hidden("softmax", points=1, group="gradients")
+def test_softmax_gradient_matches(ctx):
     """gradient w.r.t. x matches torch.softmax's"""
     x, g = ctx.randn(3, 7), ctx.randn(3, 7)
     result = ctx.call_full("softmax", x, dim=-1, grad={"wrt": [0], "grad_outputs": [g]})
@@ -143,8 +125,8 @@ def softmax_gradient_matches(ctx):
                  hint="Is part of the computation detached (.detach(), .data, .item(), numpy)?")
 
 
-@test("softmax", points=1, group="hygiene")
-def softmax_keeps_dtype_device_and_input(ctx):
+@hidden("softmax", points=1, group="hygiene")
+def test_softmax_keeps_dtype_device_and_input(ctx):
     """keeps dtype and device, leaves its input unmodified, is deterministic"""
     for dtype in FLOATS:
         x = ctx.randn(3, 8, dtype=dtype)
@@ -157,8 +139,8 @@ def softmax_keeps_dtype_device_and_input(ctx):
 
 # --- scaled_dot_product_attention -------------------------------------------------------
 
-@test("scaled_dot_product_attention", points=2, group="shapes")
-def attention_shapes(ctx):
+@hidden("scaled_dot_product_attention", points=2, group="shapes")
+def test_attention_shapes(ctx):
     """returns (out, weights) with exact shapes: T_q != T_k, d_v != d_k, 0-2 batch dims"""
     for batch, t_q, t_k, d_k, d_v in [((), 5, 7, 8, 6), ((3,), 4, 4, 16, 16), ((2, 3), 1, 9, 4, 12), ((2, 3), 6, 2, 8, 3)]:
         q, k, v = sdpa_inputs(ctx, batch, t_q, t_k, d_k, d_v)
@@ -181,8 +163,8 @@ def _expect_attention_layout(out, weights, what, batch, t_q, t_k, d_v) -> None:
              "The weights are transposed: return softmax(q @ k^T / sqrt(d_k)) as it is, one row per query")
 
 
-@test("scaled_dot_product_attention", points=3, group="numerics")
-def attention_matches_reference(ctx):
+@hidden("scaled_dot_product_attention", points=3, group="numerics")
+def test_attention_matches_reference(ctx):
     """out and weights match F.scaled_dot_product_attention in float64"""
     q, k, v = sdpa_inputs(ctx, (2, 3), 5, 7, 8, 6)
     out, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
@@ -196,8 +178,8 @@ def attention_matches_reference(ctx):
                  hint="out = weights @ v")
 
 
-@test("scaled_dot_product_attention", points=1, group="numerics")
-def attention_matches_reference_float32(ctx):
+@hidden("scaled_dot_product_attention", points=1, group="numerics")
+def test_attention_matches_reference_float32(ctx):
     """matches the float64 reference within float32 tolerance"""
     q, k, v = sdpa_inputs(ctx, (4,), 6, 6, 16, 16, dtype=torch.float32)
     out, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
@@ -208,8 +190,8 @@ def attention_matches_reference_float32(ctx):
     expect_close(out, want_out, "float32 attention output", **tolerance(torch.float32))
 
 
-@test("scaled_dot_product_attention", points=1, group="properties")
-def attention_weights_are_distributions(ctx):
+@hidden("scaled_dot_product_attention", points=1, group="properties")
+def test_attention_weights_are_distributions(ctx):
     """each query's weights are non-negative and sum to 1 over the keys"""
     q, k, v = sdpa_inputs(ctx, (2,), 6, 9, 8, 8)
     _, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
@@ -221,8 +203,8 @@ def attention_weights_are_distributions(ctx):
              "Is the softmax over the last dimension (the keys)?")
 
 
-@test("scaled_dot_product_attention", points=1, group="properties")
-def attention_is_permutation_equivariant(ctx):
+@hidden("scaled_dot_product_attention", points=1, group="properties")
+def test_attention_is_permutation_equivariant(ctx):
     """permuting keys with values changes nothing; permuting queries permutes the output"""
     q, k, v = sdpa_inputs(ctx, (2,), 5, 8, 4, 4)
     out, _ = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
@@ -236,8 +218,8 @@ def attention_is_permutation_equivariant(ctx):
                  hint="Each query's output must depend only on that query")
 
 
-@test("scaled_dot_product_attention", points=1, group="properties")
-def attention_is_stable_for_large_scores(ctx):
+@hidden("scaled_dot_product_attention", points=1, group="properties")
+def test_attention_is_stable_for_large_scores(ctx):
     """stays finite and correct when scores are in the thousands (float32)"""
     q, k, v = sdpa_inputs(ctx, (2,), 4, 6, 8, 8, dtype=torch.float32)
     q, k = q * 40, k * 40
@@ -248,8 +230,8 @@ def attention_is_stable_for_large_scores(ctx):
     expect_close(out, want_out, "output for large scores", **tolerance(torch.float32, 10), hint=hint)
 
 
-@test("scaled_dot_product_attention", points=2, group="gradients")
-def attention_gradients_match(ctx):
+@hidden("scaled_dot_product_attention", points=2, group="gradients")
+def test_attention_gradients_match(ctx):
     """gradients w.r.t. q, k and v match the reference (through out and weights)"""
     q, k, v = sdpa_inputs(ctx, (2,), 5, 6, 8, 4)
     g_out, g_w = ctx.randn(2, 5, 4), ctx.randn(2, 5, 6)
@@ -265,8 +247,8 @@ def attention_gradients_match(ctx):
                      hint="Is part of the computation detached, or computed outside torch (numpy, .item())?")
 
 
-@test("scaled_dot_product_attention", points=1, group="hygiene")
-def attention_keeps_dtype_device_and_inputs(ctx):
+@hidden("scaled_dot_product_attention", points=1, group="hygiene")
+def test_attention_keeps_dtype_device_and_inputs(ctx):
     """keeps dtype and device, leaves q, k, v unmodified"""
     for dtype in FLOATS:
         q, k, v = sdpa_inputs(ctx, (2,), 3, 4, 8, 8, dtype=dtype)
@@ -295,24 +277,24 @@ def split_suspects(x, n_heads):
     }
 
 
-@test("split_heads", points=1, group="shapes")
-def split_heads_shape(ctx):
+@hidden("split_heads", points=1, group="shapes")
+def test_split_heads_shape(ctx):
     """(B, T, d_model) -> (B, H, T, d_head) for several sizes"""
     for B, T, d_model, H in [(2, 5, 12, 3), (1, 1, 8, 8), (3, 4, 16, 1)]:
         expect_tensor(ctx.call("split_heads", ctx.randn(B, T, d_model), H), f"split_heads(x of shape ({B}, {T}, {d_model}), {H})",
                       shape=(B, H, T, d_model // H))
 
 
-@test("split_heads", points=1, group="numerics")
-def split_heads_layout(ctx):
+@hidden("split_heads", points=1, group="numerics")
+def test_split_heads_layout(ctx):
     """head h holds features h*d_head:(h+1)*d_head of each position"""
     x = ctx.randn(2, 5, 12)
     expect_close(ctx.call("split_heads", x, 3), reference_split(x, 3), "split_heads(x, 3)", atol=0.0, rtol=0.0,
                  suspects=split_suspects(x, 3), hint="Reshape to (B, T, H, d_head), then transpose T and H")
 
 
-@test("split_heads", points=1, group="hygiene")
-def split_heads_gradient_and_input(ctx):
+@hidden("split_heads", points=1, group="hygiene")
+def test_split_heads_gradient_and_input(ctx):
     """passes gradients straight through and leaves x unmodified"""
     x, g = ctx.randn(2, 3, 8), ctx.randn(2, 2, 3, 4)
     result = ctx.call_full("split_heads", x, 2, grad={"wrt": [0], "grad_outputs": [g]})
@@ -321,16 +303,16 @@ def split_heads_gradient_and_input(ctx):
     expect_unchanged(x, result.args_after[0], "split_heads' input x")
 
 
-@test("merge_heads", points=1, group="shapes")
-def merge_heads_shape(ctx):
+@hidden("merge_heads", points=1, group="shapes")
+def test_merge_heads_shape(ctx):
     """(B, H, T, d_head) -> (B, T, H * d_head)"""
     for B, H, T, dh in [(2, 3, 5, 4), (1, 8, 1, 1), (3, 1, 4, 16)]:
         expect_tensor(ctx.call("merge_heads", ctx.randn(B, H, T, dh)), f"merge_heads(x of shape ({B}, {H}, {T}, {dh}))",
                       shape=(B, T, H * dh))
 
 
-@test("merge_heads", points=1, group="numerics")
-def merge_heads_inverts_split(ctx):
+@hidden("merge_heads", points=1, group="numerics")
+def test_merge_heads_inverts_split(ctx):
     """is the exact inverse of the reference split_heads"""
     x = ctx.randn(2, 5, 12)
     heads = reference_split(x, 3)
@@ -338,8 +320,8 @@ def merge_heads_inverts_split(ctx):
                  hint="Transpose back to (B, T, H, d_head) before reshaping to (B, T, d_model)")
 
 
-@test("merge_heads", points=1, group="hygiene")
-def merge_heads_gradient_and_input(ctx):
+@hidden("merge_heads", points=1, group="hygiene")
+def test_merge_heads_gradient_and_input(ctx):
     """passes gradients straight through and leaves its input unmodified"""
     h, g = ctx.randn(2, 2, 3, 4), ctx.randn(2, 3, 8)
     result = ctx.call_full("merge_heads", h, grad={"wrt": [0], "grad_outputs": [g]})
@@ -407,8 +389,8 @@ def mha_suspects(x, state, n_heads):
     return suspects
 
 
-@test("MultiHeadAttention", points=1, group="shapes")
-def mha_structure(ctx):
+@hidden("MultiHeadAttention", points=1, group="shapes")
+def test_mha_structure(ctx):
     """has q_proj, k_proj, v_proj, out_proj as nn.Linear(d_model, d_model), biases only when bias=True"""
     for d_model, n_heads, bias in [(12, 3, True), (8, 2, False)]:
         module = ctx.construct("MultiHeadAttention", d_model, n_heads, bias=bias)
@@ -439,8 +421,8 @@ def expect_divisibility_error(ctx, d_model: int, n_heads: int) -> None:
     fail(f"{what} did not raise: {d_model} is not divisible by {n_heads}", hint)
 
 
-@test("MultiHeadAttention", points=1, group="shapes")
-def mha_output_shape(ctx):
+@hidden("MultiHeadAttention", points=1, group="shapes")
+def test_mha_output_shape(ctx):
     """forward keeps (B, T, d_model) for several sizes"""
     for B, T, d_model, n_heads in [(2, 5, 12, 3), (1, 1, 8, 8), (3, 7, 16, 1)]:
         module, _, _ = build_mha(ctx, d_model, n_heads)
@@ -449,8 +431,8 @@ def mha_output_shape(ctx):
                       shape=(B, T, d_model))
 
 
-@test("MultiHeadAttention", points=3, group="numerics")
-def mha_matches_nn_multihead_attention(ctx):
+@hidden("MultiHeadAttention", points=3, group="numerics")
+def test_mha_matches_nn_multihead_attention(ctx):
     """matches nn.MultiheadAttention with the same weights (float64)"""
     # (24, 3) first: with d_head != n_heads and d_head**2 != d_model, no two wrong scales or head layouts coincide
     for d_model, n_heads, bias in [(24, 3, True), (16, 4, True), (16, 4, False)]:
@@ -464,8 +446,8 @@ def mha_matches_nn_multihead_attention(ctx):
                      hint="Project, split heads, attend per head, merge heads, then apply out_proj")
 
 
-@test("MultiHeadAttention", points=1, group="numerics")
-def mha_matches_in_float32(ctx):
+@hidden("MultiHeadAttention", points=1, group="numerics")
+def test_mha_matches_in_float32(ctx):
     """matches the float64 reference within float32 tolerance"""
     module, oracle, _ = build_mha(ctx, 16, 2, dtype=torch.float32)
     x = ctx.randn(3, 5, 16, dtype=torch.float32)
@@ -473,8 +455,8 @@ def mha_matches_in_float32(ctx):
     expect_close(ctx.forward(module, x).value, want, "float32 MultiHeadAttention output", **tolerance(torch.float32, 10))
 
 
-@test("MultiHeadAttention", points=1, group="properties")
-def mha_is_permutation_equivariant(ctx):
+@hidden("MultiHeadAttention", points=1, group="properties")
+def test_mha_is_permutation_equivariant(ctx):
     """without positions, permuting the sequence permutes the output"""
     module, _, _ = build_mha(ctx, 8, 2)
     x, perm = ctx.randn(2, 6, 8), ctx.permutation(6)
@@ -483,8 +465,8 @@ def mha_is_permutation_equivariant(ctx):
                  **tolerance(torch.float64), hint="Does something mix positions other than attention?")
 
 
-@test("MultiHeadAttention", points=3, group="gradients")
-def mha_gradients_match(ctx):
+@hidden("MultiHeadAttention", points=3, group="gradients")
+def test_mha_gradients_match(ctx):
     """gradients w.r.t. the input and every parameter match nn.MultiheadAttention's"""
     module, oracle, _ = build_mha(ctx, 12, 3)
     x, g = ctx.randn(2, 5, 12), ctx.randn(2, 5, 12)
@@ -505,8 +487,8 @@ def mha_gradients_match(ctx):
             expect_close(got, want, f"gradient of {p}.{kind}", **tolerance(torch.float64))
 
 
-@test("MultiHeadAttention", points=1, group="hygiene")
-def mha_keeps_dtype_device_and_input(ctx):
+@hidden("MultiHeadAttention", points=1, group="hygiene")
+def test_mha_keeps_dtype_device_and_input(ctx):
     """keeps dtype and device, leaves x unmodified, is deterministic in eval()"""
     for dtype in FLOATS:
         module, _, _ = build_mha(ctx, 8, 2, dtype=dtype)

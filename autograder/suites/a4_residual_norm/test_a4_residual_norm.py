@@ -27,27 +27,10 @@ from autograder.checks import (
     fail,
     tolerance,
 )
-from autograder.suite import Suite, load_weights
+from autograder.context import load_weights
+from autograder.hidden import hidden
 
-# Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
-ERROR_HINTS = [
-    (None, ("must match the size of tensor",),
-     "A mean or sum over the last dimension drops it unless keepdim=True, so it no longer broadcasts against x"),
-    (None, ("same dtype", "expected scalar type", "expected both vectors to have same dtype"),
-     "Tensors of different dtypes were mixed: is something cast with .float()/.double(), or created without dtype=x.dtype?"),
-    (None, ("leaf Variable that requires grad is being used in an in-place operation",),
-     "The code modifies its input in place (x -= mean); inputs must stay unchanged: write x = x - mean"),
-    ("TransformerBlock", ("unexpected keyword argument 'mask'",),
-     "Pass the mask to the given attention only: self.attn(h, mask=mask); norms and the FFN take one argument"),
-]
 
-SUITE = Suite(
-    assignment="a4_residual_norm",
-    notebook="residual_norm.ipynb",
-    exercises=["LayerNorm", "RMSNorm", "TransformerBlock"],
-    error_hints=ERROR_HINTS,
-)
-test = SUITE.test
 FLOATS = (torch.float32, torch.float64)
 EPS = 1e-5  # the default eps of both norms, and nn.TransformerEncoderLayer's default layer_norm_eps
 
@@ -160,8 +143,8 @@ def check_layer_norm(ctx, module, weight, bias, x, eps, what, tol, hint=None, su
                  suspects=layer_norm_suspects(x, weight, bias, eps) if suspects else None)
 
 
-@test("LayerNorm", points=1, group="shapes")
-def layernorm_parameters(ctx):
+@hidden("LayerNorm", points=1, group="shapes")
+def test_layernorm_parameters(ctx):
     """weight (ones) and bias (zeros) of shape (d_model,); no parameters when elementwise_affine=False"""
     for d_model in (8, 1):
         module = ctx.construct("LayerNorm", d_model)
@@ -176,8 +159,8 @@ def layernorm_parameters(ctx):
                       'Register weight and bias as None (self.register_parameter("weight", None)) when elementwise_affine is False')
 
 
-@test("LayerNorm", points=1, group="shapes")
-def layernorm_output_shape(ctx):
+@hidden("LayerNorm", points=1, group="shapes")
+def test_layernorm_output_shape(ctx):
     """keeps the input's shape for 1 to 4 dimensions"""
     module, _, _ = build_layer_norm(ctx, 6)
     for shape in [(6,), (5, 6), (2, 3, 6), (2, 3, 4, 6)]:
@@ -185,8 +168,8 @@ def layernorm_output_shape(ctx):
                       hint="Reduce over the last dimension only, with keepdim=True, so the statistics broadcast back")
 
 
-@test("LayerNorm", points=3, group="numerics")
-def layernorm_matches_reference(ctx):
+@hidden("LayerNorm", points=3, group="numerics")
+def test_layernorm_matches_reference(ctx):
     """matches nn.LayerNorm with the same weight and bias (float64)"""
     for d_model, shape, affine in [(16, (2, 5), True), (24, (3, 4), True), (16, (2, 3), False)]:
         module, weight, bias = build_layer_norm(ctx, d_model, affine=affine)
@@ -197,8 +180,8 @@ def layernorm_matches_reference(ctx):
                               "over the last dimension")
 
 
-@test("LayerNorm", points=1, group="numerics")
-def layernorm_eps_inside_sqrt(ctx):
+@hidden("LayerNorm", points=1, group="numerics")
+def test_layernorm_eps_inside_sqrt(ctx):
     """with eps=0.1 and small variances, eps sits inside the square root and is the module's own"""
     module, weight, bias = build_layer_norm(ctx, 16, eps=0.1)
     x = ctx.randn(3, 5, 16) * torch.tensor([0.1, 0.3, 1.0], dtype=torch.float64).reshape(3, 1, 1)
@@ -206,8 +189,8 @@ def layernorm_eps_inside_sqrt(ctx):
                      hint="Divide by sqrt(var + self.eps)")
 
 
-@test("LayerNorm", points=1, group="numerics")
-def layernorm_tiny_d_model(ctx):
+@hidden("LayerNorm", points=1, group="numerics")
+def test_layernorm_tiny_d_model(ctx):
     """d_model of 1, 2 and 3: the biased variance (d_model = 1 gives exactly the bias)"""
     for d_model in (2, 3, 1):
         module, weight, bias = build_layer_norm(ctx, d_model)
@@ -216,8 +199,8 @@ def layernorm_tiny_d_model(ctx):
                          hint="Use the biased variance (divide by d_model): with d_model = 1 the unbiased one is 0 / 0 = nan")
 
 
-@test("LayerNorm", points=1, group="numerics")
-def layernorm_float32_stress(ctx):
+@hidden("LayerNorm", points=1, group="numerics")
+def test_layernorm_float32_stress(ctx):
     """float32: matches the float64 reference, also for features near 1000 and rows of very different scales"""
     module, weight, bias = build_layer_norm(ctx, 32, dtype=torch.float32)
     x = ctx.randn(4, 8, 32)
@@ -231,8 +214,8 @@ def layernorm_float32_stress(ctx):
                           "when the mean is large compared with the spread")
 
 
-@test("LayerNorm", points=1, group="properties")
-def layernorm_normalises_each_token(ctx):
+@hidden("LayerNorm", points=1, group="properties")
+def test_layernorm_normalises_each_token(ctx):
     """with eps=0 and no affine: every token gets mean 0 and mean square 1, whatever its offset and scale"""
     module, _, _ = build_layer_norm(ctx, 20, eps=0.0, affine=False)
     x = ctx.randn(3, 6, 20)
@@ -249,8 +232,8 @@ def layernorm_normalises_each_token(ctx):
                  atol=1e-8, rtol=1e-8, hint="LayerNorm must remove each token's own mean and scale")
 
 
-@test("LayerNorm", points=1, group="gradients")
-def layernorm_gradients_match(ctx):
+@hidden("LayerNorm", points=1, group="gradients")
+def test_layernorm_gradients_match(ctx):
     """gradients w.r.t. x, weight and bias match nn.LayerNorm's"""
     module, weight, bias = build_layer_norm(ctx, 12)
     x, g = ctx.randn(3, 4, 12), ctx.randn(3, 4, 12)
@@ -266,8 +249,8 @@ def layernorm_gradients_match(ctx):
     expect_param_grad(result.param_grads, "bias", leaves[2].grad, "", tol)
 
 
-@test("LayerNorm", points=1, group="hygiene")
-def layernorm_keeps_dtype_device_and_input(ctx):
+@hidden("LayerNorm", points=1, group="hygiene")
+def test_layernorm_keeps_dtype_device_and_input(ctx):
     """keeps dtype and device, leaves x unmodified, is deterministic"""
     for dtype in FLOATS:
         module, _, _ = build_layer_norm(ctx, 8, dtype=dtype)
@@ -322,8 +305,8 @@ def build_rms_norm(ctx, d_model, eps=EPS, dtype=torch.float64):
     return module, weight
 
 
-@test("RMSNorm", points=1, group="shapes")
-def rmsnorm_parameters_and_shape(ctx):
+@hidden("RMSNorm", points=1, group="shapes")
+def test_rmsnorm_parameters_and_shape(ctx):
     """one parameter, weight (ones, shape (d_model,)); keeps the input's shape"""
     module = ctx.construct("RMSNorm", 8)
     expect_parameters(module, {"weight": (8,)}, "RMSNorm(8)",
@@ -335,8 +318,8 @@ def rmsnorm_parameters_and_shape(ctx):
                       hint="Reduce over the last dimension only, with keepdim=True")
 
 
-@test("RMSNorm", points=2, group="numerics")
-def rmsnorm_matches_reference(ctx):
+@hidden("RMSNorm", points=2, group="numerics")
+def test_rmsnorm_matches_reference(ctx):
     """matches F.rms_norm with the same weight (float64), for eps=1e-5 and eps=0.1"""
     # eps=0.1 first: at eps=1e-5, eps outside the square root and a float32 computation are both ~1e-6 off
     for d_model, eps, scale in [(16, 0.1, 0.3), (16, EPS, 2.0), (24, EPS, 1.0)]:
@@ -351,8 +334,8 @@ def rmsnorm_matches_reference(ctx):
                      hint="y = x / sqrt(mean(x**2, dim=-1, keepdim=True) + eps) * weight")
 
 
-@test("RMSNorm", points=2, group="numerics")
-def rmsnorm_half_precision(ctx):
+@hidden("RMSNorm", points=2, group="numerics")
+def test_rmsnorm_half_precision(ctx):
     """float16 and bfloat16 inputs: output in the input's dtype, as accurate as the float32 result rounded"""
     for dtype in (torch.float16, torch.bfloat16):
         module, weight = build_rms_norm(ctx, 64, dtype=dtype)
@@ -366,8 +349,8 @@ def rmsnorm_half_precision(ctx):
                           "normalisation computed in half precision? Compute in float32 (x.to(torch.float32)) and cast back at the end")
 
 
-@test("RMSNorm", points=1, group="numerics")
-def rmsnorm_float16_large_values(ctx):
+@hidden("RMSNorm", points=1, group="numerics")
+def test_rmsnorm_float16_large_values(ctx):
     """float16 features of a few hundred, whose squares overflow float16, are normalised correctly"""
     module, weight = build_rms_norm(ctx, 64, dtype=torch.float16)
     x = ctx.randn(4, 8, 64, scale=300.0).to(torch.float16)
@@ -379,8 +362,8 @@ def rmsnorm_float16_large_values(ctx):
                       "compute in float32 (x.to(torch.float32)) and cast back at the end")
 
 
-@test("RMSNorm", points=1, group="properties")
-def rmsnorm_is_scale_invariant(ctx):
+@hidden("RMSNorm", points=1, group="properties")
+def test_rmsnorm_is_scale_invariant(ctx):
     """with eps=0 and unit weight: every token gets root mean square 1; scaling x changes nothing"""
     module = ctx.construct("RMSNorm", 20, eps=0.0)
     module.set_mode(train=False, dtype=torch.float64)
@@ -395,8 +378,8 @@ def rmsnorm_is_scale_invariant(ctx):
                  atol=1e-8, rtol=1e-8, hint="RMSNorm must remove each token's own scale")
 
 
-@test("RMSNorm", points=1, group="gradients")
-def rmsnorm_gradients_match(ctx):
+@hidden("RMSNorm", points=1, group="gradients")
+def test_rmsnorm_gradients_match(ctx):
     """gradients w.r.t. x and weight match F.rms_norm's"""
     module, weight = build_rms_norm(ctx, 12)
     x, g = ctx.randn(3, 4, 12), ctx.randn(3, 4, 12)
@@ -411,8 +394,8 @@ def rmsnorm_gradients_match(ctx):
     expect_param_grad(result.param_grads, "weight", w64.grad, "", tol)
 
 
-@test("RMSNorm", points=1, group="hygiene")
-def rmsnorm_keeps_dtype_device_and_input(ctx):
+@hidden("RMSNorm", points=1, group="hygiene")
+def test_rmsnorm_keeps_dtype_device_and_input(ctx):
     """keeps dtype (float32, float64) and device, leaves x unmodified, is deterministic"""
     for dtype in FLOATS:
         module, _ = build_rms_norm(ctx, 8, dtype=dtype)
@@ -639,8 +622,8 @@ def check_block_against_torch(ctx, norm_first, configs):
                      suspects=block_suspects(state, x, n_heads, norm_first, activation), hint=f"Expected {formula(norm_first)}")
 
 
-@test("TransformerBlock", points=2, group="shapes")
-def block_structure(ctx):
+@hidden("TransformerBlock", points=2, group="shapes")
+def test_block_structure(ctx):
     """has norm1, attn, norm2 and ffn of the notebook's classes; honours d_ff, bias and norm"""
     for d_model, n_heads, d_ff, bias, norm in [(16, 4, None, True, "layer"), (12, 3, 20, False, "layer"), (16, 2, None, True, "rms")]:
         module = ctx.construct("TransformerBlock", d_model, n_heads, d_ff=d_ff, bias=bias, norm=norm)
@@ -661,8 +644,8 @@ def block_structure(ctx):
                           block_hint(got, expected, norm, bias))
 
 
-@test("TransformerBlock", points=1, group="shapes")
-def block_output_shape(ctx):
+@hidden("TransformerBlock", points=1, group="shapes")
+def test_block_output_shape(ctx):
     """forward keeps (B, T, d_model), Pre-LN and Post-LN"""
     for (B, T, d_model, n_heads), norm_first in [((2, 5, 16, 4), True), ((1, 1, 8, 2), False), ((3, 7, 12, 3), True)]:
         module, _ = build_block(ctx, d_model, n_heads, norm_first=norm_first)
@@ -671,20 +654,20 @@ def block_output_shape(ctx):
                       shape=(B, T, d_model))
 
 
-@test("TransformerBlock", points=3, group="numerics")
-def block_pre_ln_matches_torch(ctx):
+@hidden("TransformerBlock", points=3, group="numerics")
+def test_block_pre_ln_matches_torch(ctx):
     """norm_first=True matches nn.TransformerEncoderLayer(norm_first=True) with the same weights (float64)"""
     check_block_against_torch(ctx, True, [(24, 3, None, "gelu", True), (16, 4, 40, "relu", False)])
 
 
-@test("TransformerBlock", points=3, group="numerics")
-def block_post_ln_matches_torch(ctx):
+@hidden("TransformerBlock", points=3, group="numerics")
+def test_block_post_ln_matches_torch(ctx):
     """norm_first=False matches nn.TransformerEncoderLayer(norm_first=False) with the same weights (float64)"""
     check_block_against_torch(ctx, False, [(24, 3, None, "gelu", True), (16, 2, 40, "relu", False)])
 
 
-@test("TransformerBlock", points=1, group="numerics")
-def block_passes_the_mask(ctx):
+@hidden("TransformerBlock", points=1, group="numerics")
+def test_block_passes_the_mask(ctx):
     """causal and padding masks (True = may attend) reach attention, for Pre-LN and Post-LN"""
     B, T, d_model, n_heads = 3, 6, 16, 4
     causal = torch.ones(T, T, dtype=torch.bool).tril()
@@ -701,8 +684,8 @@ def block_passes_the_mask(ctx):
                          hint="Pass the mask on to attention unchanged: self.attn(h, mask=mask), True = may attend")
 
 
-@test("TransformerBlock", points=1, group="numerics")
-def block_rms_matches_reference(ctx):
+@hidden("TransformerBlock", points=1, group="numerics")
+def test_block_rms_matches_reference(ctx):
     """norm="rms" matches nn.TransformerEncoderLayer with nn.RMSNorm norms (float64)"""
     for norm_first in (True, False):
         module, state = build_block(ctx, 16, 4, norm_first=norm_first, norm="rms")
@@ -713,8 +696,8 @@ def block_rms_matches_reference(ctx):
                      hint=f'norm="rms" makes norm1 and norm2 RMSNorm(d_model); the wiring stays {formula(norm_first)}')
 
 
-@test("TransformerBlock", points=1, group="numerics")
-def block_matches_in_float32(ctx):
+@hidden("TransformerBlock", points=1, group="numerics")
+def test_block_matches_in_float32(ctx):
     """float32 blocks match the float64 reference within float32 tolerance"""
     for norm_first in (True, False):
         module, state = build_block(ctx, 16, 4, norm_first=norm_first, dtype=torch.float32)
@@ -725,8 +708,8 @@ def block_matches_in_float32(ctx):
         expect_close(got, want, f"float32 TransformerBlock(norm_first={norm_first}) output", **tolerance(torch.float32, 10))
 
 
-@test("TransformerBlock", points=2, group="properties")
-def block_pre_ln_identity_path(ctx):
+@hidden("TransformerBlock", points=2, group="properties")
+def test_block_pre_ln_identity_path(ctx):
     """with attention and FFN outputs zeroed, a Pre-LN block is exactly the identity (Jacobian I), a Post-LN block is not"""
     d_model, n_heads = 16, 4
     x, g = ctx.randn(2, 5, d_model), ctx.randn(2, 5, d_model)
@@ -798,8 +781,8 @@ def profile_ratio(per_block: list[float]) -> float:
     return sum(per_block[-3:]) / sum(per_block[:3])
 
 
-@test("TransformerBlock", points=2, group="properties", time_limit=30)
-def block_gradient_profile_pre_vs_post(ctx):
+@hidden("TransformerBlock", points=2, group="properties", time_limit=30)
+def test_block_gradient_profile_pre_vs_post(ctx):
     """at initialisation, in a 12-block stack, gradients rise toward the output for Post-LN and not for Pre-LN"""
     s = PROFILE_SIZE
     states, x, g = profile_inputs()
@@ -830,8 +813,8 @@ def block_gradient_profile_pre_vs_post(ctx):
              f"Do norm_first=True and norm_first=False compute different blocks? Expected {formula(True)}, and {formula(False)}")
 
 
-@test("TransformerBlock", points=3, group="gradients")
-def block_gradients_match(ctx):
+@hidden("TransformerBlock", points=3, group="gradients")
+def test_block_gradients_match(ctx):
     """gradients w.r.t. the input and every parameter match nn.TransformerEncoderLayer's (Pre-LN and Post-LN)"""
     d_model, n_heads = 12, 3
     for norm_first in (True, False):
@@ -858,8 +841,8 @@ def block_gradients_match(ctx):
             expect_param_grad(result.param_grads, name, want[name], what, tol)
 
 
-@test("TransformerBlock", points=1, group="hygiene")
-def block_keeps_dtype_device_and_input(ctx):
+@hidden("TransformerBlock", points=1, group="hygiene")
+def test_block_keeps_dtype_device_and_input(ctx):
     """keeps dtype and device, leaves x unmodified; with dropout=0.1, eval() is deterministic and drops nothing"""
     for dtype in FLOATS:
         module, state = build_block(ctx, 16, 4, dropout=0.1, dtype=dtype)

@@ -39,53 +39,11 @@ from autograder.checks import (
     tolerance,
 )
 from autograder.session import CheckFailed, StudentRaised, WorkerLost
-from autograder.suite import Suite, load_weights
+from autograder.context import load_weights
+from autograder.hidden import hidden
 from autograder.wire import Foreign, WireTensor
 
-# Likely causes of errors raised inside the student's code: (exercise or None for any, message parts, hint).
-ERROR_HINTS = [
-    ("TransformerLM", ("index out of range in self",),
-     "An embedding was indexed past its size: positions are torch.arange(T) (0 .. T-1), and pos_emb has max_len rows"),
-    ("TransformerLM", ("must match the size of tensor", "The size of tensor a", "Expected size for first two dimensions"),
-     ("Something was built for max_len positions and met a sequence of T = tokens.shape[1]: take the first T "
-      "positions (pos_emb[:T], torch.arange(T)) and build the causal mask for T")),
-    ("TransformerLM", ("unexpected keyword argument 'lengths'",),
-     "forward takes an optional padding argument: def forward(self, tokens, lengths=None)"),
-    ("lm_loss", ("Expected input batch_size", "Expected target size", "only batches of spatial targets"),
-     ("F.cross_entropy wants logits of shape (N, V) and targets of shape (N,): flatten logits[:, :-1] to (-1, V) "
-      "and tokens[:, 1:] to (-1,)")),
-    ("lm_loss", ("view size is not compatible",),
-     "logits[:, :-1] is not contiguous in memory: use .reshape(-1, V), not .view(-1, V)"),
-    ("train_step", ("does not require grad",),
-     "The loss has no graph: compute it from model(tokens) without torch.no_grad(), .detach() or .item()"),
-    ("train_step", ("float' object has no attribute 'backward'",),
-     "Call loss.backward() on the tensor and return loss.item() only at the end"),
-    ("generate", ("probability tensor contains either",),
-     ("torch.multinomial got NaN or inf probabilities: with temperature == 0 take the argmax instead of dividing by 0, "
-      "and with top_k keep the k largest logits (at least one)")),
-    ("generate", ("index out of range in self",),
-     "The model was fed more positions than it has: crop the context to tokens[:, -model.max_len:] before each call"),
-    ("generate", ("selected index k out of range",),
-     "top_k may exceed the vocabulary: use torch.topk(logits, min(top_k, logits.size(-1)))"),
-    ("generate", ("has no attribute 'max_len'",),
-     "Every model here stores its context size as model.max_len (TransformerLM must set self.max_len = max_len)"),
-    # On a GPU, "index out of range in self" and "probability tensor contains ..." are device-side asserts instead.
-    ("TransformerLM", ("device-side assert triggered",),
-     "A GPU kernel rejected an index: an embedding indexed past its size? Positions are torch.arange(T) (0 .. T-1)"),
-    ("generate", ("device-side assert triggered",),
-     ("A GPU kernel rejected its input: the model fed more than max_len positions (crop to tokens[:, -model.max_len:]), "
-      "or torch.multinomial given NaN or inf probabilities (with temperature == 0 take the argmax)")),
-    (None, ("same dtype", "expected scalar type", "expected m1 and m2 to have the same dtype"),
-     "float32 and float64 tensors were mixed: is something cast with .float(), or created without dtype=?"),
-]
 
-SUITE = Suite(
-    assignment="a5_transformer_lm",
-    notebook="transformer_lm.ipynb",
-    exercises=["TransformerLM", "lm_loss", "train_step", "generate"],
-    error_hints=ERROR_HINTS,
-)
-test = SUITE.test
 
 
 # --- small helpers ------------------------------------------------------------------------
@@ -335,16 +293,16 @@ GRADIENT_TOL = tolerance(torch.float64, 100)
 # angles up to max_len; a shifted or transposed table is off by more than 0.01.
 SINUSOID_TOL = tolerance(torch.float32, 10)
 
-@test("TransformerLM", points=1, group="shapes")
-def lm_structure(ctx):
+@hidden("TransformerLM", points=1, group="shapes")
+def test_lm_structure(ctx):
     """has tok_emb, pos_emb, blocks (n_layers TransformerBlocks), norm_f and a bias-free lm_head, with the right shapes"""
     for cfg in (Config(vocab_size=13, d_model=16, n_heads=2, n_layers=3, max_len=9),
                 Config(vocab_size=7, d_model=12, n_heads=3, n_layers=1, max_len=5, d_ff=20, norm_first=False)):
         check_structure(ctx.construct("TransformerLM", *cfg.args(), **cfg.kwargs()), cfg)
 
 
-@test("TransformerLM", points=1, group="shapes")
-def lm_logits_shape(ctx):
+@hidden("TransformerLM", points=1, group="shapes")
+def test_lm_logits_shape(ctx):
     """forward returns logits of shape (B, T, vocab_size) for T from 1 to max_len"""
     cfg = Config(vocab_size=7, d_model=8, n_heads=2, n_layers=1, max_len=6)
     model = ctx.construct("TransformerLM", *cfg.args())
@@ -355,8 +313,8 @@ def lm_logits_shape(ctx):
                       hint="Return lm_head(norm_f(x)): one row of vocab_size logits per position")
 
 
-@test("TransformerLM", points=3, group="numerics")
-def lm_matches_reference(ctx):
+@hidden("TransformerLM", points=3, group="numerics")
+def test_lm_matches_reference(ctx):
     """logits match a float64 reference GPT with the same weights, Pre-LN and Post-LN"""
     for cfg in (Config(vocab_size=13, d_model=16, n_heads=2, n_layers=2, max_len=12),
                 Config(vocab_size=9, d_model=12, n_heads=3, n_layers=2, max_len=8, norm_first=False)):
@@ -372,8 +330,8 @@ def lm_matches_reference(ctx):
                           "then norm_f and lm_head")
 
 
-@test("TransformerLM", points=1, group="numerics")
-def lm_sinusoidal_positions(ctx):
+@hidden("TransformerLM", points=1, group="numerics")
+def test_lm_sinusoidal_positions(ctx):
     """positions="sinusoidal" keeps a fixed pos_emb buffer of sinusoids (no parameter) and uses it"""
     cfg = Config(vocab_size=10, d_model=16, n_heads=2, n_layers=1, max_len=11, positions="sinusoidal")
     probe = ctx.construct("TransformerLM", *cfg.args(), **cfg.kwargs())
@@ -403,8 +361,8 @@ def lm_sinusoidal_positions(ctx):
                  hint="Add pos_emb[:T] (the first T rows of the buffer) to the token embeddings")
 
 
-@test("TransformerLM", points=2, group="properties")
-def lm_is_causal(ctx):
+@hidden("TransformerLM", points=2, group="properties")
+def test_lm_is_causal(ctx):
     """changing tokens after position t leaves the logits at positions 0..t unchanged"""
     cfg = Config(vocab_size=11, d_model=16, n_heads=2, n_layers=2, max_len=12)
     model, _ = build_lm(ctx, cfg)
@@ -421,8 +379,8 @@ def lm_is_causal(ctx):
                           "to every block")
 
 
-@test("TransformerLM", points=1, group="properties")
-def lm_masks_padding(ctx):
+@hidden("TransformerLM", points=1, group="properties")
+def test_lm_masks_padding(ctx):
     """with lengths, real tokens are unaffected and padded keys are hidden (the causal AND the padding mask)"""
     cfg = Config(vocab_size=11, d_model=16, n_heads=2, n_layers=2, max_len=10)
     model, _ = build_lm(ctx, cfg)
@@ -453,8 +411,8 @@ def lm_masks_padding(ctx):
 INITIAL_LOSS_TOLERANCE = 0.1
 
 
-@test("TransformerLM", points=1, group="properties")
-def lm_initial_loss_near_ln_vocab(ctx):
+@hidden("TransformerLM", points=1, group="properties")
+def test_lm_initial_loss_near_ln_vocab(ctx):
     """a freshly built model predicts nearly uniformly: its loss is within 0.1 of ln(vocab_size)"""
     V = 40
     for cfg in (Config(vocab_size=V, d_model=32, n_heads=4, n_layers=2, max_len=32),
@@ -475,8 +433,8 @@ def lm_initial_loss_near_ln_vocab(ctx):
                  "nn.Embedding weight from N(0, 0.02**2) and every bias to 0 (GPT-2), before tying weights")
 
 
-@test("TransformerLM", points=1, group="properties")
-def lm_ties_weights(ctx):
+@hidden("TransformerLM", points=1, group="properties")
+def test_lm_ties_weights(ctx):
     """tie_weights=True makes lm_head.weight and tok_emb.weight one shared tensor, used by both"""
     cfg = Config(vocab_size=11, d_model=16, n_heads=2, n_layers=1, max_len=8)
     untied = ctx.construct("TransformerLM", *cfg.args())
@@ -504,8 +462,8 @@ def lm_ties_weights(ctx):
                  **GRADIENT_TOL, hint="The shared tensor's gradient sums its use as embedding and as output layer")
 
 
-@test("TransformerLM", points=2, group="gradients")
-def lm_gradients_match(ctx):
+@hidden("TransformerLM", points=2, group="gradients")
+def test_lm_gradients_match(ctx):
     """every parameter receives the gradient the reference gives it"""
     cfg = Config(vocab_size=11, d_model=16, n_heads=2, n_layers=2, max_len=10)
     model, state = build_lm(ctx, cfg)
@@ -525,8 +483,8 @@ def lm_gradients_match(ctx):
                      hint="The logits match only if every part is used exactly as the reference uses it")
 
 
-@test("TransformerLM", points=1, group="hygiene")
-def lm_keeps_dtype_and_inputs(ctx):
+@hidden("TransformerLM", points=1, group="hygiene")
+def test_lm_keeps_dtype_and_inputs(ctx):
     """keeps the model's dtype, leaves tokens unmodified, is deterministic in eval()"""
     cfg = Config(vocab_size=9, d_model=8, n_heads=2, n_layers=1, max_len=6)
     for dtype in (torch.float32, torch.float64):
@@ -568,8 +526,8 @@ def loss_suspects(logits, tokens) -> dict[str, torch.Tensor]:
     }
 
 
-@test("lm_loss", points=1, group="shapes")
-def loss_is_a_scalar(ctx):
+@hidden("lm_loss", points=1, group="shapes")
+def test_loss_is_a_scalar(ctx):
     """returns a 0-dimensional tensor of the logits' dtype"""
     for (B, T, V), dtype in [((2, 5, 7), torch.float32), ((1, 2, 3), torch.float64), ((4, 9, 11), torch.float32)]:
         logits, tokens = ctx.randn(B, T, V, dtype=dtype), randint(ctx, V, B, T)
@@ -577,8 +535,8 @@ def loss_is_a_scalar(ctx):
                       hint="Return one number: the mean over all B * (T - 1) predictions (reduction='mean'), as a tensor")
 
 
-@test("lm_loss", points=2, group="numerics")
-def loss_matches_reference(ctx):
+@hidden("lm_loss", points=2, group="numerics")
+def test_loss_matches_reference(ctx):
     """is the mean cross-entropy of tokens[:, 1:] given logits[:, :-1]"""
     for B, T, V in [(3, 8, 10), (2, 12, 5)]:
         logits, tokens = ctx.randn(B, T, V, scale=2.0), randint(ctx, V, B, T)
@@ -590,8 +548,8 @@ def loss_matches_reference(ctx):
                  **tolerance(torch.float32), suspects=loss_suspects(logits, tokens))
 
 
-@test("lm_loss", points=1, group="numerics")
-def loss_is_stable_for_large_logits(ctx):
+@hidden("lm_loss", points=1, group="numerics")
+def test_loss_is_stable_for_large_logits(ctx):
     """stays finite and exact for logits of size 1000 (float32)"""
     logits, tokens = ctx.randn(2, 7, 6, dtype=torch.float32, scale=300.0), randint(ctx, 6, 2, 7)
     expect_close(ctx.call("lm_loss", logits, tokens), reference_loss(logits, tokens), "lm_loss on logits of size ~1000",
@@ -599,8 +557,8 @@ def loss_is_stable_for_large_logits(ctx):
                                                   "(or F.log_softmax), which subtracts the maximum first")
 
 
-@test("lm_loss", points=1, group="gradients")
-def loss_gradient_matches(ctx):
+@hidden("lm_loss", points=1, group="gradients")
+def test_loss_gradient_matches(ctx):
     """its gradient w.r.t. the logits matches, and is exactly 0 at the last position"""
     logits, tokens = ctx.randn(3, 6, 8), randint(ctx, 8, 3, 6)
     result = ctx.call_full("lm_loss", logits, tokens, grad={"wrt": [0], "grad_outputs": [torch.tensor(1.0, dtype=torch.float64)]})
@@ -616,8 +574,8 @@ def loss_gradient_matches(ctx):
         fail("the logits at the last position get a gradient", "The last position has no next token to predict: drop it with logits[:, :-1]")
 
 
-@test("lm_loss", points=1, group="hygiene")
-def loss_leaves_inputs_unchanged(ctx):
+@hidden("lm_loss", points=1, group="hygiene")
+def test_loss_leaves_inputs_unchanged(ctx):
     """leaves logits and tokens unmodified"""
     logits, tokens = ctx.randn(2, 5, 7), randint(ctx, 7, 2, 5)
     result = ctx.call_full("lm_loss", logits, tokens)
@@ -729,16 +687,16 @@ def expect_float(value, what: str) -> float:
 LR = 0.5
 
 
-@test("train_step", points=1, group="shapes")
-def train_step_returns_a_float(ctx):
+@hidden("train_step", points=1, group="shapes")
+def test_train_step_returns_a_float(ctx):
     """returns the loss as a Python float"""
     model, _ = build_bigram(ctx, 7)
     opt = ctx.builtin("optimizer", model, "SGD", lr=LR)
     expect_float(ctx.call("train_step", model, opt, randint(ctx, 7, 3, 6)), "train_step(model, optimizer, tokens)")
 
 
-@test("train_step", points=2, group="numerics")
-def train_step_does_one_step(ctx):
+@hidden("train_step", points=2, group="numerics")
+def test_train_step_does_one_step(ctx):
     """each call does one SGD step on the gradient of this batch's loss and returns the loss before it"""
     V = 9
     model, table = build_bigram(ctx, V)
@@ -781,8 +739,8 @@ OVERFIT_STEPS = 40
 OVERFIT_LOSS = 0.25
 
 
-@test("train_step", points=2, group="properties", time_limit=30)
-def train_step_overfits_a_batch(ctx):
+@hidden("train_step", points=2, group="properties", time_limit=30)
+def test_train_step_overfits_a_batch(ctx):
     """40 AdamW steps on one batch drive its loss from ln(vocab_size) below 0.25"""
     V = 16
     model, table = build_bigram(ctx, V, dtype=torch.float32, table=torch.zeros(V, V))
@@ -810,8 +768,8 @@ def _expect_overfit(table, trained, tokens, returned, loss_and_grad, judge: str)
              "Is optimizer.step() called after loss.backward(), and the gradient zeroed before each backward?")
 
 
-@test("train_step", points=1, group="hygiene")
-def train_step_leaves_tokens_and_dtype(ctx):
+@hidden("train_step", points=1, group="hygiene")
+def test_train_step_leaves_tokens_and_dtype(ctx):
     """leaves the tokens unmodified and the model's dtype unchanged"""
     model, _ = build_bigram(ctx, 6)
     opt = ctx.builtin("optimizer", model, "SGD", lr=LR)
@@ -868,8 +826,8 @@ def call_generate(ctx, model, prompt, n, **kwargs):
                                  hint="Return the prompt followed by the new tokens: torch.cat([tokens, next_token], dim=1), int64 ids")
 
 
-@test("generate", points=1, group="shapes")
-def generate_shape_and_prompt(ctx):
+@hidden("generate", points=1, group="shapes")
+def test_generate_shape_and_prompt(ctx):
     """returns (B, T0 + max_new_tokens) int64 ids that begin with the prompt"""
     model, _ = build_bigram(ctx, 9, max_len=8)
     prompt = randint(ctx, 9, 3, 4)
@@ -880,8 +838,8 @@ def generate_shape_and_prompt(ctx):
     expect_equal(wire(out), prompt, "generate(model, prompt, 0)", hint="With max_new_tokens=0, return the prompt")
 
 
-@test("generate", points=2, group="numerics")
-def generate_greedy(ctx):
+@hidden("generate", points=2, group="numerics")
+def test_generate_greedy(ctx):
     """temperature=0 picks the argmax at every step, whatever generator is passed"""
     model, table = build_bigram(ctx, 12, max_len=16)
     prompt = randint(ctx, 12, 3, 5)
@@ -896,8 +854,8 @@ def generate_greedy(ctx):
                  hint="Greedy decoding is deterministic: it must not sample, with or without a generator")
 
 
-@test("generate", points=2, group="numerics")
-def generate_samples_with_the_generator(ctx):
+@hidden("generate", points=2, group="numerics")
+def test_generate_samples_with_the_generator(ctx):
     """samples softmax(logits / temperature) restricted to the top_k logits with torch.multinomial(generator=...)"""
     V = 10
     model, table = build_bigram(ctx, V, max_len=16)
@@ -936,8 +894,8 @@ def generate_samples_with_the_generator(ctx):
                           "torch.multinomial(probs, num_samples=1, generator=generator) once per step")
 
 
-@test("generate", points=2, group="properties")
-def generate_crops_to_max_len(ctx):
+@hidden("generate", points=2, group="properties")
+def test_generate_crops_to_max_len(ctx):
     """never feeds the model more than max_len positions, and feeds it the last max_len tokens"""
     V, max_len = 9, 5
     # A table whose greedy walk is one cycle through all V tokens: the last token always changes, so a context
@@ -1021,8 +979,8 @@ def _greedy_reference(state, cfg: Config, prompt, n, crop):
     return seq
 
 
-@test("generate", points=1, group="hygiene")
-def generate_leaves_prompt_and_model(ctx):
+@hidden("generate", points=1, group="hygiene")
+def test_generate_leaves_prompt_and_model(ctx):
     """leaves the prompt and the model's parameters unmodified"""
     model, table = build_bigram(ctx, 8, max_len=6)
     prompt = randint(ctx, 8, 2, 4)

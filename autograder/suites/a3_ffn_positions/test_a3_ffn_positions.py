@@ -15,29 +15,10 @@ import torch.nn.functional as F
 
 from autograder.checks import expect_no_backward_error, expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
 from autograder.session import StudentRaised
-from autograder.suite import Suite
+from autograder.hidden import hidden
 from autograder.wire import WireTensor
 
-# Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
-ERROR_HINTS = [
-    (None, ("same dtype", "expected scalar type", "expected m1 and m2 to have the same dtype"),
-     "float32 and float64 tensors were mixed: is something cast with .float()/.double(), or created without dtype=x.dtype?"),
-    (None, ("values to unpack",),
-     "x may have any number of leading dimensions, shape (..., d_model): nn.Linear and the activation act on the "
-     "last dimension, so no reshape (and no B, T, D = x.shape) is needed"),
-    (None, ("shapes cannot be multiplied",),
-     "A layer received the wrong number of features: up (and gate) map d_model -> d_ff, down maps d_ff -> d_model"),
-    (None, ("leaf Variable that requires grad is being used in an in-place operation",),
-     "The code modifies its input in place; inputs must stay unchanged"),
-]
 
-SUITE = Suite(
-    assignment="a3_ffn_positions",
-    notebook="ffn_positions.ipynb",
-    exercises=["FeedForward", "SwiGLU", "sinusoidal_positions"],
-    error_hints=ERROR_HINTS,
-)
-test = SUITE.test
 FLOATS = (torch.float32, torch.float64)
 
 
@@ -205,8 +186,8 @@ def build_ffn(ctx, d_model, d_ff=None, activation="gelu", bias=True, dropout=0.0
     return module, state
 
 
-@test("FeedForward", points=1, group="shapes")
-def ffn_structure(ctx):
+@hidden("FeedForward", points=1, group="shapes")
+def test_ffn_structure(ctx):
     """has up (d_model -> d_ff) and down (d_ff -> d_model); d_ff defaults to 4 * d_model; bias=False has no biases"""
     module, _ = build_ffn(ctx, 8, explicit=False)
     subs = module.submodules
@@ -217,8 +198,8 @@ def ffn_structure(ctx):
         build_ffn(ctx, d_model, d_ff, activation=activation, bias=bias)
 
 
-@test("FeedForward", points=1, group="shapes")
-def ffn_output_shapes(ctx):
+@hidden("FeedForward", points=1, group="shapes")
+def test_ffn_output_shapes(ctx):
     """keeps the shape (..., d_model) for 0, 1 and 2 leading dimensions besides T"""
     module, _ = build_ffn(ctx, 8, 12)
     for shape in [(5, 8), (2, 5, 8), (2, 3, 4, 8), (1, 1, 8)]:
@@ -226,8 +207,8 @@ def ffn_output_shapes(ctx):
         expect_tensor(ctx.forward(module, x).value, f"FeedForward(8, 12) on x of shape {shape}", shape=shape)
 
 
-@test("FeedForward", points=3, group="numerics")
-def ffn_matches_reference(ctx):
+@hidden("FeedForward", points=3, group="numerics")
+def test_ffn_matches_reference(ctx):
     """matches down(act(up(x))) in float64 with the same weights, for GELU and ReLU, with and without biases"""
     for d_model, d_ff, activation, bias in [(12, 40, "gelu", True), (12, 40, "relu", True), (8, None, "gelu", False),
                                             (10, 24, "relu", False), (6, None, "default", True)]:
@@ -245,8 +226,8 @@ def ffn_matches_reference(ctx):
                      hint="The FFN is down(act(up(x))), with act = F.gelu (exact) or F.relu as `activation` says")
 
 
-@test("FeedForward", points=1, group="numerics")
-def ffn_matches_in_float32(ctx):
+@hidden("FeedForward", points=1, group="numerics")
+def test_ffn_matches_in_float32(ctx):
     """matches the float64 reference within float32 tolerance"""
     module, state = build_ffn(ctx, 16, 64, dtype=torch.float32)
     x = ctx.randn(3, 5, 16, dtype=torch.float32)
@@ -255,15 +236,15 @@ def ffn_matches_in_float32(ctx):
                  **tolerance(torch.float32, 10), suspects=ffn_suspects(x, state, "gelu"))
 
 
-@test("FeedForward", points=1, group="properties")
-def ffn_acts_on_each_position_independently(ctx):
+@hidden("FeedForward", points=1, group="properties")
+def test_ffn_acts_on_each_position_independently(ctx):
     """acts on each position independently: d out[b, t] / d x[b', t'] is exactly 0 for (b', t') != (b, t)"""
     module, _ = build_ffn(ctx, 8, 16)
     _expect_position_wise(ctx, module, "FeedForward", 8)
 
 
-@test("FeedForward", points=2, group="gradients")
-def ffn_gradients_match(ctx):
+@hidden("FeedForward", points=2, group="gradients")
+def test_ffn_gradients_match(ctx):
     """gradients w.r.t. the input and every parameter match the reference"""
     module, state = build_ffn(ctx, 8, 20)
     x, g = ctx.randn(2, 5, 8), ctx.randn(2, 5, 8)
@@ -283,8 +264,8 @@ def ffn_gradients_match(ctx):
         expect_close(got, leaf.grad, f"gradient of {name}", **tolerance(torch.float64))
 
 
-@test("FeedForward", points=1, group="hygiene")
-def ffn_keeps_dtype_device_and_input(ctx):
+@hidden("FeedForward", points=1, group="hygiene")
+def test_ffn_keeps_dtype_device_and_input(ctx):
     """keeps dtype and device, leaves x unmodified, is deterministic in eval() even with dropout=0.5"""
     for dtype in FLOATS:
         module, _ = build_ffn(ctx, 8, 16, dtype=dtype)
@@ -360,8 +341,8 @@ def build_swiglu(ctx, d_model, d_ff, bias=None, dtype=torch.float64):
     return module, state
 
 
-@test("SwiGLU", points=1, group="shapes")
-def swiglu_structure(ctx):
+@hidden("SwiGLU", points=1, group="shapes")
+def test_swiglu_structure(ctx):
     """has gate, up (d_model -> d_ff) and down (d_ff -> d_model), no biases by default, and keeps (..., d_model)"""
     module, _ = build_swiglu(ctx, 8, 12)
     for name in ("gate", "up", "down"):
@@ -372,8 +353,8 @@ def swiglu_structure(ctx):
         expect_tensor(ctx.forward(module, ctx.randn(*shape)).value, f"SwiGLU(8, 12) on x of shape {shape}", shape=shape)
 
 
-@test("SwiGLU", points=2, group="numerics")
-def swiglu_matches_reference(ctx):
+@hidden("SwiGLU", points=2, group="numerics")
+def test_swiglu_matches_reference(ctx):
     """matches down(silu(gate(x)) * up(x)) with the same weights (float64, and float32 within tolerance)"""
     for d_model, d_ff, bias in [(12, 32, None), (8, 20, True)]:
         module, state = build_swiglu(ctx, d_model, d_ff, bias=bias)
@@ -390,15 +371,15 @@ def swiglu_matches_reference(ctx):
                  **tolerance(torch.float32, 10), suspects=swiglu_suspects(x, state))
 
 
-@test("SwiGLU", points=1, group="properties")
-def swiglu_acts_on_each_position_independently(ctx):
+@hidden("SwiGLU", points=1, group="properties")
+def test_swiglu_acts_on_each_position_independently(ctx):
     """acts on each position independently: d out[b, t] / d x[b', t'] is exactly 0 for (b', t') != (b, t)"""
     module, _ = build_swiglu(ctx, 8, 12)
     _expect_position_wise(ctx, module, "SwiGLU", 8)
 
 
-@test("SwiGLU", points=1, group="gradients")
-def swiglu_gradients_match(ctx):
+@hidden("SwiGLU", points=1, group="gradients")
+def test_swiglu_gradients_match(ctx):
     """gradients w.r.t. the input and every parameter match the reference"""
     module, state = build_swiglu(ctx, 8, 12, bias=True)
     x, g = ctx.randn(2, 5, 8), ctx.randn(2, 5, 8)
@@ -417,8 +398,8 @@ def swiglu_gradients_match(ctx):
         expect_close(got, leaf.grad, f"gradient of {name}", **tolerance(torch.float64))
 
 
-@test("SwiGLU", points=1, group="hygiene")
-def swiglu_keeps_dtype_device_and_input(ctx):
+@hidden("SwiGLU", points=1, group="hygiene")
+def test_swiglu_keeps_dtype_device_and_input(ctx):
     """keeps dtype and device, leaves x unmodified, is deterministic in eval()"""
     for dtype in FLOATS:
         module, _ = build_swiglu(ctx, 8, 12, dtype=dtype)
@@ -529,8 +510,8 @@ def _call_positions(ctx, *args, **kwargs):
     return ctx.call("sinusoidal_positions", *args, **kwargs)
 
 
-@test("sinusoidal_positions", points=1, group="shapes")
-def sinusoid_shapes(ctx):
+@hidden("sinusoidal_positions", points=1, group="shapes")
+def test_sinusoid_shapes(ctx):
     """returns a (T, d_model) tensor for several T and even d_model"""
     for T, d_model in [(1, 2), (7, 4), (50, 16), (33, 10), (128, 6)]:
         expect_tensor(_call_positions(ctx, T, d_model), f"sinusoidal_positions({T}, {d_model})", shape=(T, d_model),
@@ -540,8 +521,8 @@ def sinusoid_shapes(ctx):
 FORMULA_HINT = "PE[t, 2i] = sin(t / base**(2i/d_model)) and PE[t, 2i+1] = cos(t / base**(2i/d_model)), for t = 0 .. T-1"
 
 
-@test("sinusoidal_positions", points=3, group="numerics")
-def sinusoid_matches_formula(ctx):
+@hidden("sinusoidal_positions", points=3, group="numerics")
+def test_sinusoid_matches_formula(ctx):
     """matches PE[t, 2i] = sin(t / base**(2i/d)), PE[t, 2i+1] = cos(...) for several sizes and bases"""
     for T, d_model, base, how in [(64, 16, None, "default"), (40, 24, 100.0, "keyword"), (30, 10, 500.0, "positional")]:
         if how == "default":
@@ -554,16 +535,16 @@ def sinusoid_matches_formula(ctx):
                                suspects=positions_suspects(T, d_model, base), hint=FORMULA_HINT)
 
 
-@test("sinusoidal_positions", points=1, group="numerics")
-def sinusoid_accurate_for_long_sequences(ctx):
+@hidden("sinusoidal_positions", points=1, group="numerics")
+def test_sinusoid_accurate_for_long_sequences(ctx):
     """stays within float32 accuracy up to T = 1024 (angles of up to 1023 radians)"""
     T, d_model = 1024, 64
     expect_positions_close(_call_positions(ctx, T, d_model), oracle_positions(T, d_model), f"sinusoidal_positions({T}, {d_model})",
                            suspects=positions_suspects(T, d_model, 10000.0), hint=FORMULA_HINT)
 
 
-@test("sinusoidal_positions", points=2, group="properties")
-def sinusoid_shift_is_a_linear_map(ctx):
+@hidden("sinusoidal_positions", points=2, group="properties")
+def test_sinusoid_shift_is_a_linear_map(ctx):
     """PE[t + k] is one fixed linear map of PE[t], the same for every t"""
     T, d_model, k = 128, 16, ctx.randint(1, 9)
     pe = expect_tensor(_call_positions(ctx, T, d_model), f"sinusoidal_positions({T}, {d_model})", shape=(T, d_model))
@@ -583,8 +564,8 @@ def sinusoid_shift_is_a_linear_map(ctx):
              "rotation of every pair by k * w_i")
 
 
-@test("sinusoidal_positions", points=1, group="hygiene")
-def sinusoid_is_a_plain_float32_tensor(ctx):
+@hidden("sinusoidal_positions", points=1, group="hygiene")
+def test_sinusoid_is_a_plain_float32_tensor(ctx):
     """returns a plain float32 tensor that needs no gradient, the same on every call"""
     what = "sinusoidal_positions(20, 8)"
     first = _call_positions(ctx, 20, 8)

@@ -1,0 +1,201 @@
+"""The pytest plugin that grades one submission: pytest runs the hidden tests, this plugin gives each its worker.
+
+Two ways in, one code path:
+
+    python -m pytest autograder/suites/a1_attention --submission attention.ipynb   # an instructor, with -k, -x, --pdb
+    python -m autograder grade attention.ipynb                                       # runner.grade() calls pytest.main
+
+Per test, the plugin: gives the exercise a fresh worker (``use_worker_for``), starts the test's clock, builds the
+``ctx`` fixture with the test's seed, and turns what the test raised into the line a student reads (a hint for a
+known error, "not implemented yet", a lost worker). A test of an exercise that cannot earn points (forbidden use,
+code given by the release, no readable notebook) fails at set-up with the reason. At the end it applies what needs
+the whole run (the liveness rule, strict review) and leaves the ``GradeReport`` in ``plugin.report``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder import runner
+from autograder.context import Context, seed_for_test
+from autograder.hidden import MARKERS, HiddenTest, SuiteError, hidden_test_of
+from autograder.session import CheckFailed, StudentRaised, WorkerLost
+from autograder.suites import load_suite
+
+PLUGIN_NAME = "autograder-grading"
+
+
+class NotGraded(Exception):
+    """A test that cannot earn points whatever it would do: the reason is the whole message."""
+
+
+class GradingPlugin:
+    def __init__(self, path: Path | str, assignment: str, *, server=None, device: str = "cpu",
+                 time_limit: float = runner.DEFAULT_TIME_LIMIT, time_budget: float | None = None,
+                 strict: bool = True):
+        self.spec = load_suite(assignment)
+        self.grading = runner.Grading(Path(path), self.spec, server=server, device=device, time_limit=time_limit,
+                                      time_budget=time_budget, strict=strict)
+        self.report = self.grading.report
+        self.finished = False
+        self.only: set[str] | None = None  # run only these exercises' tests
+
+    # --- the run -----------------------------------------------------------------------
+
+    def pytest_sessionstart(self, session) -> None:
+        self.grading.start()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, session, config, items) -> None:
+        """Every collected test is a hidden test of this assignment, run exercise by exercise (one worker each)."""
+        rank = {e: i for i, e in enumerate(self.spec.exercises)}
+        if self.only is not None:
+            dropped = [item for item in items if _hidden_test(item).exercise not in self.only]
+            items[:] = [item for item in items if _hidden_test(item).exercise in self.only]
+            config.hook.pytest_deselected(items=dropped)
+        for item in items:
+            test = _hidden_test(item)
+            if test.exercise not in rank:
+                raise SuiteError(f"{item.nodeid}: exercise {test.exercise!r} is not one of {self.spec.name}'s")
+            item.add_marker(self.spec.name)  # so `-m a1_attention` selects it
+        items.sort(key=lambda item: rank[_hidden_test(item).exercise])
+
+    @pytest.fixture
+    def ctx(self, request) -> Context:
+        """The proxy to the student's code, for one hidden test."""
+        test = _hidden_test(request.node)
+        reason = self.grading.why_not_graded(test.exercise)
+        if reason:
+            raise NotGraded(reason)
+        session = self.grading.session
+        session.use_worker_for(test.exercise)
+        session.begin_test(test.time_limit)
+        return Context(session, self.spec, test, seed_for_test(self.report.seed, test.name), log=self.grading.log)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if call.when == "teardown" or (call.when == "setup" and call.excinfo is None):
+            return report
+        test = _hidden_test(item)
+        score, output = self._outcome(test, call.excinfo)
+        self.grading.record(test, score, output)
+        report.user_properties.append(("feedback", output))
+        if call.excinfo is not None and _is_known(call.excinfo.value) and _tbstyle(item) in ("auto", "short"):
+            report.longrepr = f"{test.display_name}\n{output}"  # what the student reads; --tb=long keeps the trace
+        return report
+
+    def pytest_sessionfinish(self, session) -> None:
+        self.grading.finish()
+        self.finished = True
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        from autograder.report import render
+
+        terminalreporter.write_line("")
+        terminalreporter.write_line(render(self.report, color=terminalreporter.isatty))
+        out = terminalreporter.config.getoption("results", None)
+        if out:
+            from autograder.report import write_results
+
+            write_results(self.report, Path(out))
+            terminalreporter.write_line(f"results: {out}")
+
+    # --- one test's outcome ------------------------------------------------------------
+
+    def _outcome(self, test: HiddenTest, excinfo) -> tuple[float, str]:
+        if excinfo is None:
+            return test.points, ""
+        exc = excinfo.value
+        if isinstance(exc, NotGraded):
+            return 0.0, str(exc)
+        if isinstance(exc, StudentRaised):
+            if exc.not_implemented:
+                return 0.0, "not implemented yet"
+            hint = self.spec.hint_for_error(test.exercise, exc.error)
+            return 0.0, f"{exc}. {hint}" if hint else str(exc)
+        if isinstance(exc, WorkerLost):
+            self.grading.session.drop_worker()
+            return 0.0, str(exc)
+        if isinstance(exc, CheckFailed):
+            return 0.0, str(exc)
+        # A bug in the hidden test, or a reply it did not expect: fail, never award points.
+        self.grading.internal_error(test.name, exc)
+        return 0.0, "the grader could not run this test (internal error); your instructor has the details"
+
+
+def _tbstyle(item) -> str:
+    return getattr(item.config.option, "tbstyle", "auto")
+
+
+def _is_known(exc: BaseException) -> bool:
+    return isinstance(exc, (NotGraded, CheckFailed))
+
+
+def _hidden_test(item) -> HiddenTest:
+    test = getattr(item, "_hidden_test", None)
+    if test is None:
+        test = item._hidden_test = hidden_test_of(item.obj, item.nodeid)
+    return test
+
+
+# --- for `python -m pytest autograder/suites/<assignment> --submission ...` (loaded by suites/conftest.py) --------
+
+def add_options(parser) -> None:
+    group = parser.getgroup("autograder", "grading one submission with a hidden suite")
+    group.addoption("--submission", help="the notebook (or a submission folder) to grade")
+    group.addoption("--device", default="cpu", help="where the student's code runs: cpu, cuda, auto (default cpu)")
+    group.addoption("--time-limit", type=float, default=runner.DEFAULT_TIME_LIMIT, help="seconds per hidden test")
+    group.addoption("--time-budget", type=float, default=None, help="seconds for the whole submission")
+    group.addoption("--lenient", action="store_true", help="code that needs review keeps its points")
+    group.addoption("--results", help="also write results.json here")
+
+
+def configure(config) -> None:
+    """Register the markers; start grading the --submission, unless runner.grade() brought its own plugin."""
+    for line in MARKERS.values():
+        config.addinivalue_line("markers", line)
+    from autograder.suites import ORDER
+
+    for name in ORDER:
+        config.addinivalue_line("markers", f"{name}: hidden tests of {name}")
+    if any(isinstance(p, GradingPlugin) for p in config.pluginmanager.get_plugins()):
+        return  # runner.grade() brought its own
+    submission = config.getoption("submission")
+    if not submission:
+        raise pytest.UsageError("a hidden suite grades one notebook: pass --submission PATH.ipynb")
+    assignment = _assignment_of_args(config)
+    device = runner.resolve_device(config.getoption("device"))
+    config.pluginmanager.register(
+        GradingPlugin(submission, assignment, device=device, time_limit=config.getoption("time_limit"),
+                      time_budget=config.getoption("time_budget"), strict=not config.getoption("lenient")),
+        PLUGIN_NAME)
+
+
+def _assignment_of_args(config) -> str:
+    from autograder.suites import ORDER
+
+    named = {part for arg in config.args for part in Path(arg.split("::")[0]).resolve().parts if part in ORDER}
+    if len(named) != 1:
+        raise pytest.UsageError(f"run one assignment's suite at a time (autograder/suites/<assignment>); got {config.args}")
+    return named.pop()
+
+
+def run(plugin: GradingPlugin, exercises: list[str] | None = None) -> None:
+    """Run the hidden suite through pytest, quietly and without touching process-wide state (several submissions
+    are graded at once, in threads): no output capture, assertion rewriting, warning or log capture.
+    ``exercises``: only these exercises' tests (``-m "exercise(...)"`` has no such selection)."""
+    plugin.only = set(exercises) if exercises is not None else None
+    args = [str(Path(sys.modules["autograder.suites"].__file__).parent / plugin.spec.name),
+            "-c", str(Path(sys.modules["autograder.suites"].__file__).parent / "pytest.ini"),
+            "--rootdir", str(Path(__file__).resolve().parents[1]),
+            "-s", "--assert=plain", "--disable-plugin-autoload"]
+    for name in ("terminal", "cacheprovider", "stepwise", "warnings", "logging", "faulthandler",
+                 "unraisableexception", "threadexception", "junitxml", "pastebin", "doctest"):
+        args += ["-p", f"no:{name}"]
+    code = pytest.main(args, plugins=[plugin])
+    if not plugin.finished or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        raise SuiteError(f"the hidden suite of {plugin.spec.name} did not run (pytest exit code {int(code)})")

@@ -1,0 +1,41 @@
+"""Hidden suite for a2_masking: causal and padding masks, the masked softmax, masked attention.
+
+Oracles are computed in float64 in the grader's process: ``torch.nn.attention.bias.causal_lower_right``
+for causal masks, ``torch.softmax`` of ``-inf``-filled scores for the masked softmax,
+``F.scaled_dot_product_attention(attn_mask=bool mask)`` for attention, and ``nn.MultiheadAttention``
+with copied weights (and its inverted boolean mask) for multi-head attention. PyTorch returns NaN
+(or, in recent versions, zeros) for a query with no visible key, so references are compared only
+on rows that have a visible key, and fully masked rows are checked separately against the course
+convention: zero weights, zero output, finite gradients. The masks the tests pass to attention are
+built here, never with the student's ``causal_mask``/``padding_mask``, so one bug does not cascade.
+Reference: Vaswani et al., "Attention Is All You Need" (2017), §3.2.3.
+"""
+
+from autograder.hidden import Assignment
+
+# Likely causes of errors raised inside the student's code: (function or None for any, message parts, hint).
+ERROR_HINTS = [
+    (None, ("bad operand type for unary ~: 'NoneType'",),
+     "mask=None must mean no masking: check `if mask is None` before using the mask"),
+    (None, ("'NoneType' object has no attribute",),
+     "Something is None there; if it is the mask, mask=None must mean no masking: check `if mask is None` first"),
+    ("masked_softmax", ("must match the size of tensor",),
+     "An amax or sum along dim drops that dimension unless keepdim=True; and the mask must broadcast against the scores"),
+    ("MultiHeadAttention", ("must match the size of tensor", "must be broadcastable"),
+     "Pass the mask to the attention as it is: (T, T), (B, 1, 1, T) and (B, 1, T, T) masks already broadcast "
+     "against the scores (B, H, T, T); adding or moving dimensions breaks that"),
+    ("scaled_dot_product_attention", ("must match the size of tensor", "must be broadcastable"),
+     "The mask must broadcast against the scores (..., T_q, T_k) as it is; do not reshape or index it"),
+    (None, ("only supports boolean masks", "expected BoolTensor", "result type Float can't be cast"),
+     "Masks are bool tensors (True = may attend): create them with comparisons, or convert with .bool()"),
+    (None, ("same dtype", "expected scalar type"),
+     "float32 and float64 tensors were mixed: is something cast with .float()/.double(), or created without dtype=?"),
+    (None, ("leaf Variable that requires grad is being used in an in-place operation",),
+     "The code modifies an input in place (masked_fill_, x -= m); inputs must stay unchanged: use masked_fill"),
+    (None, ("Dimension out of range",),
+     "Inputs may have 0, 1 or 2 batch dimensions: index dimensions from the end (k.transpose(-2, -1), q.shape[-1])"),
+    (None, ("Expected all tensors to be on the same device",),
+     "Create new tensors on the inputs' device (device=lengths.device, device=device)"),
+]
+
+ASSIGNMENT = Assignment('a2_masking', notebook='masking.ipynb', exercises=["causal_mask", "padding_mask", "masked_softmax", "scaled_dot_product_attention", "MultiHeadAttention"], error_hints=ERROR_HINTS)
