@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from autograder.session import CheckFailed
-from autograder.wire import Foreign, WireTensor
+from autograder.wire import Foreign, WireTensor, shorten
 
 # Tolerances against a float64 oracle computed from the very same input values.
 # float64: a few hundred ulps (2.2e-16 each) of reordering across sums of <= 64 terms.
@@ -29,8 +29,18 @@ def tolerance(dtype: torch.dtype, scale: float = 1.0) -> dict:
     return {"atol": tol["atol"] * scale, "rtol": tol["rtol"] * scale}
 
 
-def fail(message: str, hint: str | None = None):
-    raise CheckFailed(f"{message}. {hint}" if hint else message)
+class Guess(str):
+    """A hint that guesses at a cause ("Is part of the computation detached?"). When an earlier failure of the
+    same submission explains this one, the grader says that instead (``autograder/feedback.py``)."""
+
+
+def guess(hint: str) -> Guess:
+    return Guess(hint)
+
+
+def fail(message: str, hint: str | None = None, *, named: bool = False):
+    raise CheckFailed(f"{message}. {hint}" if hint else message, finding=message,
+                      guess=isinstance(hint, Guess) or hint is None, named=named)
 
 
 # What came back, and what to return instead, for tensors that are not dense, real and readable.
@@ -116,7 +126,7 @@ def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol
     wrong_special = ~agree & ~finite_want  # the reference is inf or nan there, and the result is not the same
     bad_values = ~torch.isfinite(got64) & finite_want
     for mask, message, default_hint in (
-            (bad_values, "non-finite value(s)", "Overflow in exp? Subtract the maximum before exponentiating"),
+            (bad_values, "non-finite value(s)", guess("Overflow in exp? Subtract the maximum before exponentiating")),
             (wrong_special, "value(s) where the reference is inf or nan", None)):
         if mask.any():
             first = mask.nonzero()[0]
@@ -131,7 +141,7 @@ def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol
     matched = _matching_suspect(got64, suspects or {}, atol, rtol)
     message = (f"{what} differs from the reference: max abs error {diff.max().item():.3g}; at {_index(where, expected.shape)} "
                f"got {got64[where].item():.6g}, expected {want64[where].item():.6g} (atol={atol:g}, rtol={rtol:g})")
-    fail(message, f"Your result matches {matched}" if matched else hint)
+    fail(message, f"Your result matches {matched}" if matched else hint, named=bool(matched))
 
 
 def expect_equal(actual, expected: torch.Tensor, what: str, hint: str | None = None, equal_nan: bool = False) -> None:
@@ -150,7 +160,7 @@ def expect_finite(value, what: str, hint: str | None = None) -> torch.Tensor:
     if bad.any():
         first = bad.nonzero()[0]
         fail(f"{what} contains {int(bad.sum())} non-finite value(s), first {tensor[tuple(first)].item()} at "
-             f"{_index(first, tensor.shape)}", hint or "Overflow in exp? Subtract the maximum before exponentiating")
+             f"{_index(first, tensor.shape)}", hint or guess("Overflow in exp? Subtract the maximum before exponentiating"))
     return tensor
 
 
@@ -158,9 +168,9 @@ def expect_no_backward_error(result, what: str) -> None:
     """The backward pass through ``what`` ran (see ``CallResult.backward_error``)."""
     err = result.backward_error
     if err:
-        msg = (err.get("message") or "").splitlines()[0][:200] if err.get("message") else ""
+        msg = shorten((err.get("message") or "").splitlines()[0], 200) if err.get("message") else ""
         fail(f"backpropagating through {what} failed: {err.get('type')}: {msg}",
-             "Is the output detached from the inputs (.detach(), .data, torch.tensor(...) of a result, numpy)?")
+             guess("Is the output detached from the inputs (.detach(), .data, torch.tensor(...) of a result, numpy)?"))
 
 
 def _matching_suspect(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float, rtol: float) -> str | None:

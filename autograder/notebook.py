@@ -42,6 +42,7 @@ class Submission:
     def program(self) -> list[dict]:
         """The cells the worker executes, in notebook order."""
         units = []
+        labels = self.cell_labels()
         for cell in self.cells:
             if cell.kind == "test":
                 continue
@@ -49,11 +50,24 @@ class Submission:
             if cell.kind == "code":
                 source = definitions_only(source)
             if source.strip():
-                unit = {"index": cell.index, "grade_id": cell.grade_id, "source": source}
+                unit = {"index": cell.index, "grade_id": cell.grade_id, "source": source, "label": labels[cell.index]}
                 if cell.given:
                     unit["given"] = True
                 units.append(unit)
         return units
+
+    def cell_labels(self) -> dict[int, str]:
+        """Where a traceback line is, as a student finds it: the exercise's cell by its name, any other code cell by
+        its number among the code cells (the `In [n]` counter depends on the run, so it cannot be named)."""
+        labels = {}
+        for number, cell in enumerate(self.cells, start=1):
+            if cell.kind == "exercise" and cell.grade_id:
+                labels[cell.index] = f"your {cell.grade_id} cell"
+            elif cell.given and cell.grade_id:
+                labels[cell.index] = f"the given cell {cell.grade_id}"
+            else:
+                labels[cell.index] = f"code cell {number}"
+        return labels
 
     def exercise_source(self) -> str:
         return "\n".join(c.source for c in self.cells if c.kind != "test")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import runner
+from autograder import feedback, runner
 from autograder.context import Context, seed_for_test
 from autograder.hidden import MARKERS, HiddenTest, SuiteError, hidden_test_of
 from autograder.session import CheckFailed, StudentRaised, WorkerLost
@@ -41,6 +41,7 @@ class GradingPlugin:
                                       time_budget=time_budget, strict=strict)
         self.report = self.grading.report
         self.finished = False
+        self.failures: list[feedback.Failure] = []  # earlier failures, which may explain later ones
         self.only: set[str] | None = None  # run only these exercises' tests
 
     # --- the run -----------------------------------------------------------------------
@@ -116,15 +117,25 @@ class GradingPlugin:
             if exc.not_implemented:
                 return 0.0, "not implemented yet"
             hint = self.spec.hint_for_error(test.exercise, exc.error)
-            return 0.0, f"{exc}. {hint}" if hint else str(exc)
+            return 0.0, self._remember(test, exc, f"{exc}. {hint}" if hint else str(exc))
         if isinstance(exc, WorkerLost):
             self.grading.session.drop_worker()
             return 0.0, str(exc)
         if isinstance(exc, CheckFailed):
-            return 0.0, str(exc)
+            output = str(exc)
+            if not exc.named:  # a guess gives way to what an earlier failure shows; a plain message gains it
+                cause = feedback.explanation(test.exercise, exc.finding, self.failures, self.grading.reaches(test.exercise))
+                if cause:
+                    output = feedback.joined(exc.finding if exc.guess else output, cause)
+            return 0.0, self._remember(test, exc, output)
         # A bug in the hidden test, or a reply it did not expect: fail, never award points.
         self.grading.internal_error(test.name, exc)
         return 0.0, "the grader could not run this test (internal error); your instructor has the details"
+
+
+    def _remember(self, test: HiddenTest, exc: CheckFailed, output: str) -> str:
+        self.failures.append(feedback.Failure(test.name, test.title, test.exercise, test.group, exc.finding, output))
+        return output
 
 
 def _tbstyle(item) -> str:

@@ -295,9 +295,10 @@ class Finding:
     cell: int
     line: int
     code: str       # the line of code, stripped, at most 80 characters
+    label: str = ""  # "your softmax cell", "code cell 4": where a student finds it
 
     def where(self) -> str:
-        return f"cell {self.cell}, line {self.line}: `{self.code}`"
+        return f"{self.label or f'cell {self.cell}'}, line {self.line}: `{self.code}`"
 
     def message(self, assignment: str, exercise: str) -> str:
         if self.kind == FORBIDDEN:
@@ -312,6 +313,7 @@ class ScanResult:
     assignment: str
     forbidden: dict[str, list[Finding]] = field(default_factory=dict)
     review: dict[str, list[Finding]] = field(default_factory=dict)
+    reaches: dict[str, list[str]] = field(default_factory=dict)  # exercise -> other exercises its code calls
 
     def forbidden_message(self, exercise: str) -> str | None:
         found = self.forbidden.get(exercise)
@@ -328,6 +330,7 @@ class _Unit:
     index: int
     lines: list[str]
     tree: ast.Module
+    label: str = ""  # where a student finds the cell (Submission.cell_labels)
 
 
 def scan(assignment: str, program: list[dict], exercises: list[str] | None = None) -> ScanResult:
@@ -355,6 +358,9 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
         closure = _closure(exercise, definitions, module_level + load_time, POLICIES[assignment])
         found = [f for unit, stmt, policy in closure for f in _judge(stmt, unit, policy, context)]
         found = _dedupe(found)
+        judged_by = {id(policy) for _, _, policy in closure}
+        result.reaches[exercise] = [e for e in exercises
+                                    if e != exercise and id(POLICIES[assignment][e]) in judged_by]
         result.forbidden[exercise] = [f for f in found if f.kind == FORBIDDEN]
         result.review[exercise] = [f for f in found if f.kind == REVIEW]
     return result
@@ -455,7 +461,7 @@ def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Uni
             tree = ast.parse(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the worker reports it when loading
-        parsed = _Unit(unit.get("index", 0), source.splitlines(), tree)
+        parsed = _Unit(unit.get("index", 0), source.splitlines(), tree, str(unit.get("label") or ""))
         (trusted if unit.get("given") or source in written_by_the_course else student).append(parsed)
     return student, trusted
 
@@ -635,7 +641,7 @@ def _judge(stmt: ast.stmt, unit: _Unit, policy: Policy, context: _Context) -> li
         for kind, what in verdicts:
             line = getattr(node, "lineno", stmt.lineno)
             code = unit.lines[line - 1].strip()[:80] if 0 < line <= len(unit.lines) else ""
-            found.append(Finding(kind, what, unit.index, line, code))
+            found.append(Finding(kind, what, unit.index, line, code, unit.label))
     return found
 
 

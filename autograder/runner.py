@@ -22,7 +22,7 @@ from autograder.session import DEFAULT_TIME_BUDGET, Session
 from autograder.hidden import Assignment, HiddenTest
 from autograder.liveness import CallLog
 from autograder.suites import SUITES, load_suite
-from autograder.wire import printable
+from autograder.wire import printable, shorten
 from autograder.worker.pool import WorkerServer
 
 DEFAULT_TIME_LIMIT = 10.0  # seconds per hidden test; a correct solution needs a few milliseconds
@@ -131,6 +131,7 @@ class Grading:
         self.session = Session(self.server, program, seed=self.report.seed, device=self.device,
                                trace=policy.traced_names(self.spec.name), time_limit=self.time_limit,
                                time_budget=self.time_budget)
+        self.session.cell_labels = self.submission.cell_labels()
 
     def why_not_graded(self, exercise: str) -> str | None:
         """Why no test of ``exercise`` can earn points, before it runs; None when it can."""
@@ -142,6 +143,10 @@ class Grading:
             return self.report.blocked[exercise]
         # A forbidden use costs the exercise every test: its code is not the student's own work.
         return self.scan.forbidden_message(exercise) if self.scan else None
+
+    def reaches(self, exercise: str) -> list[str]:
+        """The other exercises whose code ``exercise``'s code calls (from the policy scan)."""
+        return self.scan.reaches.get(exercise, []) if self.scan else []
 
     def record(self, test: HiddenTest, score: float, output: str) -> None:
         result = _result(test, score, output)
@@ -337,16 +342,16 @@ def _result(test, score: float, output: str) -> TestResult:
 def _cell_errors(load_report: dict | None, submission: Submission) -> list[str]:
     if not load_report:
         return []
-    labels = {c.index: c.grade_id for c in submission.cells}
+    labels = submission.cell_labels()
     notes = []
     for cell in load_report.get("cells", []):
         if cell.get("ok"):
             continue
         err = cell.get("error", {})
         where = err.get("where") or []
-        line = f", line {where[-1]['line']}" if where else ""
-        label = f" ({labels[cell['index']]})" if labels.get(cell["index"]) else ""
+        label = labels.get(cell["index"], f"cell {cell['index']}")
+        line = f" (line {where[-1]['line']})" if where else ""
         message = printable(err.get("message") or "").strip().splitlines()
-        notes.append(printable(f"cell {cell['index']}{label} did not run: {err.get('type')}{line}: "
-                               f"{message[0][:200] if message else ''}"))
+        notes.append(printable(f"{label}{line} did not run: {err.get('type')}: "
+                               f"{shorten(message[0], 200) if message else ''}"))
     return notes

@@ -26,40 +26,60 @@ MAX_LOST_WORKERS_PER_EXERCISE = 3
 
 
 class CheckFailed(Exception):
-    """A hidden check did not hold; the message is what the student reads."""
+    """A hidden check did not hold; the message is what the student reads.
+
+    ``finding`` is the message without its hint; ``guess`` says the hint only guesses at a cause (the grader
+    replaces it when an earlier failure explains this one); ``named`` says the message names the bug (it matched
+    a known-wrong implementation).
+    """
+
+    def __init__(self, message: str = "", *, finding: str | None = None, guess: bool = False, named: bool = False):
+        super().__init__(message)
+        self.finding = message if finding is None else finding
+        self.guess = guess
+        self.named = named
 
 
 class StudentRaised(CheckFailed):
     """The student's code raised an exception during a call."""
 
-    def __init__(self, what: str, error: dict):
+    def __init__(self, what: str, error: dict, cell_labels: dict[int, str] | None = None):
         self.error = error
         self.not_implemented = error.get("type") == "NotImplementedError"
-        super().__init__(describe_error(what, error))
+        super().__init__(describe_error(what, error, cell_labels))
 
 
 class WorkerLost(CheckFailed):
     """The worker died or stopped answering; the test fails and a fresh worker takes over."""
 
 
-def describe_error(what: str, error: dict) -> str:
+def describe_error(what: str, error: dict, cell_labels: dict[int, str] | None = None) -> str:
     if error.get("type") == "NotImplementedError":
         return f"{what}: not implemented yet"
     where = error.get("where") or []
     place = ""
     if where:
         last = where[-1]
-        place = f" (cell {last['cell']}, line {last['line']}, in {last['function']}: {last['code']})"
+        place = f" ({cell_place(last['cell'], last['line'], cell_labels)}, in {last['function']}: {last['code']})"
     message = wire.printable(error.get("message") or "").strip().splitlines()
-    first = message[0][:300] if message else ""
+    first = wire.shorten(message[0], 300) if message else ""
     return wire.printable(f"{what} raised {error.get('type')}: {first}{place}")
+
+
+def cell_place(cell, line, cell_labels: dict[int, str] | None) -> str:
+    """``your softmax cell, line 4``: the cell as the student finds it (``Submission.cell_labels``)."""
+    try:
+        label = (cell_labels or {}).get(int(cell))
+    except (TypeError, ValueError):
+        label = None
+    return f"{label or f'cell {cell}'}, line {line}"
 
 
 def load_error(device: str, error) -> str:
     """Why a worker could not load the notebook at all (its device unusable, say): one line for the report."""
     error = error if isinstance(error, dict) else {}
     message = wire.printable(error.get("message") or "").strip().splitlines()
-    first = message[0][:300] if message else ""
+    first = wire.shorten(message[0], 300) if message else ""
     if error.get("type") == "SandboxError":
         return f"not graded: {first}; run the grader as root on Linux 5.13+ (see the README's Security model)"
     if error.get("type") == "DeviceError":
@@ -137,6 +157,7 @@ class Session:
         self.budget_ends = time.monotonic() + self.time_budget  # the submission's clock, loads included
         self.lost_in_scope = 0  # workers lost by the current exercise
         self.last_loss = ""
+        self.cell_labels: dict[int, str] = {}  # cell index -> where a student finds it (Submission.cell_labels)
 
     def begin_test(self, time_limit: float | None) -> None:
         """Start one test's clock: all its requests together get ``time_limit`` seconds."""
@@ -262,7 +283,7 @@ class Session:
             if not _well_formed_error(error):
                 raise self.worker_lost(f"{what} sent back an unreadable error report")
             self.device_lost = self.device_lost or reply.get("device_lost") is True
-            raise StudentRaised(what, error)
+            raise StudentRaised(what, error, self.cell_labels)
         return reply, reply_buffers
 
     def call(self, target, *args, method=None, grad=None, what=None, **kwargs) -> CallResult:

@@ -562,7 +562,8 @@ def merge_heads(x):
 
 def check_sys_exit_at_top_level(run: Run) -> None:
     expect(run, fail=USES_MERGE, says="not defined")
-    expect_diagnostic(run.report, "(merge_heads) did not run: SystemExit")
+    expect_diagnostic(run.report, "your merge_heads cell")
+    expect_diagnostic(run.report, "did not run: SystemExit")
 
 
 # =========================================================================================
@@ -1279,7 +1280,8 @@ def build_syntax_error(nb, folder):
 
 
 def check_syntax_error(report):
-    expect_diagnostic(report, "(merge_heads) did not run: SyntaxError")
+    expect_diagnostic(report, "your merge_heads cell")
+    expect_diagnostic(report, "did not run: SyntaxError")
     expect_graded(report, fail=USES_MERGE, says="not defined")
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks import (expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
+from autograder.checks import (guess, expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
 from autograder.session import StudentRaised
 from autograder.context import load_weights
@@ -122,7 +122,7 @@ def test_softmax_gradient_matches(ctx):
     x64 = x.clone().requires_grad_(True)
     torch.softmax(x64, -1).backward(g)
     expect_close(result.input_grads[0], x64.grad, "d softmax / d x", **tolerance(torch.float64),
-                 hint="Is part of the computation detached (.detach(), .data, .item(), numpy)?")
+                 hint=guess("Is part of the computation detached (.detach(), .data, .item(), numpy)?"))
 
 
 @hidden("softmax", points=1, group="hygiene")
@@ -196,7 +196,7 @@ def test_attention_weights_are_distributions(ctx):
     q, k, v = sdpa_inputs(ctx, (2,), 6, 9, 8, 8)
     _, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
     w = expect_finite(expect_tensor(weights, "attention weights", shape=(2, 6, 9), dtype=torch.float64),
-                      "attention weights", "Does attention use your stable softmax?")
+                      "attention weights", guess("Does attention use your stable softmax?"))
     sums = w.sum(-1)
     if (w < 0).any() or (sums - 1).abs().max() > 1e-9:
         fail(f"attention rows sum to {sums.reshape(-1)[(sums - 1).abs().reshape(-1).argmax()].item():.4g}, not 1",
@@ -225,7 +225,7 @@ def test_attention_is_stable_for_large_scores(ctx):
     q, k = q * 40, k * 40
     out, weights = expect_pair(ctx.call("scaled_dot_product_attention", q, k, v), "scaled_dot_product_attention")
     want_out, want_w = oracle_attention(q, k, v)
-    hint = "Does attention use your stable softmax (max subtracted)?"
+    hint = guess("Does attention use your stable softmax (max subtracted)?")
     expect_close(weights, want_w, "weights for large scores", **tolerance(torch.float32, 10), hint=hint)
     expect_close(out, want_out, "output for large scores", **tolerance(torch.float32, 10), hint=hint)
 
@@ -244,7 +244,7 @@ def test_attention_gradients_match(ctx):
     torch.autograd.backward([out, w], [g_out, g_w])
     for name, got, leaf in zip("qkv", result.input_grads, leaves):
         expect_close(got, leaf.grad, f"d loss / d {name}", **tolerance(torch.float64),
-                     hint="Is part of the computation detached, or computed outside torch (numpy, .item())?")
+                     hint=guess("Is part of the computation detached, or computed outside torch (numpy, .item())?"))
 
 
 @hidden("scaled_dot_product_attention", points=1, group="hygiene")

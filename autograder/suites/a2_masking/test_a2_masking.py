@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.bias import causal_lower_right
 
-from autograder.checks import (expect_no_backward_error, expect_close, expect_pair, expect_tensor, expect_unchanged, fail,
+from autograder.checks import (guess, expect_no_backward_error, expect_close, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
 from autograder.hidden import hidden
 from autograder.wire import WireTensor
@@ -396,7 +396,7 @@ def test_masked_softmax_gradients(ctx):
     leaf = scores.clone().requires_grad_(True)
     oracle_masked_softmax(leaf, mask).backward(g)
     expect_close(result.input_grads[0], leaf.grad, "d loss / d scores", **tolerance(torch.float64),
-                 hint="Is part of the computation detached (.detach(), .data, no_grad), or computed outside torch?")
+                 hint=guess("Is part of the computation detached (.detach(), .data, no_grad), or computed outside torch?"))
 
 
 @hidden("masked_softmax", points=1, group="hygiene")
@@ -530,7 +530,7 @@ def test_attention_gradients_match(ctx):
     for name, got, leaf in zip("qkv", result.input_grads, leaves):
         _expect_finite(got, f"d loss / d {name}", NAN_GRAD_HINT)
         expect_close(got, leaf.grad, f"d loss / d {name}", **tolerance(torch.float64),
-                     hint="Is part of the computation detached, or computed outside torch (numpy, .item())?")
+                     hint=guess("Is part of the computation detached, or computed outside torch (numpy, .item())?"))
 
 
 @hidden("scaled_dot_product_attention", points=1, group="gradients")
@@ -723,7 +723,7 @@ def test_mha_gradients_match(ctx):
     expect_no_backward_error(result, "MultiHeadAttention")
     x64 = x.clone().requires_grad_(True)
     run_oracle(oracle, x64, mask).backward(g)
-    detached = "Is part of the computation detached (.detach(), .data, no_grad), or computed outside torch?"
+    detached = guess("Is part of the computation detached (.detach(), .data, no_grad), or computed outside torch?")
     expect_close(result.input_grads[0], x64.grad, "d loss / d x", **tolerance(torch.float64), hint=detached)
     w_grads = dict(zip(PROJECTIONS[:3], oracle.in_proj_weight.grad.chunk(3)))
     b_grads = dict(zip(PROJECTIONS[:3], oracle.in_proj_bias.grad.chunk(3)))

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from autograder.checks import expect_no_backward_error, expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
+from autograder.checks import guess, expect_no_backward_error, expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
 from autograder.session import StudentRaised
 from autograder.hidden import hidden
 from autograder.wire import WireTensor
@@ -253,7 +253,7 @@ def test_ffn_gradients_match(ctx):
     leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     x64 = x.clone().requires_grad_(True)
     oracle_ffn(x64, leaves).backward(g)
-    detached = "Is part of the forward pass detached (.detach(), .data, torch.no_grad())?"
+    detached = guess("Is part of the forward pass detached (.detach(), .data, torch.no_grad())?")
     expect_close(_expect_grad(result.input_grads[0], "d loss / d x", detached), x64.grad, "d loss / d x",
                  **tolerance(torch.float64), hint=detached)
     grads = result.param_grads
@@ -388,7 +388,7 @@ def test_swiglu_gradients_match(ctx):
     leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     x64 = x.clone().requires_grad_(True)
     oracle_swiglu(x64, leaves).backward(g)
-    detached = "Is part of the forward pass detached (.detach(), .data, torch.no_grad())?"
+    detached = guess("Is part of the forward pass detached (.detach(), .data, torch.no_grad())?")
     expect_close(_expect_grad(result.input_grads[0], "d loss / d x", detached), x64.grad, "d loss / d x",
                  **tolerance(torch.float64), hint=detached)
     for name, leaf in leaves.items():

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.checks import (
+from autograder.checks import (guess, 
     expect_close,
     expect_equal,
     expect_no_backward_error,
@@ -244,7 +244,7 @@ def test_layernorm_gradients_match(ctx):
     oracle_layer_norm(*leaves, EPS).backward(g)
     tol = tolerance(torch.float64)
     expect_close(result.input_grads[0], leaves[0].grad, "d loss / d x", **tol,
-                 hint="Are the mean or the variance detached (.detach(), .item(), torch.no_grad())? The gradient flows through both")
+                 hint=guess("Are the mean or the variance detached (.detach(), .item(), torch.no_grad())? The gradient flows through both"))
     expect_param_grad(result.param_grads, "weight", leaves[1].grad, "", tol)
     expect_param_grad(result.param_grads, "bias", leaves[2].grad, "", tol)
 
@@ -390,7 +390,7 @@ def test_rmsnorm_gradients_match(ctx):
     oracle_rms_norm(x64, w64, EPS).backward(g)
     tol = tolerance(torch.float64)
     expect_close(result.input_grads[0], x64.grad, "d loss / d x", **tol,
-                 hint="Is the root mean square detached (.detach(), .item(), torch.no_grad())? The gradient flows through it")
+                 hint=guess("Is the root mean square detached (.detach(), .item(), torch.no_grad())? The gradient flows through it"))
     expect_param_grad(result.param_grads, "weight", w64.grad, "", tol)
 
 
@@ -829,7 +829,7 @@ def test_block_gradients_match(ctx):
         tol = tolerance(torch.float64, 10)
         what = f"TransformerBlock(norm_first={norm_first}): "
         expect_close(result.input_grads[0], x64.grad, f"{what}d loss / d x", **tol,
-                     hint="Is part of the block detached, or computed outside torch?")
+                     hint=guess("Is part of the block detached, or computed outside torch?"))
         attn = oracle.self_attn
         want = {f"attn.{p}.weight": w for p, w in zip(PROJECTIONS, (*attn.in_proj_weight.grad.chunk(3), attn.out_proj.weight.grad))}
         want.update({f"attn.{p}.bias": b for p, b in zip(PROJECTIONS, (*attn.in_proj_bias.grad.chunk(3), attn.out_proj.bias.grad))})

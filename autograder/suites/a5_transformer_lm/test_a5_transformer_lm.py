@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from autograder.checks import (
+from autograder.checks import (guess, 
     expect_close,
     expect_equal,
     expect_no_backward_error,
@@ -568,7 +568,7 @@ def test_loss_gradient_matches(ctx):
     reference_loss(leaf, tokens).backward()
     got = result.input_grads[0]
     expect_close(got, leaf.grad, "d lm_loss / d logits", **tolerance(torch.float64),
-                 hint="Is part of the computation detached, or done outside torch (numpy, .item())?")
+                 hint=guess("Is part of the computation detached, or done outside torch (numpy, .item())?"))
     last = values(got, "d lm_loss / d logits")[:, -1]
     if last.abs().max() != 0:
         fail("the logits at the last position get a gradient", "The last position has no next token to predict: drop it with logits[:, :-1]")
