@@ -102,19 +102,3 @@ class Context:
         if used:
             raise CheckFailed(f"{what} called {used[0]} at run time, which {exercise} may not use. "
                               f"{policy.describe(self.suite.assignment, exercise)}")
-
-
-def load_weights(module: RemoteModule, weights: dict) -> None:
-    """Load a test's weights into a student's module with strict names; a persistent buffer the
-    module registered itself (a scale, a mask, sinusoids), reported missing because the test never
-    sends it, keeps its value. Any other mismatch (an unexpected key) raises the student's error."""
-    try:
-        module.load_state_dict(weights)
-    except StudentRaised as exc:
-        message = exc.error.get("message") or ""
-        missing = message.partition("Missing key(s) in state_dict:")[2].split("Unexpected key(s)")[0]
-        buffers = {name: value.tensor for name, value in module.describe()["buffers"].items()
-                   if isinstance(value, WireTensor) and value.tensor is not None and f'"{name}"' in missing}
-        if not buffers or "Unexpected key(s)" in message:
-            raise
-        module.load_state_dict({**weights, **buffers})

@@ -353,10 +353,19 @@ class RemoteModule(RemoteObject):
     def submodules(self) -> dict[str, dict]:
         return {m["name"]: m for m in self.describe()["submodules"]}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+        """Load ``state`` non-strictly; returns (missing, unexpected) names, as ``nn.Module.load_state_dict`` does."""
         buffers: list[bytes] = []
-        self.session.request({"op": "set", "target": {"handle": self.id}, "state": wire.encode(state, buffers)},
-                             buffers, f"{self.type_name}.load_state_dict()")
+        reply, _ = self.session.request({"op": "set", "target": {"handle": self.id},
+                                         "state": wire.encode(state, buffers)},
+                                        buffers, f"{self.type_name}.load_state_dict()")
+        names = []
+        for key in ("missing", "unexpected"):
+            found = reply.get(key, [])
+            if not isinstance(found, list) or not all(isinstance(k, str) for k in found):
+                raise self.session.worker_lost(f"{self.type_name}.load_state_dict() sent back an unreadable reply")
+            names.append([wire.printable(k)[:200] for k in found[:1000]])
+        return names[0], names[1]
 
     def set_mode(self, train: bool = False, dtype: torch.dtype | None = None) -> None:
         header = {"op": "mode", "target": {"handle": self.id}, "train": train,

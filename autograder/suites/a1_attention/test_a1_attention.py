@@ -17,7 +17,7 @@ from torch import nn
 from autograder.checks import (guess, expect_finite, expect_no_backward_error, expect_close, expect_equal, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
 from autograder.session import StudentRaised
-from autograder.context import load_weights
+from autograder.suites.common import load_weights
 from autograder.hidden import hidden
 from autograder.wire import WireTensor
 

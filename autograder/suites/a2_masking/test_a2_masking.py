@@ -23,6 +23,7 @@ from torch.nn.attention.bias import causal_lower_right
 from autograder.checks import (guess, expect_no_backward_error, expect_close, expect_pair, expect_tensor, expect_unchanged, fail,
                                tolerance)
 from autograder.hidden import hidden
+from autograder.suites.common import load_weights
 from autograder.wire import WireTensor
 
 
@@ -591,7 +592,7 @@ def build_mha(ctx, d_model, n_heads, bias=True, dtype=torch.float64):
              "Keep the given __init__: four nn.Linear(d_model, d_model, bias=bias) named q_proj, k_proj, v_proj, out_proj")
     state = {name: ctx.randn(*shape, scale=1 / math.sqrt(d_model)) for name, shape in expected.items()}
     module.set_mode(train=False, dtype=dtype)
-    module.load_state_dict({k: v.to(dtype) for k, v in state.items()})
+    load_weights(module, {k: v.to(dtype) for k, v in state.items()})
     oracle = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=torch.float64).eval()
     with torch.no_grad():
         oracle.in_proj_weight.copy_(torch.cat([state[f"{p}.weight"] for p in PROJECTIONS[:3]]))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from autograder.checks import guess, expect_no_backward_error, expect_close, expect_equal, expect_tensor, expect_unchanged, fail, tolerance
 from autograder.session import StudentRaised
 from autograder.hidden import hidden
+from autograder.suites.common import load_weights
 from autograder.wire import WireTensor
 
 
@@ -29,28 +30,6 @@ def _expect_grad(value, what: str, hint: str):
     if value is None:
         fail(f"{what} is None: no gradient reached it", hint)
     return value
-
-
-def _load_weights(module, weights: dict) -> None:
-    """Load the test's weights with strict names.
-
-    A module that registers the same layer twice (``self.up`` and ``self.net[0]``) reports
-    the second name as missing although loading reached it through the first; so after a
-    "missing keys" error we accept the module if every parameter now holds the test's values.
-    A persistent buffer the module registered (never sent) is also reported missing; it
-    keeps its value, which is what the module wants.
-    """
-    try:
-        module.load_state_dict(weights)
-    except StudentRaised as exc:
-        message = exc.error.get("message") or ""
-        if "Missing key(s)" not in message or "Unexpected key(s)" in message or "size mismatch" in message:
-            raise
-        params = module.parameters
-        loaded = all(name in params and params[name].tensor is not None
-                     and torch.equal(params[name].tensor.to(w.dtype), w) for name, w in weights.items())
-        if not loaded:
-            raise
 
 
 def _part(value: WireTensor, index) -> WireTensor:
@@ -182,7 +161,7 @@ def build_ffn(ctx, d_model, d_ff=None, activation="gelu", bias=True, dropout=0.0
             state["up.bias"] = ctx.randn(width, scale=0.5)
             state["down.bias"] = ctx.randn(d_model, scale=0.5)
     module.set_mode(train=False, dtype=dtype)
-    _load_weights(module, {k: v.to(dtype) for k, v in state.items()})
+    load_weights(module, {k: v.to(dtype) for k, v in state.items()})
     return module, state
 
 
@@ -337,7 +316,7 @@ def build_swiglu(ctx, d_model, d_ff, bias=None, dtype=torch.float64):
     state = {name: ctx.randn(*shape, scale=1 / math.sqrt(shape[-1]) if name.endswith("weight") else 0.5)
              for name, shape in expected.items()}
     module.set_mode(train=False, dtype=dtype)
-    _load_weights(module, {k: v.to(dtype) for k, v in state.items()})
+    load_weights(module, {k: v.to(dtype) for k, v in state.items()})
     return module, state
 
 

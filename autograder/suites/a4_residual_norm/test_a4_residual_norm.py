@@ -27,7 +27,7 @@ from autograder.checks import (guess,
     fail,
     tolerance,
 )
-from autograder.context import load_weights
+from autograder.suites.common import load_weights
 from autograder.hidden import hidden
 
 

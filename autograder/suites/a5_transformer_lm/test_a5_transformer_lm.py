@@ -39,7 +39,7 @@ from autograder.checks import (guess,
     tolerance,
 )
 from autograder.session import CheckFailed, StudentRaised, WorkerLost
-from autograder.context import load_weights
+from autograder.suites.common import load_weights
 from autograder.hidden import hidden
 from autograder.wire import Foreign, WireTensor
 
@@ -591,7 +591,7 @@ def build_bigram(ctx, vocab_size: int, max_len: int = 16, dtype=torch.float64, t
     table = ctx.randn(vocab_size, vocab_size) if table is None else table
     model.set_mode(train=False, dtype=dtype)
     try:
-        model.load_state_dict({"table.weight": table.to(dtype)})
+        load_weights(model, {"table.weight": table.to(dtype)})
     except StudentRaised as exc:
         raise CheckFailed(f"the given BigramLM was changed, so the grader cannot load its weights ({exc}); "
                           "restore the given cell") from None

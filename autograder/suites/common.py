@@ -1,0 +1,68 @@
+"""What every hidden suite shares: constants, loading the test's weights, and the common checks.
+
+Written once here so five suites cannot drift apart (a1 once loaded weights by parsing PyTorch's error text).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autograder.checks import expect_equal, expect_tensor, expect_unchanged, fail
+from autograder.session import RemoteModule
+from autograder.wire import WireTensor
+
+FLOATS = (torch.float32, torch.float64)  # every exercise runs in both; float64 is compared at tight tolerance
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")  # MultiHeadAttention's nn.Linear submodules
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``float32``, not ``torch.float32``: how a student writes it."""
+    return str(dtype).removeprefix("torch.")
+
+
+def load_weights(module: RemoteModule, weights: dict[str, torch.Tensor], what: str | None = None) -> None:
+    """Load the test's weights into a student's module by name, judged from the names that did not match.
+
+    Allowed: a persistent buffer the module registered itself (a scale, a mask, sinusoids: the test never sends
+    it, and it keeps its value), and a second name for a parameter that was loaded (``self.up`` and
+    ``self.net[0]`` are one layer). Anything else is the student's naming bug, said in one sentence.
+    """
+    what = what or module.type_name.rpartition(".")[2]
+    missing, unexpected = module.load_state_dict(weights)
+    if unexpected:
+        fail(f"{what} has no parameter named {', '.join(unexpected[:4])} (the test loads "
+             f"{', '.join(sorted(weights)[:6])}{', ...' if len(weights) > 6 else ''})",
+             "Name the submodules and parameters exactly as the notebook says")
+    if not missing:
+        return
+    state = module.describe()
+    own_buffers = set(state["buffers"])
+    params = state["params"]
+    unexplained = [name for name in missing if name not in own_buffers and not _holds_a_sent_value(params.get(name), weights)]
+    if unexplained:
+        fail(f"{what} has parameters the test does not set: {', '.join(unexplained[:4])}",
+             "The module should have exactly the parameters the notebook lists, no others")
+
+
+def _holds_a_sent_value(value, weights: dict[str, torch.Tensor]) -> bool:
+    tensor = value.tensor if isinstance(value, WireTensor) else None
+    return tensor is not None and any(w.shape == tensor.shape and torch.equal(w.to(tensor.dtype).cpu(), tensor)
+                                      for w in weights.values())
+
+
+def expect_keeps_dtype_device_input(ctx, result, x: torch.Tensor, what: str, dtype: torch.dtype,
+                                    input_name: str = "the input x", arg: int = 0) -> torch.Tensor:
+    """The hygiene triple of every exercise: the result keeps the input's dtype and device, the input is unchanged."""
+    out = expect_tensor(result.value, f"{what} for a {dtype_name(dtype)} input", dtype=dtype,
+                        device=ctx.session.device)
+    expect_unchanged(x, result.args_after[arg], input_name)
+    return out
+
+
+def expect_deterministic(again, first, what: str, eval_mode: bool = True) -> None:
+    """A second call on the same input gives the same values (``again`` and ``first`` are call results)."""
+    value = again.value if hasattr(again, "value") else again
+    expect_equal(value, first.value.tensor if isinstance(first.value, WireTensor) else first.value,
+                 f"a second {what} on the same input",
+                 hint="In eval() mode the output must be deterministic" if eval_mode
+                 else "The result should not depend on hidden state")
