@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
                    help="a notebook, or a folder with one submission's notebooks (nbgrader's submitted/<student>/<assignment>/ works)")
     g.add_argument("--assignment", choices=list(SUITES), help="the assignment id (default: inferred from the path or notebook)")
-    g.add_argument("--out", type=Path, help="where to write results.json (default: ./results.json; one submission only)")
+    g.add_argument("--out", type=Path, help="where to write results.json (default: results/<submission>.json; one submission only)")
     g.add_argument("--out-dir", type=Path, help="write <DIR>/<n>-<name>.json for each submission, and <DIR>/grades.csv "
                    "(default with several submissions: ./results/)")
     g.add_argument("--csv", type=Path, help="update this grades.csv instead of <DIR>/grades.csv (also with one submission): "
@@ -126,7 +126,8 @@ def grade_all(args, server) -> int:
                 continue
             rows.append(report_row(report))
             reports[n] = report
-            out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else Path("results.json"))
+            out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else
+                               Path("results") / f"{_slug(path)}.json")
             write_results(report, out)
             if many:
                 print(f"[{done}/{len(args.submissions)}] {path}", flush=True)

@@ -23,15 +23,20 @@ def assignment_in_path(path: Path | str) -> str | None:
     return None
 
 
+# The course's own folders: a notebook in assignments/<assignment>/ is a learner's own copy, not a student "assignments".
+COURSE_FOLDERS = {"assignments", "solutions", "source", "release"}
+
+
 def student_id(submission: Path | str, assignment: str) -> str:
     """``<student>`` of ``.../<student>/<assignment>/[notebook]``; otherwise the submission's own name.
 
     The fallback keeps a loose notebook (``alice.ipynb`` gives ``alice``) and a folder of
-    any other shape (``inbox/alice`` gives ``alice``) identifiable.
+    any other shape (``inbox/alice`` gives ``alice``) identifiable. A learner grading the release notebook in
+    place (``assignments/a1_attention/attention.ipynb``) is ``self``.
     """
     path = Path(submission).resolve()
     is_notebook = path.suffix == ".ipynb"
     folder = path.parent if is_notebook else path
     if folder.name == assignment and folder.parent.name:
-        return folder.parent.name
+        return "self" if folder.parent.name in COURSE_FOLDERS else folder.parent.name
     return path.stem if is_notebook else path.name

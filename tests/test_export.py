@@ -257,3 +257,12 @@ def test_export_stops_with_one_line_and_writes_nothing(graded, course, tmp_path,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert (db.read_bytes() if db.exists() else None) == before
+
+
+def test_student_is_read_from_nbgraders_folders_and_never_a_course_folder():
+    from autograder.layout import student_id
+
+    assert student_id("submitted/alice/a1_attention/attention.ipynb", "a1_attention") == "alice"
+    assert student_id("submitted/alice/a1_attention", "a1_attention") == "alice"
+    assert student_id("assignments/a1_attention/attention.ipynb", "a1_attention") == "self"
+    assert student_id("inbox/bob.ipynb", "a1_attention") == "bob"
