@@ -7,6 +7,8 @@ let a message say "your output matches attention scaled by 1/d_k".
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import torch
 
 from autograder.session import CheckFailed
@@ -38,7 +40,7 @@ def guess(hint: str) -> Guess:
     return Guess(hint)
 
 
-def fail(message: str, hint: str | None = None, *, named: bool = False):
+def fail(message: str, hint: str | None = None, *, named: bool = False) -> NoReturn:
     raise CheckFailed(f"{message}. {hint}" if hint else message, finding=message,
                       guess=isinstance(hint, Guess) or hint is None, named=named)
 

@@ -135,7 +135,7 @@ def grade_all(args, server) -> int:
             print(text.splitlines()[-1] if args.quiet else text, flush=True)
             print(f"  results: {out}\n", flush=True)
     if many:
-        _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, out_dir)
+        _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, out_dir or Path("results"))
     csv_path = _csv_path(args)
     if csv_path:
         try:

@@ -73,7 +73,8 @@ def export(paths: list[Path], db: str) -> Iterator[str]:
     Everything is checked (results readable, gradebook there, assignments known) before
     anything is written, so a mistake leaves the gradebook as it was.
     """
-    results, skipped = [], []
+    results: list = []
+    skipped: list = []
     for path in results_files(paths):
         result = read_result(path)
         (results if result.exercises else skipped).append(result)

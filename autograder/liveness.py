@@ -61,8 +61,9 @@ class CallLog:
         if not own:
             return "never returned a value the grader could read"
         constants = {r.constant for r in own}
-        if None not in constants and len(constants) == 1:
-            return f"returned {_describe_constant(constants.pop())} whatever its input"
+        constant = constants.pop() if len(constants) == 1 else None
+        if constant is not None:
+            return f"returned {_describe_constant(constant)} whatever its input"
         if any(r.filled for r in own) and not any(r.varied for r in own):
             return "returned tensors filled with a single value whatever its input"
         if all(r.passthrough for r in own):

@@ -174,7 +174,7 @@ def definitions_only(source: str) -> str:
     lines = source.splitlines()
     for node in tree.body:
         if not (isinstance(node, SAFE_STATEMENTS) or _is_constant_assignment(node)):
-            for i in range(_first_line(node) - 1, node.end_lineno):
+            for i in range(_first_line(node) - 1, node.end_lineno or node.lineno):
                 lines[i] = ""
     kept = "\n".join(lines)
     return kept + "\n" if kept.strip() else ""

@@ -14,7 +14,6 @@ the whole run (the liveness rule, strict review) and leaves the ``GradeReport`` 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from autograder import feedback, runner
 from autograder.context import Context, seed_for_test
 from autograder.hidden import MARKERS, HiddenTest, SuiteError, hidden_test_of
 from autograder.session import CheckFailed, StudentRaised, WorkerLost
+from autograder.suites import HERE as SUITES_DIR
 from autograder.suites import load_suite
 
 PLUGIN_NAME = "autograder-grading"
@@ -72,6 +72,7 @@ class GradingPlugin:
         if reason:
             raise NotGraded(reason)
         session = self.grading.session
+        assert session is not None  # why_not_graded said the notebook is readable: start() made the session
         session.use_worker_for(test.exercise)
         session.begin_test(test.time_limit)
         return Context(session, self.spec, test, seed_for_test(self.report.seed, test.name), log=self.grading.log)
@@ -119,7 +120,8 @@ class GradingPlugin:
             hint = self.spec.hint_for_error(test.exercise, exc.error)
             return 0.0, self._remember(test, exc, f"{exc}. {hint}" if hint else str(exc))
         if isinstance(exc, WorkerLost):
-            self.grading.session.drop_worker()
+            if self.grading.session is not None:
+                self.grading.session.drop_worker()
             return 0.0, str(exc)
         if isinstance(exc, CheckFailed):
             output = str(exc)
@@ -200,8 +202,7 @@ def run(plugin: GradingPlugin, exercises: list[str] | None = None) -> None:
     are graded at once, in threads): no output capture, assertion rewriting, warning or log capture.
     ``exercises``: only these exercises' tests (``-m "exercise(...)"`` has no such selection)."""
     plugin.only = set(exercises) if exercises is not None else None
-    args = [str(Path(sys.modules["autograder.suites"].__file__).parent / plugin.spec.name),
-            "-c", str(Path(sys.modules["autograder.suites"].__file__).parent / "pytest.ini"),
+    args = [str(SUITES_DIR / plugin.spec.name), "-c", str(SUITES_DIR / "pytest.ini"),
             "--rootdir", str(Path(__file__).resolve().parents[1]),
             "-s", "--assert=plain", "--disable-plugin-autoload"]
     for name in ("terminal", "cacheprovider", "stepwise", "warnings", "logging", "faulthandler",

@@ -348,8 +348,9 @@ def scan(assignment: str, program: list[dict], exercises: list[str] | None = Non
                 definitions.setdefault(stmt.name, []).append((unit, stmt))
                 load_time += [(unit, part) for part in _load_time_parts(stmt, own_names, context)]
             elif _is_plain_binding(stmt, context):  # `_attn = F.scaled_dot_product_attention`: concerns who reads _attn
-                for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
-                    definitions.setdefault(target.id, []).append((unit, stmt))
+                for target in stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]:
+                    if isinstance(target, ast.Name):  # a plain binding binds names only
+                        definitions.setdefault(target.id, []).append((unit, stmt))
             else:
                 module_level.append((unit, stmt))
     result = ScanResult(assignment)
@@ -372,7 +373,7 @@ def _top_level_names(student: list[_Unit]) -> set[str]:
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)) for name in _bound_names(stmt)}
 
 
-def _load_time_parts(definition: ast.stmt, own_names: set[str], context: "_Context") -> list[ast.AST]:
+def _load_time_parts(definition: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, own_names: set[str], context: "_Context") -> list[ast.AST]:
     """What a def or class runs when its cell runs: decorators, default values, annotations, base classes and class
     keywords, and a class body's statements other than nested defs. A def or class decorated with something the
     student defines (a registry decorator may store it anywhere) is reached by no name: all of it counts.
@@ -389,7 +390,7 @@ def _is_inert_part(part: ast.AST, context: "_Context") -> bool:
     if isinstance(part, ast.expr):
         return _is_inert(part, context)
     return isinstance(part, ast.Pass) or (isinstance(part, ast.Expr) and isinstance(part.value, ast.Constant)) or (
-        _is_plain_binding(part, context))
+        isinstance(part, ast.stmt) and _is_plain_binding(part, context))
 
 
 # Methods the language calls while a class statement runs (on the new class's bases, or on the objects its body
@@ -398,10 +399,10 @@ CLASS_CREATION_HOOKS = frozenset({"__init_subclass__", "__set_name__", "__class_
                                   "__mro_entries__", "__instancecheck__", "__subclasscheck__"})
 
 
-def _every_load_time_part(definition: ast.stmt, own_names: set[str], context: "_Context") -> list[ast.AST]:
+def _every_load_time_part(definition: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, own_names: set[str], context: "_Context") -> list[ast.AST]:
     parts: list[ast.AST] = list(definition.decorator_list)
     if isinstance(definition, ast.ClassDef):
-        parts += definition.bases + definition.keywords
+        parts += [*definition.bases, *definition.keywords]
         metaclass = any(isinstance(b, ast.Name) and b.id == "type" for b in definition.bases)
         for item in definition.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
@@ -426,14 +427,14 @@ def _is_plain_binding(stmt: ast.stmt, context: "_Context") -> bool:
     read those names. Anything else (a subscript, a call, an operator...) may run code on import, for every
     exercise."""
     if isinstance(stmt, ast.Assign):
-        targets = stmt.targets
+        targets, value = stmt.targets, stmt.value
     elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-        targets = [stmt.target]
+        targets, value = [stmt.target], stmt.value
         if not _is_inert(stmt.annotation, context):
             return False
     else:
         return False
-    return all(isinstance(t, ast.Name) for t in targets) and _is_inert(stmt.value, context)
+    return all(isinstance(t, ast.Name) for t in targets) and _is_inert(value, context)
 
 
 def _is_inert(node: ast.expr, context: "_Context") -> bool:
@@ -454,7 +455,8 @@ def _is_inert(node: ast.expr, context: "_Context") -> bool:
 def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Unit]]:
     own = release.load_release(assignment)
     written_by_the_course = own.trusted_sources if own else frozenset()  # the setup cell, given cells
-    student, trusted = [], []
+    student: list[_Unit] = []
+    trusted: list[_Unit] = []
     for unit in program:
         source = unit.get("source") or ""
         try:
@@ -519,8 +521,10 @@ class _Context:
                 dotted = self.module_of(stmt.value)
                 if dotted is None:
                     continue
-                name = stmt.targets[0].id
-                self.aliases.add(id(stmt.targets[0]))
+                target = stmt.targets[0]
+                assert isinstance(target, ast.Name)  # pending holds `name = module.path` bindings only
+                name = target.id
+                self.aliases.add(id(target))
                 self.alias_values.add(id(stmt.value))
                 if isinstance(stmt.value, ast.Name) and stmt.value.id in self.module_objects:
                     self.module_objects.add(name)
@@ -609,7 +613,7 @@ def _closure(exercise: str, definitions, module_level,
                       if _bound_names(s) & read or any(a.name == "*" for a in s.names)]
 
 
-def _names_read(stmt: ast.stmt) -> set[str]:
+def _names_read(stmt: ast.AST) -> set[str]:
     """Names the code reads (``x += 1`` reads x too); a name it only binds (``softmax: ...`` in a class body, a
     local ``softmax = ...``) does not reach the definition of that name."""
     augmented = {id(n.target) for n in ast.walk(stmt) if isinstance(n, ast.AugAssign)}
@@ -793,7 +797,7 @@ def _is_super(node: ast.expr) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "super"
 
 
-def _root_name(node: ast.Attribute) -> str | None:
+def _root_name(node: ast.expr) -> str | None:
     while isinstance(node, ast.Attribute):
         node = node.value
     return node.id if isinstance(node, ast.Name) else None
@@ -862,7 +866,9 @@ def _literal_lookup(call: ast.Call) -> bool:
 def _judge_call(node: ast.Call, policy: Policy, context: _Context):
     func = node.func
     if _literal_lookup(node):  # any other getattr, setattr, delattr or hasattr: _judge_name flags the name
-        yield from _judge_attribute(ast.Attribute(value=node.args[0], attr=node.args[1].value, ctx=ast.Load()),
+        name = node.args[1]
+        assert isinstance(name, ast.Constant)  # _literal_lookup: the name is a string literal
+        yield from _judge_attribute(ast.Attribute(value=node.args[0], attr=str(name.value), ctx=ast.Load()),
                                     policy, context)
     if isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
         text = func.value.value if isinstance(func.value, ast.Constant) else None

@@ -18,8 +18,8 @@ def render(report: GradeReport, color: bool = False) -> str:
     width = min(shutil.get_terminal_size((100, 20)).columns, 110)
     green, red, dim, bold, reset = ("\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[0m") if color else ("",) * 5
     lines = [f"{bold}{report.assignment}{reset} · {report.notebook or report.submission}"]
-    for exercise, tests in groupby(report.tests, key=lambda t: t.exercise):
-        tests = list(tests)
+    for exercise, group in groupby(report.tests, key=lambda t: t.exercise):
+        tests = list(group)
         got, total = sum(t.score for t in tests), sum(t.max_score for t in tests)
         lines.append(f"  {bold}{exercise}{reset}  {_pts(got)}/{_pts(total)}")
         previous = None

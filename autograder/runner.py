@@ -164,7 +164,8 @@ class Grading:
                 self.session.close()
                 _withhold_points_of_input_ignoring_code(report.tests, self.spec, self.log)
                 report.sandbox = self.session.sandbox_layers
-                report.diagnostics += _cell_errors(self.session.load_report, self.submission)
+                if self.submission is not None:
+                    report.diagnostics += _cell_errors(self.session.load_report, self.submission)
                 if self.session.load_failure:
                     report.diagnostics.append(self.session.load_failure)
                 elif self.session.load_report:

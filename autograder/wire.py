@@ -20,6 +20,7 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Sequence
 
 import torch
 
@@ -197,7 +198,7 @@ def _decode(data, buffers: list[bytes], handle_factory, depth: int):
 
 
 def _decode_tensor(data: dict, buffers: list[bytes]):
-    dtype = DTYPES.get(data.get("dtype"))
+    dtype = DTYPES.get(str(data.get("dtype")))
     shape = [int(s) for s in data.get("shape", [])]
     if any(n < 0 for n in shape) or len(shape) > 16:
         raise WireError(f"impossible tensor shape {shape[:17]}")
@@ -379,7 +380,7 @@ def _nesting(skeleton: bytes) -> int:
     return deepest
 
 
-def send(sock: socket.socket, header: dict, buffers: list[bytes] = ()) -> None:
+def send(sock: socket.socket, header: dict, buffers: Sequence[bytes] = ()) -> None:
     sock.sendall(pack(header, list(buffers)))
 
 

@@ -36,7 +36,7 @@ def record_lengths(module: nn.Module) -> None:
             lengths.append(int(args[0].shape[1]))
 
     module.register_forward_pre_hook(hook)
-    module._grader_lengths = lengths
+    setattr(module, "_grader_lengths", lengths)  # noqa: B010  (nn.Module's __setattr__ types only tensors and modules)
 
 
 def recorded_lengths(module: nn.Module) -> list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from collections.abc import Sequence
 import socket
 import struct
 import subprocess
@@ -181,7 +182,7 @@ class Worker:
         self.alive = True
         self.sandbox: dict[str, str] | None = None  # the layers, from the message sent before any student code ran
 
-    def request(self, header: dict, buffers: list[bytes] = (), timeout: float = 10.0):
+    def request(self, header: dict, buffers: Sequence[bytes] = (), timeout: float = 10.0):
         from autograder import wire
 
         deadline = time.monotonic() + timeout

@@ -264,7 +264,7 @@ class Runtime:
             for f in frames[-4:]
         ]
         if isinstance(exc, SyntaxError) and str(exc.filename).startswith(STUDENT_FILE_PREFIX):
-            where.append({"cell": exc.filename[len(STUDENT_FILE_PREFIX):-1], "line": exc.lineno,
+            where.append({"cell": str(exc.filename)[len(STUDENT_FILE_PREFIX):-1], "line": exc.lineno,
                           "function": "<module>", "code": (exc.text or "").strip()[:160]})
         try:
             message = str(exc)[:1000]

@@ -422,7 +422,8 @@ def _filter_program(arch: int, refused: dict[int, int], clone: int,
     ALLOW, KILL, ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
     errnos = sorted(set(refused.values()) | {EAGAIN})
     n_body = 3 + (kill_from is not None) + len(refused) + 3
-    ret_at = {"allow": n_body, "kill": n_body + 1, **{e: n_body + 2 + i for i, e in enumerate(errnos)}}
+    ret_at: dict[str | int, int] = {"allow": n_body, "kill": n_body + 1,
+                                    **{e: n_body + 2 + i for i, e in enumerate(errnos)}}
     prog = [(LD, 0, 0, 4)]  # seccomp_data.arch
     prog.append((JEQ, 0, ret_at["kill"] - len(prog) - 1, arch))
     prog.append((LD, 0, 0, 0))  # seccomp_data.nr
