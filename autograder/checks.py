@@ -141,7 +141,8 @@ def expect_close(actual, expected: torch.Tensor, what: str, *, atol: float, rtol
     flat = int(excess.reshape(-1).argmax())
     where = torch.unravel_index(torch.tensor(flat), expected.shape)
     matched = _matching_suspect(got64, suspects or {}, atol, rtol)
-    message = (f"{what} differs from the reference: max abs error {diff.max().item():.3g}; at {_index(where, expected.shape)} "
+    message = (f"{what} differs from the reference: max abs error {diff.max().item():.3g}; "
+               f"at {_index(where, expected.shape)} "
                f"got {got64[where].item():.6g}, expected {want64[where].item():.6g} (atol={atol:g}, rtol={rtol:g})")
     fail(message, f"Your result matches {matched}" if matched else hint, named=bool(matched))
 
@@ -162,7 +163,8 @@ def expect_finite(value, what: str, hint: str | None = None) -> torch.Tensor:
     if bad.any():
         first = bad.nonzero()[0]
         fail(f"{what} contains {int(bad.sum())} non-finite value(s), first {tensor[tuple(first)].item()} at "
-             f"{_index(first, tensor.shape)}", hint or guess("Overflow in exp? Subtract the maximum before exponentiating"))
+             f"{_index(first, tensor.shape)}",
+             hint or guess("Overflow in exp? Subtract the maximum before exponentiating"))
     return tensor
 
 

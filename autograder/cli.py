@@ -28,19 +28,25 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("grade", help="grade one or more submissions")
     g.add_argument("submissions", nargs="+", type=Path, metavar="SUBMISSION",
-                   help="a notebook, or a folder with one submission's notebooks (nbgrader's submitted/<student>/<assignment>/ works)")
-    g.add_argument("--assignment", choices=list(SUITES), help="the assignment id (default: inferred from the path or notebook)")
-    g.add_argument("--out", type=Path, help="where to write results.json (default: results/<submission>.json; one submission only)")
+                   help="a notebook, or a folder with one submission's notebooks "
+                        "(nbgrader's submitted/<student>/<assignment>/ works)")
+    g.add_argument("--assignment", choices=list(SUITES),
+                   help="the assignment id (default: inferred from the path or notebook)")
+    g.add_argument("--out", type=Path,
+                   help="where to write results.json (default: results/<submission>.json; one submission only)")
     g.add_argument("--out-dir", type=Path, help="write <DIR>/<n>-<name>.json for each submission, and <DIR>/grades.csv "
                    "(default with several submissions: ./results/)")
-    g.add_argument("--csv", type=Path, help="update this grades.csv instead of <DIR>/grades.csv (also with one submission): "
-                   "rows of the students graded now are replaced, other rows kept")
-    g.add_argument("--device", default="auto", help="device the student's code runs on: auto (cuda when present), cpu, cuda, cuda:1, ...")
+    g.add_argument("--csv", type=Path,
+                   help="update this grades.csv instead of <DIR>/grades.csv (also with one submission): "
+                        "rows of the students graded now are replaced, other rows kept")
+    g.add_argument("--device", default="auto",
+                   help="device the student's code runs on: auto (cuda when present), cpu, cuda, cuda:1, ...")
     g.add_argument("--time-limit", type=float, default=None, help="seconds per hidden test (default 10)")
     g.add_argument("--time-budget", type=float, default=None,
                    help="seconds for one whole submission, loading its notebook included (default 150); "
                         "when spent, its remaining tests fail and no new worker starts")
-    g.add_argument("--jobs", type=int, default=None, help="submissions graded at once (default: the number of CPU cores)")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="submissions graded at once (default: the number of CPU cores)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
     strictness = g.add_mutually_exclusive_group()
     strictness.add_argument("--strict", dest="strict", action="store_true", default=True,
@@ -53,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
                    help="results.json files, or folders of them (what grade --out-dir wrote)")
     e.add_argument("--db", default="gradebook.db",
-                   help="the gradebook: a sqlite file or an SQLAlchemy URL (default: ./gradebook.db, the course folder's)")
+                   help="the gradebook: a sqlite file or an SQLAlchemy URL "
+                        "(default: ./gradebook.db, the course folder's)")
     return p
 
 
@@ -203,9 +210,11 @@ def _grade_one(args, path: Path, server, device: str):
     except GraderError as exc:  # this submission cannot be graded; the others still are
         return None, str(exc)
     except Exception as exc:
-        report = GradeReport(assignment=args.assignment or assignment_in_path(path) or "?", submission=str(path), notebook=None)
+        report = GradeReport(assignment=args.assignment or assignment_in_path(path) or "?", submission=str(path),
+                             notebook=None)
         # The student reads one line; what failed (which may name hidden-suite files) goes to the instructor only.
-        report.diagnostics.append("the grader failed on this submission (internal error); ask your instructor to regrade")
+        report.diagnostics.append("the grader failed on this submission (internal error); "
+                                  "ask your instructor to regrade")
         report.internal_errors.append("".join(traceback.format_exception(exc))[-3000:])
         return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
 

@@ -10,8 +10,7 @@ import torch
 from autograder import policy
 from autograder.hidden import Assignment, HiddenTest
 from autograder.liveness import CallLog
-from autograder.session import CallResult, CheckFailed, RemoteModule, Session, StudentRaised
-from autograder.wire import WireTensor
+from autograder.session import CallResult, CheckFailed, RemoteModule, Session
 
 
 def seed_for_test(submission_seed: int, test_name: str) -> int:

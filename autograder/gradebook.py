@@ -230,7 +230,8 @@ def _cells_by_exercise(notebook, exercises) -> dict[str, list[tuple[str, float]]
 
 
 def _exercise_of(grade_cell: str, exercises) -> str | None:
-    """``test_E`` or ``test_E_<more>``; the longest ``E`` wins (``test_causal_mask_2`` is ``causal_mask``'s, not ``causal``'s)."""
+    """``test_E`` or ``test_E_<more>``; the longest ``E`` wins
+    (``test_causal_mask_2`` is ``causal_mask``'s, not ``causal``'s)."""
     matches = [e for e in exercises if grade_cell == f"test_{e}" or grade_cell.startswith(f"test_{e}_")]
     return max(matches, key=len, default=None)
 
@@ -273,7 +274,8 @@ def write_result(gb, result: GradedResult, plan: NotebookPlan) -> tuple[float, f
                 comment.auto_comment = _comment(result, exercise)
     except MissingEntry as exc:  # a submission recorded before the notebook changed
         gb.db.rollback()
-        raise ExportError(f"{result.path}: {exc}; run `nbgrader generate_assignment {result.assignment}` again") from None
+        raise ExportError(f"{result.path}: {exc}; "
+                          f"run `nbgrader generate_assignment {result.assignment}` again") from None
     gb.db.commit()
     submission = gb.find_submission(result.assignment, result.student)
     return submission.score, submission.max_score

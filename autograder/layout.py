@@ -23,7 +23,8 @@ def assignment_in_path(path: Path | str) -> str | None:
     return None
 
 
-# The course's own folders: a notebook in assignments/<assignment>/ is a learner's own copy, not a student "assignments".
+# The course's own folders: a notebook in assignments/<assignment>/ is a learner's own copy,
+# not the work of a student called "assignments".
 COURSE_FOLDERS = {"assignments", "solutions", "source", "release"}
 
 

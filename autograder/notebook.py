@@ -90,7 +90,8 @@ def read_submission(path: Path) -> Submission:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         sub.readable = False
-        sub.diagnostics.append(f"{path.name} is not valid notebook JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); was it saved completely?")
+        sub.diagnostics.append(f"{path.name} is not valid notebook JSON (line {exc.lineno}, column {exc.colno}: "
+                               f"{exc.msg}); was it saved completely?")
         return sub
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         sub.readable = False
@@ -106,7 +107,8 @@ def read_submission(path: Path) -> Submission:
         meta = (cell.get("metadata") or {}).get("nbgrader") or {}
         grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
         if grade_id in seen_ids:
-            sub.diagnostics.append(f"cells {seen_ids[grade_id]} and {i} both claim grade_id {grade_id!r}; was a cell duplicated? The later one wins")
+            sub.diagnostics.append(f"cells {seen_ids[grade_id]} and {i} both claim grade_id {grade_id!r}; "
+                                   "was a cell duplicated? The later one wins")
         elif grade_id:
             seen_ids[grade_id] = i
         sub.cells.append(Cell(index=i, kind=_kind(meta), grade_id=grade_id, source=source))
@@ -131,7 +133,8 @@ def _check_schema(data: dict, sub: Submission) -> None:
            if not isinstance(c, dict) or c.get("cell_type") not in ("code", "markdown", "raw")
            or not isinstance(c.get("source", ""), (str, list))]
     if odd:
-        sub.diagnostics.append(f"cell(s) {', '.join(map(str, odd[:5]))} of {sub.path.name} are malformed and were skipped")
+        sub.diagnostics.append(f"cell(s) {', '.join(map(str, odd[:5]))} of {sub.path.name} "
+                               "are malformed and were skipped")
 
 
 def strip_magics(source: str) -> str:
@@ -141,7 +144,8 @@ def strip_magics(source: str) -> str:
     lines = []
     for line in source.splitlines():
         stripped = line.lstrip()
-        if stripped.startswith(("%", "!")) or (stripped.endswith("?") and not stripped.startswith("#") and _is_help(stripped)):
+        is_help = stripped.endswith("?") and not stripped.startswith("#") and _is_help(stripped)
+        if stripped.startswith(("%", "!")) or is_help:
             indent = line[: len(line) - len(stripped)]
             lines.append(f"{indent}pass  # IPython-only line removed by the grader")
         else:

@@ -126,7 +126,8 @@ class GradingPlugin:
         if isinstance(exc, CheckFailed):
             output = str(exc)
             if not exc.named:  # a guess gives way to what an earlier failure shows; a plain message gains it
-                cause = feedback.explanation(test.exercise, exc.finding, self.failures, self.grading.reaches(test.exercise))
+                reaches = self.grading.reaches(test.exercise)
+                cause = feedback.explanation(test.exercise, exc.finding, self.failures, reaches)
                 if cause:
                     output = feedback.joined(exc.finding if exc.guess else output, cause)
             return 0.0, self._remember(test, exc, output)
@@ -193,7 +194,8 @@ def _assignment_of_args(config) -> str:
 
     named = {part for arg in config.args for part in Path(arg.split("::")[0]).resolve().parts if part in ORDER}
     if len(named) != 1:
-        raise pytest.UsageError(f"run one assignment's suite at a time (autograder/suites/<assignment>); got {config.args}")
+        raise pytest.UsageError("run one assignment's suite at a time (autograder/suites/<assignment>); "
+                                f"got {config.args}")
     return named.pop()
 
 

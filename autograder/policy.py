@@ -325,6 +325,9 @@ class ScanResult:
 
 # --- the scan --------------------------------------------------------------------------------
 
+Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
 @dataclass
 class _Unit:
     index: int
@@ -373,7 +376,7 @@ def _top_level_names(student: list[_Unit]) -> set[str]:
             if not isinstance(stmt, (ast.Import, ast.ImportFrom)) for name in _bound_names(stmt)}
 
 
-def _load_time_parts(definition: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, own_names: set[str], context: "_Context") -> list[ast.AST]:
+def _load_time_parts(definition: Definition, own_names: set[str], context: "_Context") -> list[ast.AST]:
     """What a def or class runs when its cell runs: decorators, default values, annotations, base classes and class
     keywords, and a class body's statements other than nested defs. A def or class decorated with something the
     student defines (a registry decorator may store it anywhere) is reached by no name: all of it counts.
@@ -399,7 +402,7 @@ CLASS_CREATION_HOOKS = frozenset({"__init_subclass__", "__set_name__", "__class_
                                   "__mro_entries__", "__instancecheck__", "__subclasscheck__"})
 
 
-def _every_load_time_part(definition: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, own_names: set[str], context: "_Context") -> list[ast.AST]:
+def _every_load_time_part(definition: Definition, own_names: set[str], context: "_Context") -> list[ast.AST]:
     parts: list[ast.AST] = list(definition.decorator_list)
     if isinstance(definition, ast.ClassDef):
         parts += [*definition.bases, *definition.keywords]
@@ -693,7 +696,8 @@ def _judge_tensor_subclass(node: ast.ClassDef, context: _Context):
     on such tensors can be rerouted anywhere: what that code reaches is out of the grader's view."""
     bases = [context.module_of(b) or ast.unparse(b) for b in node.bases]
     if any(b.rpartition(".")[2] in ("Tensor", "TensorBase") for b in bases):
-        yield REVIEW, f"class {node.name} subclasses torch.Tensor (torch calls on it can run code the grader cannot see)"
+        yield REVIEW, (f"class {node.name} subclasses torch.Tensor "
+                       "(torch calls on it can run code the grader cannot see)")
     hooks = [item.name for item in node.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
              and item.name in TORCH_HOOKS]
     if hooks:

@@ -60,7 +60,8 @@ def load_release(assignment: str) -> Release | None:
         if not grade_id:
             continue
         grade_ids.append(grade_id)
-        if cell.get("cell_type") == "code" and meta.get("locked") and not meta.get("solution") and not meta.get("grade"):
+        given_code = not meta.get("solution") and not meta.get("grade")
+        if cell.get("cell_type") == "code" and meta.get("locked") and given_code:
             source = cell.get("source", "")
             given[grade_id] = "".join(source) if isinstance(source, list) else source
     program = read_submission(path)

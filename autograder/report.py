@@ -70,7 +70,8 @@ def gradescope(report: GradeReport) -> dict:
     return {
         "score": report.score,
         "execution_time": round(report.execution_time, 3),
-        "output": "\n".join(report.diagnostics) or f"{report.assignment}: {sum(t.passed for t in report.tests)}/{len(report.tests)} tests passed",
+        "output": "\n".join(report.diagnostics)
+        or f"{report.assignment}: {sum(t.passed for t in report.tests)}/{len(report.tests)} tests passed",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": [

@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 
 from autograder import policy, release
+from autograder.hidden import Assignment, HiddenTest
 from autograder.layout import assignment_in_path, student_id
+from autograder.liveness import CallLog
 from autograder.notebook import Submission, find_notebooks, read_submission
 from autograder.session import DEFAULT_TIME_BUDGET, Session
-from autograder.hidden import Assignment, HiddenTest
-from autograder.liveness import CallLog
 from autograder.suites import SUITES, load_suite
 from autograder.wire import printable, shorten
 from autograder.worker.pool import WorkerServer
@@ -271,12 +271,14 @@ def _check_release(submission: Submission, suite: Assignment, report: GradeRepor
 
 def _check_exercise_cells(submission: Submission, suite: Assignment, report: GradeReport) -> None:
     if not any(c.source.strip() for c in submission.cells):
-        report.diagnostics.append(f"{submission.path.name} has no code and no exercise cells: is it the right file, saved after your work?")
+        report.diagnostics.append(f"{submission.path.name} has no code and no exercise cells: "
+                                  "is it the right file, saved after your work?")
         return
     ids = set(submission.grade_ids)
     if ids and not ids & set(suite.exercises):
         report.diagnostics.append(
-            f"this notebook has none of {suite.assignment}'s exercise cells (its cells: {', '.join(sorted(ids)[:4])}...): "
+            f"this notebook has none of {suite.assignment}'s exercise cells "
+            f"(its cells: {', '.join(sorted(ids)[:4])}...): "
             "is it from another assignment? Grading whatever it defines")
         return
     missing = [e for e in suite.exercises if e not in ids]

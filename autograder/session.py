@@ -297,7 +297,8 @@ class Session:
             "kwargs": wire.encode(kwargs, buffers),
         }
         if grad is not None:
-            header["grad"] = {"wrt": list(grad["wrt"]), "grad_outputs": wire.encode(list(grad["grad_outputs"]), buffers)}
+            header["grad"] = {"wrt": list(grad["wrt"]),
+                              "grad_outputs": wire.encode(list(grad["grad_outputs"]), buffers)}
         reply, reply_buffers = self.request(header, buffers, what)
         decode = lambda key, factory=None: self.decode(reply.get(key), reply_buffers, what, factory)  # noqa: E731
         return CallResult(
@@ -325,7 +326,8 @@ class RemoteObject:
         self.wire_handle = handle  # how it crosses back as an argument
 
     def call_method(self, method: str, *args, **kwargs) -> CallResult:
-        return self.session.call(self, *args, method=method, what=f"{self.type_name.rpartition('.')[2]}.{method}()", **kwargs)
+        what = f"{self.type_name.rpartition('.')[2]}.{method}()"
+        return self.session.call(self, *args, method=method, what=what, **kwargs)
 
 
 class RemoteModule(RemoteObject):

@@ -124,7 +124,8 @@ def exercise_stats(reports: list[GradeReport]) -> list[ExerciseStats]:
 
 
 def most_failed(reports: list[GradeReport], limit: int = MOST_FAILED) -> list[FailedTest]:
-    """The tests most submissions failed; ties go to the test more students failed with running code, then suite order."""
+    """The tests most submissions failed; ties go to the test more students failed with running code,
+    then suite order."""
     tests = []
     for position, first in enumerate(reports[0].tests):
         outputs = [t.output for r in reports for t in r.tests if t.name == first.name and not t.passed]

@@ -103,7 +103,8 @@ def encode(value, buffers: list[bytes], register=None):
         return {"__dict__": {k: encode(v, buffers, register) for k, v in value.items()}}
     if isinstance(value, torch.dtype):
         return {"__dtype__": str(value).removeprefix("torch.")}
-    handle = value if isinstance(value, Handle) else getattr(value, "wire_handle", None) or (register and register(value))
+    handle = value if isinstance(value, Handle) else (
+        getattr(value, "wire_handle", None) or (register and register(value)))
     if isinstance(handle, Handle):
         return {"__handle__": handle.id, "type": handle.type_name, "module": handle.is_module}
     return {"__object__": _type_name(value), "repr": _safe_repr(value)}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from collections.abc import Sequence
 import socket
 import struct
 import subprocess
@@ -17,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from autograder.worker.sandbox import uid_per_worker_possible

@@ -64,7 +64,8 @@ class Tracer(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         if name in self.names:
-            label = f"{MODULE_LABELS.get(getattr(func, '__module__', None), getattr(func, '__module__', None) or 'torch.Tensor')}.{name}"
+            module = getattr(func, "__module__", None)
+            label = f"{MODULE_LABELS.get(module, module or 'torch.Tensor')}.{name}"
             if label not in self.seen:
                 self.seen.append(label)
         return func(*args, **(kwargs or {}))
@@ -75,7 +76,8 @@ class Tracer(TorchFunctionMode):
         return seen
 
 
-MODULE_LABELS = {"torch._C._nn": "torch.nn.functional", "torch._C._special": "torch.special", "torch._C._VariableFunctions": "torch"}
+MODULE_LABELS = {"torch._C._nn": "torch.nn.functional", "torch._C._special": "torch.special",
+                 "torch._C._VariableFunctions": "torch"}
 
 
 class Runtime:
@@ -103,7 +105,8 @@ class Runtime:
             handler = getattr(self, f"op_{op}", None)
             try:
                 reply_buffers: list[bytes] = []
-                reply = handler(header, buffers, reply_buffers) if handler else {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}"}}
+                unknown = {"ok": False, "error": {"type": "ProtocolError", "message": f"unknown op {op!r}"}}
+                reply = handler(header, buffers, reply_buffers) if handler else unknown
             except BaseException as exc:  # the student may raise SystemExit, KeyboardInterrupt, ...
                 reply_buffers = []
                 reply = {"ok": False, "error": self.describe(exc)}
@@ -260,7 +263,8 @@ class Runtime:
     def describe(self, exc: BaseException) -> dict:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(STUDENT_FILE_PREFIX)]
         where = [
-            {"cell": f.filename[len(STUDENT_FILE_PREFIX):-1], "line": f.lineno, "function": f.name, "code": (f.line or "").strip()[:160]}
+            {"cell": f.filename[len(STUDENT_FILE_PREFIX):-1], "line": f.lineno, "function": f.name,
+             "code": (f.line or "").strip()[:160]}
             for f in frames[-4:]
         ]
         if isinstance(exc, SyntaxError) and str(exc.filename).startswith(STUDENT_FILE_PREFIX):
@@ -275,7 +279,8 @@ class Runtime:
 
 def prepare_device(device: torch.device) -> None:
     """Make the session's device the one student code gets by default; nothing changes on the CPU."""
-    # float32 tolerances assume IEEE float32 matrix products; TF32 (opt-in on recent GPUs) keeps 10 mantissa bits, not 23.
+    # float32 tolerances assume IEEE float32 matrix products;
+    # TF32 (opt-in on recent GPUs) keeps 10 mantissa bits, not 23.
     torch.set_float32_matmul_precision("highest")
     if device.type == "cpu":
         sandbox.limit_address_space()

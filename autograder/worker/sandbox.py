@@ -270,7 +270,9 @@ def _private_proc() -> str:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
-    enc = (lambda v: v.encode() if v is not None else None)
+    def enc(v: str | None) -> bytes | None:
+        return v.encode() if v is not None else None
+
     if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(options)) != 0:
         raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
 

@@ -33,6 +33,7 @@ def preload(optimizers: bool = True) -> None:
     which the first optimizer imports (~1.3 s per worker otherwise, ~1 s of the server's start here)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     import math  # noqa: F401
+
     import numpy  # noqa: F401
     import torch
     if optimizers:
