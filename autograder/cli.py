@@ -16,10 +16,10 @@ import argparse
 import os
 import sys
 import threading
-import traceback
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from autograder import parsing
 from autograder.suites import SUITES
 
 
@@ -223,7 +223,7 @@ def _grade_one(args, path: Path, server, device: str):
         # The student reads one line; what failed (which may name hidden-suite files) goes to the instructor only.
         report.diagnostics.append("the grader failed on this submission (internal error); "
                                   "ask your instructor to regrade")
-        report.internal_errors.append("".join(traceback.format_exception(exc))[-3000:])
+        report.internal_errors.append(parsing.format_exception(exc)[-3000:])
         return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
 
 

@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder import parsing
+
 
 @dataclass
 class Cell:
@@ -155,7 +157,7 @@ def strip_magics(source: str) -> str:
 
 def _is_help(line: str) -> bool:
     try:
-        ast.parse(line)
+        parsing.parse(line)
         return False
     except (RecursionError, MemoryError):  # too deeply nested to parse: not help; the worker reports it
         return False
@@ -172,7 +174,7 @@ def definitions_only(source: str) -> str:
     Dropped statements become blank lines, so line numbers in tracebacks stay those of the cell.
     """
     try:
-        tree = ast.parse(source)
+        tree = parsing.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # deep nesting: RecursionError
         return source  # let the worker report the syntax error with its line
     lines = source.splitlines()

@@ -28,10 +28,6 @@ from autograder.suites import load_suite
 PLUGIN_NAME = "autograder-grading"
 
 
-class NotGraded(Exception):
-    """A test that cannot earn points whatever it would do: the reason is the whole message."""
-
-
 class GradingPlugin:
     def __init__(self, path: Path | str, assignment: str, *, server=None, device: str = "cpu",
                  time_limit: float = runner.DEFAULT_TIME_LIMIT, time_budget: float | None = None,
@@ -43,6 +39,7 @@ class GradingPlugin:
         self.finished = False
         self.failures: list[feedback.Failure] = []  # earlier failures, which may explain later ones
         self.only: set[str] | None = None  # run only these exercises' tests
+        self.quiet = False  # graded by runner.grade(): no terminal, and pytest formats no traceback
 
     # --- the run -----------------------------------------------------------------------
 
@@ -70,7 +67,8 @@ class GradingPlugin:
         test = _hidden_test(request.node)
         reason = self.grading.why_not_graded(test.exercise)
         if reason:
-            raise NotGraded(reason)
+            request.node._grade = (0.0, reason)
+            pytest.fail(reason, pytrace=False)  # a set-up failure whose message is the reason, no traceback
         session = self.grading.session
         assert session is not None  # why_not_graded said the notebook is readable: start() made the session
         session.use_worker_for(test.exercise)
@@ -78,15 +76,30 @@ class GradingPlugin:
         return Context(session, self.spec, test, seed_for_test(self.report.seed, test.name), log=self.grading.log)
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        """The test's outcome, decided where its exception is still at hand. While grading (threads), a failure
+        goes on as a plain ``pytest.fail`` so that pytest never formats a traceback (see autograder/parsing.py)."""
+        try:
+            result = yield
+        except Exception as exc:  # noqa: BLE001  (whatever a test raises is judged by _outcome)
+            item._grade = self._outcome(_hidden_test(item), exc)
+            if self.quiet or not _is_known(exc):
+                raise pytest.fail.Exception(item._grade[1], pytrace=False) from None
+            raise
+        item._grade = (_hidden_test(item).points, "")
+        return result
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = yield
         if call.when == "teardown" or (call.when == "setup" and call.excinfo is None):
             return report
         test = _hidden_test(item)
-        score, output = self._outcome(test, call.excinfo)
+        # No grade: a set-up failure of the suite's own fixtures, or an interrupt: never points.
+        score, output = getattr(item, "_grade", None) or (0.0, self._internal(test, call.excinfo))
         self.grading.record(test, score, output)
         report.user_properties.append(("feedback", output))
-        if call.excinfo is not None and _is_known(call.excinfo.value) and _tbstyle(item) in ("auto", "short"):
+        if call.excinfo is not None and _tbstyle(item) in ("auto", "short"):
             report.longrepr = f"{test.display_name}\n{output}"  # what the student reads; --tb=long keeps the trace
         return report
 
@@ -108,12 +121,7 @@ class GradingPlugin:
 
     # --- one test's outcome ------------------------------------------------------------
 
-    def _outcome(self, test: HiddenTest, excinfo) -> tuple[float, str]:
-        if excinfo is None:
-            return test.points, ""
-        exc = excinfo.value
-        if isinstance(exc, NotGraded):
-            return 0.0, str(exc)
+    def _outcome(self, test: HiddenTest, exc: Exception) -> tuple[float, str]:
         if isinstance(exc, StudentRaised):
             if exc.not_implemented:
                 return 0.0, "not implemented yet"
@@ -131,9 +139,14 @@ class GradingPlugin:
                 if cause:
                     output = feedback.joined(exc.finding if exc.guess else output, cause)
             return 0.0, self._remember(test, exc, output)
-        # A bug in the hidden test, or a reply it did not expect: fail, never award points.
+        return 0.0, self._internal(test, exc)
+
+    def _internal(self, test: HiddenTest, exc) -> str:
+        """A bug in the hidden test, or a reply it did not expect: fail, never award points; the details go to the
+        instructor only."""
+        exc = getattr(exc, "value", exc)  # an ExceptionInfo, from makereport
         self.grading.internal_error(test.name, exc)
-        return 0.0, "the grader could not run this test (internal error); your instructor has the details"
+        return "the grader could not run this test (internal error); your instructor has the details"
 
 
     def _remember(self, test: HiddenTest, exc: CheckFailed, output: str) -> str:
@@ -146,7 +159,7 @@ def _tbstyle(item) -> str:
 
 
 def _is_known(exc: BaseException) -> bool:
-    return isinstance(exc, (NotGraded, CheckFailed))
+    return isinstance(exc, CheckFailed)
 
 
 def _hidden_test(item) -> HiddenTest:
@@ -204,6 +217,7 @@ def run(plugin: GradingPlugin, exercises: list[str] | None = None) -> None:
     are graded at once, in threads): no output capture, assertion rewriting, warning or log capture.
     ``exercises``: only these exercises' tests (``-m "exercise(...)"`` has no such selection)."""
     plugin.only = set(exercises) if exercises is not None else None
+    plugin.quiet = True
     args = [str(SUITES_DIR / plugin.spec.name), "-c", str(SUITES_DIR / "pytest.ini"),
             "--rootdir", str(Path(__file__).resolve().parents[1]),
             "-s", "--assert=plain", "--disable-plugin-autoload"]

@@ -37,7 +37,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import release
+from autograder import parsing, release
 
 FORBIDDEN, REVIEW = "forbidden", "review"
 
@@ -463,7 +463,7 @@ def _parse(assignment: str, program: list[dict]) -> tuple[list[_Unit], list[_Uni
     for unit in program:
         source = unit.get("source") or ""
         try:
-            tree = ast.parse(source)
+            tree = parsing.parse(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # the worker reports it when loading
         parsed = _Unit(unit.get("index", 0), source.splitlines(), tree, str(unit.get("label") or ""))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from autograder import parsing
 from autograder.notebook import Cell, Submission, definitions_only, read_submission, strip_magics
 
 RELEASE_ROOT = Path(__file__).resolve().parents[1] / "assignments"
@@ -132,7 +133,7 @@ def exercises_given_only(submission: Submission, exercises: list[str]) -> list[s
             continue
         source = strip_magics(cell.source)
         try:
-            tree = ast.parse(source if cell.kind == "exercise" else definitions_only(source))
+            tree = parsing.parse(source if cell.kind == "exercise" else definitions_only(source))
         except (SyntaxError, ValueError, RecursionError, MemoryError):  # deep nesting: RecursionError
             continue
         for name, value in _top_level_bindings(tree):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from autograder import policy, release
+from autograder import parsing, policy, release
 from autograder.hidden import Assignment, HiddenTest
 from autograder.layout import assignment_in_path, student_id
 from autograder.liveness import CallLog
@@ -310,7 +309,7 @@ def _withhold_points_of_input_ignoring_code(results: list[TestResult], suite: As
 def _internal_error(report: GradeReport, test_name: str, exc: Exception) -> None:
     """The traceback names hidden-suite files and lines: it goes to the instructor only (stderr and results.json's
     extra_data, which Gradescope stores but never shows students), the student reads one generic line."""
-    trace = printable("".join(traceback.format_exception(exc))[-3000:])
+    trace = printable(parsing.format_exception(exc)[-3000:])
     report.internal_errors.append(f"{test_name}: {trace}")
     print(f"internal error in hidden test {test_name} ({report.submission}):\n{trace}", file=sys.stderr, flush=True)
 
