@@ -3,10 +3,9 @@ and is complete only when every piece exists. A missing piece fails here, by nam
 
 from __future__ import annotations
 
-import tomllib
-
 import nbformat
 import pytest
+import tomllib
 
 from autograder import policy
 from autograder.suites import HERE, ORDER, load_suite

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 
 from autograder.runner import GradeReport
 from tests.catalog.adversarial import (
-    MERGE_RIGHT, SOFTMAX_RIGHT, SUITE, USES_MERGE, USES_SOFTMAX, USES_SPLIT, results, table,
+    MERGE_RIGHT,
+    SOFTMAX_RIGHT,
+    SUITE,
+    USES_MERGE,
+    USES_SOFTMAX,
+    USES_SPLIT,
+    results,
+    table,
 )
 
 EXERCISES = tuple(SUITE.exercises)
@@ -259,7 +266,7 @@ def check_sysv_shared_memory(seen: Seen) -> None:
     assert not seen.ipc_after, f"SysV IPC objects outlived the worker: {sorted(seen.ipc_after)}"
 
 
-READS_OTHER_PROCESSES = f'''\
+READS_OTHER_PROCESSES = '''\
 import os
 
 
@@ -270,7 +277,7 @@ def _peek():
     found = []
     for pid in (__GRADER_PID__, __SERVER_PID__):
         try:
-            with open(f"/proc/{{pid}}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 found.append(f.read().replace(b"\\0", b" ").decode(errors="replace")[:80])
         except OSError as exc:
             found.append(type(exc).__name__)
@@ -279,7 +286,7 @@ def _peek():
 
 def merge_heads(x):
     n, found = _peek()
-    raise RuntimeError(f"other pids {{n}}; grader and server: {{found}}")
+    raise RuntimeError(f"other pids {n}; grader and server: {found}")
 '''
 
 
@@ -441,7 +448,8 @@ def check_returns_complex(seen: Seen) -> None:
 
 RETURNS_SPARSE = f'''\
 def merge_heads(x):
-{MERGE_RIGHT}    return getattr(result, "to_" + "sparse")()  # the right values, in a sparse layout (computed: see complex)
+{MERGE_RIGHT}    return getattr(result, "to_" + "sparse")()  # the right values, in a sparse layout \
+(computed: see complex)
 '''
 
 
