@@ -18,7 +18,8 @@ def server():
 
 @pytest.fixture
 def grade_cells(server, tmp_path):
-    """Grade the solution notebook with some exercise cells replaced: ``grade_cells("a1_attention", {"softmax": src})``."""
+    """Grade the solution notebook with some exercise cells replaced:
+    ``grade_cells("a1_attention", {"softmax": src})``."""
 
     def run(assignment: str, cells: dict[str, str], **kwargs):
         return grade_variant(assignment, cells, tmp_path, server=server, **kwargs)

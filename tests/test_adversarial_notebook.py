@@ -37,7 +37,8 @@ def _expect_not_graded(report, phrase: str) -> None:
 ])
 def test_another_assignments_notebook_scores_zero(server, handed_in):
     report = grade(handed_in, assignment="a1_attention", server=server)
-    _expect_not_graded(report, "this is a2_masking's notebook (masking.ipynb), not a1_attention's: submit your attention.ipynb")
+    _expect_not_graded(report, "this is a2_masking's notebook (masking.ipynb), not a1_attention's: "
+                               "submit your attention.ipynb")
 
 
 def test_an_earlier_assignments_notebook_scores_zero_later_too(server, tmp_path):
@@ -76,7 +77,8 @@ def test_given_code_earns_no_points_under_an_exercise_name(server, tmp_path):
     nb_path = write_variant("a2_masking", {"masked_softmax": "masked_softmax = softmax\n"}, tmp_path)
     report = grade(nb_path, server=server)
     masked = [t for t in report.tests if t.exercise == "masked_softmax"]
-    assert masked and all(t.score == 0 and "defined only by the notebook's read-only given code" in t.output for t in masked)
+    assert masked and all(t.score == 0 and "defined only by the notebook's read-only given code" in t.output
+                          for t in masked)
     others = [t for t in report.tests if t.exercise in ("causal_mask", "padding_mask")]
     assert all(t.passed for t in others), "exercises that do not use masked_softmax keep their points"
 

@@ -23,7 +23,9 @@ pytestmark = pytest.mark.engine
 
 # --- wire format -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.bool])
+@pytest.mark.parametrize("dtype", [
+    torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.bool,
+])
 def test_tensors_cross_the_wire_exactly(dtype):
     value = (torch.randn(3, 4) * 10).to(dtype)
     buffers: list[bytes] = []
@@ -127,7 +129,8 @@ def test_release_gets_zero_saying_not_implemented(server):
 def test_syntax_error_in_one_cell_spares_the_others(server, tmp_path):
     from autograder.runner import grade
 
-    path = write_variant("a1_attention", {"merge_heads": "def merge_heads(x):\n    return x.transpose(1, 2).reshape(\n"}, tmp_path)
+    path = write_variant(
+        "a1_attention", {"merge_heads": "def merge_heads(x):\n    return x.transpose(1, 2).reshape(\n"}, tmp_path)
     report = grade(path, server=server)
     tests = by_name(report)
     assert any("merge_heads" in d and "SyntaxError" in d for d in report.diagnostics)
@@ -139,7 +142,11 @@ def test_syntax_error_in_one_cell_spares_the_others(server, tmp_path):
 def test_regrade_is_reproducible_and_inputs_depend_on_submission(server, tmp_path):
     from autograder.runner import grade
 
-    path = write_variant("a1_attention", {"softmax": "def softmax(x, dim=-1):\n    return x.exp() / x.exp().sum(dim, keepdim=True)\n"}, tmp_path)
+    path = write_variant(
+        "a1_attention",
+        {"softmax": "def softmax(x, dim=-1):\n    return x.exp() / x.exp().sum(dim, keepdim=True)\n"},
+        tmp_path,
+    )
     first, second = grade(path, server=server), grade(path, server=server)
     assert first.seed == second.seed
     assert [t.output for t in first.tests] == [t.output for t in second.tests]
@@ -149,7 +156,8 @@ def test_regrade_is_reproducible_and_inputs_depend_on_submission(server, tmp_pat
 # --- command line --------------------------------------------------------------------------
 
 def run_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "autograder", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "autograder", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("args, message", [

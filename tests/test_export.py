@@ -34,7 +34,8 @@ def graded(server, tmp_path_factory):
     mystery.mkdir()
     (mystery / "notes.ipynb").write_text(json.dumps({
         "nbformat": 4, "nbformat_minor": 5, "metadata": {},
-        "cells": [{"cell_type": "code", "id": "c1", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": None}],
+        "cells": [{"cell_type": "code", "id": "c1", "metadata": {}, "source": "x = 1", "outputs": [],
+                   "execution_count": None}],
     }))
     submissions = [str(EXAMPLES / name / "a1_attention") for name in STUDENTS] + [str(mystery)]
     args = parser().parse_args(["grade", *submissions, "--out-dir", str(out), "--quiet"])
@@ -52,7 +53,8 @@ def course(tmp_path_factory):
     shutil.copytree(REPO / "solutions" / "a1_attention", root / "solutions" / "a1_attention")
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # nbgrader runs alembic
+        # nbgrader runs alembic
+        mp.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         mp.chdir(root)
         result = NbGraderAPI(config=config).generate_assignment("a1_attention", force=True)
     assert result["success"], result.get("log")

@@ -22,7 +22,8 @@ KERNEL_TIMEOUT = 600  # seconds per cell; generous for a loaded 2-core CI machin
 
 
 def execute(nb, cwd):
-    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    NotebookClient(nb, timeout=KERNEL_TIMEOUT, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
 
 
 @pytest.mark.parametrize("assignment", list(SUITES))

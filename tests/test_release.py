@@ -105,7 +105,8 @@ def test_release_contains_no_solution_line_and_keeps_signatures(assignment):
     # Lines the source shows outside solution regions (test cells, docstrings) are public by design.
     all_lines = [line.strip() for cell in code_cells(solution) for line in text(cell).splitlines()]
     hidden_lines = {line for cell in code_cells(solution) for line in solution_lines(text(cell))}
-    public = {line for line in all_lines if line not in hidden_lines or all_lines.count(line) > _count_in_solutions(solution, line)}
+    public = {line for line in all_lines
+              if line not in hidden_lines or all_lines.count(line) > _count_in_solutions(solution, line)}
     exercises = [c for c in code_cells(solution) if c["metadata"].get("nbgrader", {}).get("solution")]
     assert {grade_id(c) for c in exercises} == set(load_suite(assignment).exercises)
     for cell in exercises:

@@ -184,7 +184,8 @@ def leave_an_orphan():
 
 @pytest.fixture
 def session(server):
-    s = Session(server, [{"index": 1, "grade_id": None, "source": PROBES}], seed=0, device="cpu", trace=[], time_limit=20)
+    s = Session(server, [{"index": 1, "grade_id": None, "source": PROBES}],
+                seed=0, device="cpu", trace=[], time_limit=20)
     yield s
     s.close()
 
@@ -385,7 +386,9 @@ def test_when_the_uid_and_landlock_fail_the_worker_keeps_no_capability_and_sees_
     assert result["unsafe"].startswith("the worker would run as root with no Landlock")  # the runtime refuses to load
     if _machine_allows_mount_namespaces():
         assert result["solutions"] == [] and result["shadow"] == 0
-        assert set(result["devices"]) <= {"null", "zero", "full", "random", "urandom", "stdin", "stdout", "stderr", "fd"}
+        assert set(result["devices"]) <= {
+            "null", "zero", "full", "random", "urandom", "stdin", "stdout", "stderr", "fd",
+        }
 
 
 def test_two_graders_never_hand_out_the_same_worker_uid():

@@ -78,12 +78,16 @@ def results(out: Path) -> list[dict]:
 
 
 def expected_most_failed(graded_results: list[dict]) -> list[tuple[str, int]]:
-    """(test name, failing submissions) of the 5 most failed tests; ties: more failures from code that ran, then suite order."""
+    """(test name, failing submissions) of the 5 most failed tests;
+    ties: more failures from code that ran, then suite order."""
     names = [t["name"] for t in graded_results[0]["tests"]]
-    failing = {name: [t["output"] for r in graded_results for t in r["tests"] if t["name"] == name and t["status"] == "failed"]
+    failing = {name: [t["output"] for r in graded_results for t in r["tests"]
+                      if t["name"] == name and t["status"] == "failed"]
                for name in names}
     ranked = sorted((name for name in names if failing[name]),
-                    key=lambda n: (-len(failing[n]), -sum(not o.startswith(NOT_ATTEMPTED) for o in failing[n]), names.index(n)))
+                    key=lambda n: (-len(failing[n]),
+                                   -sum(not o.startswith(NOT_ATTEMPTED) for o in failing[n]),
+                                   names.index(n)))
     return [(name, len(failing[name])) for name in ranked[:5]]
 
 
@@ -199,7 +203,8 @@ def test_mixed_assignments_get_a_summary_each_and_unplaced_failures_their_own():
 
 
 def test_most_failed_ranks_by_failures_then_by_attempts_then_suite_order():
-    reports = [report("a1_attention", {"t1": "not implemented yet", "t2": "not implemented yet", "t3": "not implemented yet"}),
+    reports = [report("a1_attention",
+                      {"t1": "not implemented yet", "t2": "not implemented yet", "t3": "not implemented yet"}),
                report("a1_attention", {"t3": "off by 1"}),
                report("a1_attention", {"t1": "not implemented yet", "t2": "wrong sign"})]
     (summary,) = summarise(reports, [])

@@ -71,7 +71,8 @@ def tests_of(report: GradeReport, exercise: str) -> list:
 
 
 def failures(report: GradeReport) -> str:
-    return "\n".join(f"  {t.name} ({t.score:g}/{t.max_score:g}): {t.output}" for t in report.tests if not t.passed) or "  none"
+    return "\n".join(f"  {t.name} ({t.score:g}/{t.max_score:g}): {t.output}"
+                     for t in report.tests if not t.passed) or "  none"
 
 
 def expect_full_marks(report: GradeReport, *exercises: str) -> None:
@@ -96,4 +97,5 @@ def expect_failing(report: GradeReport, names: list[str], phrase: str = "") -> N
     results = by_name(report)
     for name in names:
         assert not results[name].passed, f"{name} should fail; results:\n{failures(report)}"
-        assert phrase.lower() in results[name].output.lower(), f"{name} should say {phrase!r}, said: {results[name].output!r}"
+        assert phrase.lower() in results[name].output.lower(), (
+            f"{name} should say {phrase!r}, said: {results[name].output!r}")

@@ -79,7 +79,12 @@ def table(report: GradeReport) -> str:
     return "\n".join(f"  {t.name} ({t.score:g}/{t.max_score:g}): {t.output[:200]}" for t in report.tests)
 
 
-def expect(run: Run, fail: set[str] = frozenset(), says: str | tuple[str, ...] = "", legit: dict[str, str] | None = None) -> None:
+def expect(
+    run: Run,
+    fail: set[str] = frozenset(),
+    says: str | tuple[str, ...] = "",
+    legit: dict[str, str] | None = None,
+) -> None:
     """Tests in ``fail`` score 0 and their output contains ``says`` (one of them, if a tuple); every
     other test scores full marks. ``legit`` maps tests that pass although their exercise was attacked to
     the reason the points are deserved; it must not overlap ``fail``."""
@@ -169,7 +174,8 @@ def check_broadcastable_leading_one(run: Run) -> None:
     expect(run, fail=(MERGE | MHA_FORWARD) - {"mha_keeps_dtype_device_and_input"},
            says=("has shape (1, ", "backpropagating", "shape"),
            legit={"mha_keeps_dtype_device_and_input": "it checks only dtype, device, the input and determinism, "
-                                                       "which the (1, B, T, d_model) output satisfies; its shape fails mha_output_shape"})
+                                                       "which the (1, B, T, d_model) output satisfies; "
+                                                       "its shape fails mha_output_shape"})
 
 
 RETURNS_A_SCALAR = '''\
@@ -227,7 +233,8 @@ def merge_heads(x):
 
 
 def check_inf_in_one_entry(run: Run) -> None:
-    legit = {"merge_heads_shape": "a shape test; the shape is right", "mha_output_shape": "a shape test; the shape is right"}
+    legit = {"merge_heads_shape": "a shape test; the shape is right",
+             "mha_output_shape": "a shape test; the shape is right"}
     expect(run, fail=USES_MERGE - set(legit), says=("non-finite", "inf", "nan", "differs"), legit=legit)
 
 
@@ -1106,7 +1113,8 @@ CASES = [
     Case("returns_none", {"softmax": RETURNS_NONE}, check_returns_none),
     Case("returns_a_list", {"merge_heads": RETURNS_A_LIST}, check_returns_a_list),
     Case("returns_a_numpy_array", {"softmax": RETURNS_A_NUMPY_ARRAY}, check_returns_a_numpy_array),
-    Case("returns_a_broadcastable_leading_one", {"merge_heads": RETURNS_A_BROADCASTABLE_LEADING_ONE}, check_broadcastable_leading_one),
+    Case("returns_a_broadcastable_leading_one", {"merge_heads": RETURNS_A_BROADCASTABLE_LEADING_ONE},
+         check_broadcastable_leading_one),
     Case("returns_a_scalar", {"softmax": RETURNS_A_SCALAR}, check_returns_a_scalar),
     Case("right_values_wrong_dtype", {"softmax": RIGHT_VALUES_WRONG_DTYPE}, check_right_values_wrong_dtype),
     Case("nan_everywhere", {"softmax": NAN_EVERYWHERE}, check_nan_everywhere),
@@ -1122,7 +1130,8 @@ CASES = [
     Case("scans_gc_objects", {"merge_heads": SCANS_GC_OBJECTS}, check_scans_gc_objects),
     Case("traced_control_getmembers_softmax", {"softmax": TRACED_CONTROL}, check_forbidden_softmax),
     Case("softmin_evades_the_trace", {"softmax": SOFTMIN_EVADES_THE_TRACE}, check_forbidden_softmax_seen_statically),
-    Case("disables_trace_through_frames", {"softmax": DISABLES_TRACE_THROUGH_FRAMES}, check_forbidden_softmax_or_flagged),
+    Case("disables_trace_through_frames", {"softmax": DISABLES_TRACE_THROUGH_FRAMES},
+         check_forbidden_softmax_or_flagged),
     Case("disables_trace_through_gc", {"softmax": DISABLES_TRACE_THROUGH_GC}, check_forbidden_softmax_or_flagged),
     # 3. leaving early
     Case("sys_exit", {"merge_heads": SYS_EXIT}, check_sys_exit),
@@ -1141,7 +1150,8 @@ CASES = [
     Case("leaves_orphans", {"merge_heads": LEAVES_ORPHANS}, check_leaves_orphans, needs=("no_new_processes",)),
     Case("prints_100_mb", {"merge_heads": PRINTS_100_MB}, check_prints_100_mb),
     Case("oversized_result", {"merge_heads": OVERSIZED_RESULT}, check_oversized_result),
-    Case("garbage_to_file_descriptors", {"merge_heads": GARBAGE_TO_FILE_DESCRIPTORS}, check_garbage_to_file_descriptors),
+    Case("garbage_to_file_descriptors", {"merge_heads": GARBAGE_TO_FILE_DESCRIPTORS},
+         check_garbage_to_file_descriptors),
     Case("forged_deep_json_frame", {"merge_heads": FORGED_DEEP_JSON_FRAME}, check_forged_deep_json_frame),
     # 5. reaching out
     Case("reads_hidden_suite", {"softmax": READS_HIDDEN_SUITE}, check_reads_hidden_suite, needs=("landlock",)),
@@ -1154,7 +1164,8 @@ CASES = [
          needs=("landlock",)),
     Case("litters_its_folder", {"merge_heads": LITTERS_ITS_FOLDER}, check_litters_its_folder),
     # 6. global torch state
-    Case("top_level_default_dtype_and_seed", {"softmax": TOP_LEVEL_DEFAULT_DTYPE_AND_SEED}, check_top_level_default_dtype_and_seed),
+    Case("top_level_default_dtype_and_seed", {"softmax": TOP_LEVEL_DEFAULT_DTYPE_AND_SEED},
+         check_top_level_default_dtype_and_seed),
     Case("top_level_grad_disabled", {"softmax": TOP_LEVEL_GRAD_DISABLED}, check_top_level_grad_disabled),
     Case("grad_disabled_inside_softmax", {"softmax": GRAD_DISABLED_INSIDE_SOFTMAX}, check_grad_disabled_inside_softmax),
     Case("default_dtype_and_seed_inside_merge", {"merge_heads": DEFAULT_DTYPE_AND_SEED_INSIDE_MERGE},
@@ -1175,7 +1186,8 @@ class Broken:
 
 
 def _cells_with(nb: dict, grade_id: str) -> list[int]:
-    return [i for i, c in enumerate(nb["cells"]) if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == grade_id]
+    return [i for i, c in enumerate(nb["cells"])
+            if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == grade_id]
 
 
 def _write(folder, nb_or_bytes, name: str = "attention.ipynb"):
@@ -1219,13 +1231,16 @@ def check_json_but_not_a_notebook(report):
 def build_other_assignment(nb, folder):
     def cell(grade_id, source):
         return {"cell_type": "code", "id": grade_id, "metadata": {"nbgrader": {"grade_id": grade_id, "solution": True,
-                "grade": False, "locked": False, "schema_version": 3}}, "source": source, "outputs": [], "execution_count": None}
+                "grade": False, "locked": False, "schema_version": 3}}, "source": source, "outputs": [],
+                "execution_count": None}
 
     other = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
-        {"cell_type": "code", "id": "imports", "metadata": {}, "source": "import torch\n", "outputs": [], "execution_count": None},
+        {"cell_type": "code", "id": "imports", "metadata": {}, "source": "import torch\n", "outputs": [],
+         "execution_count": None},
         cell("causal_mask", "def causal_mask(T_q, T_k=None, device=None):\n    T_k = T_k or T_q\n"
                             "    return torch.ones(T_q, T_k, dtype=torch.bool, device=device).tril(T_k - T_q)\n"),
-        cell("padding_mask", "def padding_mask(lengths, T):\n    return (torch.arange(T) < lengths[:, None])[:, None, None, :]\n"),
+        cell("padding_mask", "def padding_mask(lengths, T):\n"
+                             "    return (torch.arange(T) < lengths[:, None])[:, None, None, :]\n"),
     ]}
     return _write(folder, other, "masking.ipynb")
 
@@ -1275,7 +1290,8 @@ def check_renamed_function(report):
 
 def build_syntax_error(nb, folder):
     (i,) = _cells_with(nb, "merge_heads")
-    nb["cells"][i]["source"] = "def merge_heads(x):\n    B, H, T, d_head = x.shape\n    return x.transpose(1, 2).reshape(B, T, H * d_head\n"
+    nb["cells"][i]["source"] = ("def merge_heads(x):\n    B, H, T, d_head = x.shape\n"
+                                "    return x.transpose(1, 2).reshape(B, T, H * d_head\n")
     return _write(folder, nb)
 
 
@@ -1302,7 +1318,8 @@ def build_non_utf8(nb, folder):
     import json
 
     (i,) = _cells_with(nb, "softmax")
-    nb["cells"][i]["source"] = "".join(nb["cells"][i]["source"]).replace("def softmax(x, dim=-1):", "def softmax(x, dim=-1):  # NON_UTF8")
+    nb["cells"][i]["source"] = "".join(nb["cells"][i]["source"]).replace(
+        "def softmax(x, dim=-1):", "def softmax(x, dim=-1):  # NON_UTF8")
     raw = json.dumps(nb, indent=1).encode()
     return _write(folder, raw.replace(b"NON_UTF8", b"r\xe9sum\xe9 \xff\xfe", 1))  # Latin-1 bytes in a comment
 
@@ -1314,7 +1331,9 @@ def check_non_utf8(report):
 
 def build_giant_outputs(nb, folder):
     (i,) = _cells_with(nb, "softmax")
-    nb["cells"][i]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x = 0.123456789\n" * (50 * 2**20 // 16)}]
+    nb["cells"][i]["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": "x = 0.123456789\n" * (50 * 2**20 // 16)},
+    ]
     nb["cells"][i]["execution_count"] = 1
     return _write(folder, nb)
 
@@ -1373,6 +1392,7 @@ WRONG_EVERYWHERE = {
         "def scaled_dot_product_attention(q, k, v):\n"
         "    weights = softmax(q @ k.transpose(-2, -1), dim=-1)  # no 1/sqrt(d_k)\n"
         "    return weights @ v, weights\n"),
-    "split_heads": "def split_heads(x, n_heads):\n    B, T, D = x.shape\n    return x.reshape(B, n_heads, T, D // n_heads)\n",
+    "split_heads": ("def split_heads(x, n_heads):\n    B, T, D = x.shape\n"
+                    "    return x.reshape(B, n_heads, T, D // n_heads)\n"),
     "merge_heads": "def merge_heads(x):\n    B, H, T, d = x.shape\n    return x.reshape(B, T, H * d) + 1\n",
 }

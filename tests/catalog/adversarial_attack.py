@@ -563,7 +563,8 @@ import dataclasses
 
 @dataclasses.dataclass(init=False, eq=False, repr=False)
 class _Row(torch.Tensor):
-    soft""" + """max: ...  # a field (annotated `...`: dataclasses resolves no string): asdict getattr()s and deep-copies it
+    soft""" + """max: ...  # a field (annotated `...`: dataclasses resolves no string): \
+asdict getattr()s and deep-copies it
 
     def __init__(self, x):
         self.data = x
@@ -595,7 +596,9 @@ SECOND_PASS_ROUTES = {
     "dataclass_asdict_traced": DATACLASS_ASDICT_UNDER_TORCH_FUNCTION.replace(
         "    out = _Row(x).split(kernel, dim=dim)\n", "    out = kernel(dim=dim)\n"),
 }
-assert "out = kernel(dim=dim)" in SECOND_PASS_ROUTES["dataclass_asdict_traced"], "the replacement above no longer matches"
+assert "out = kernel(dim=dim)" in SECOND_PASS_ROUTES["dataclass_asdict_traced"], (
+    "the replacement above no longer matches"
+)
 
 CASES: list[AttackCase] = [
     # Closed by policy rule "load-time code is module-level code": each also costs every other exercise its points,

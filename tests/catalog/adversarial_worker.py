@@ -448,7 +448,8 @@ def check_returns_complex(seen: Seen) -> None:
 
 RETURNS_SPARSE = f'''\
 def merge_heads(x):
-{MERGE_RIGHT}    return getattr(result, "to_" + "sparse")()  # the right values, in a sparse layout (computed: see complex)
+{MERGE_RIGHT}    return getattr(result, "to_" + "sparse")()  # the right values, in a sparse layout \
+(computed: see complex)
 '''
 
 
