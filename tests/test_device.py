@@ -22,7 +22,7 @@ from autograder.notebook import read_submission
 from autograder.runner import GraderError, grade, resolve_device
 from autograder.session import RemoteModule, Session, StudentRaised, WorkerLost
 from autograder.suites import SUITES
-from autograder.suites.a5_transformer_lm import test_a5_transformer_lm as a5
+from autograder.suites.a5_transformer_lm import sampling as a5
 from autograder.wire import WireTensor
 from autograder.worker import builtins_for_grader
 from tests.variants import REPO, by_name, failures, solution_path

@@ -1,24 +1,23 @@
 """Hidden suite for a5_transformer_lm: a GPT-style language model, its loss, a training step, generation.
 
-Oracles are computed in float64 in the grader's process from the very weights loaded into the
-student's model: a functional GPT (``F.layer_norm``, ``F.scaled_dot_product_attention`` with a
-boolean causal mask, ``F.gelu``, ``F.linear``), ``F.cross_entropy`` on shifted targets, an SGD
-step replayed on the gradient of that loss, and greedy or multinomial decoding replayed with a
-``torch.Generator`` seeded like the one the student's ``generate`` gets.
+    test_transformer_lm.py   TransformerLM: structure, logits, positions, causality, padding, init, tying, gradients
+    test_lm_loss.py          lm_loss: the shifted next-token cross-entropy
+    test_train_step.py       train_step: one optimisation step, replayed in the grader (and who judges it)
+    test_generate.py         generate: greedy decoding, seeded sampling with temperature and top-k, cropping
+    inputs.py                seeded tokens, TransformerLM configurations and weights, the given BigramLM
+    sampling.py              the right answers of generate: greedy decoding and the seeded sampling replay
 
-``train_step`` and most ``generate`` checks use the notebook's given ``BigramLM`` (a lookup table of
-next-token logits), so a bug in ``TransformerLM`` does not cost points there. ``train_step`` is judged
-in the grader: its update and returned loss are replayed from the parameters read before and after it,
-on the reference loss. Only when that fails and the student's ``lm_loss`` is wrong on random logits in
-a worker of its own (never the worker that ran ``train_step``, whose code could change ``lm_loss`` after
-the fact) is the step replayed on that ``lm_loss``, so a bug in the loss costs points in ``lm_loss``
-only. The TransformerLM part of the generate checks is judged by the reference GPT's greedy decoding,
-not by the student's model, and runs when that model, asked in a worker of its own, computes the
-reference GPT.
+Every expected value is computed in float64 in the grader's process: the model and its loss by
+``autograder/reference.py`` (from the very weights loaded into the student's model), the loss cross-checked
+against ``F.cross_entropy``; a training step by an SGD step replayed on the gradient of the reference loss;
+decoding by ``sampling.py``. Known-wrong answers, named in feedback, are in
+``autograder/known_bugs/a5_transformer_lm.py``. ``train_step`` and most ``generate`` checks use the notebook's
+given ``BigramLM`` (a lookup table of next-token logits), so a bug in ``TransformerLM`` does not cost points there.
 
 References: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018) and
 "Language Models are Unsupervised Multitask Learners" (2019); Vaswani et al. (2017); Press & Wolf,
-"Using the Output Embedding to Improve Language Models" (2017).
+"Using the Output Embedding to Improve Language Models" (2017); Fan, Lewis & Dauphin, "Hierarchical Neural Story
+Generation" (2018).
 """
 
 from autograder.hidden import Assignment
@@ -27,7 +26,8 @@ from autograder.hidden import Assignment
 ERROR_HINTS = [
     ("TransformerLM", ("index out of range in self",),
      "An embedding was indexed past its size: positions are torch.arange(T) (0 .. T-1), and pos_emb has max_len rows"),
-    ("TransformerLM", ("must match the size of tensor", "The size of tensor a", "Expected size for first two dimensions"),
+    ("TransformerLM",
+     ("must match the size of tensor", "The size of tensor a", "Expected size for first two dimensions"),
      ("Something was built for max_len positions and met a sequence of T = tokens.shape[1]: take the first T "
       "positions (pos_emb[:T], torch.arange(T)) and build the causal mask for T")),
     ("TransformerLM", ("unexpected keyword argument 'lengths'",),
@@ -54,10 +54,12 @@ ERROR_HINTS = [
     ("TransformerLM", ("device-side assert triggered",),
      "A GPU kernel rejected an index: an embedding indexed past its size? Positions are torch.arange(T) (0 .. T-1)"),
     ("generate", ("device-side assert triggered",),
-     ("A GPU kernel rejected its input: the model fed more than max_len positions (crop to tokens[:, -model.max_len:]), "
-      "or torch.multinomial given NaN or inf probabilities (with temperature == 0 take the argmax)")),
+     ("A GPU kernel rejected its input: the model fed more than max_len positions (crop to "
+      "tokens[:, -model.max_len:]), or torch.multinomial given NaN or inf probabilities (with temperature == 0 take "
+      "the argmax)")),
     (None, ("same dtype", "expected scalar type", "expected m1 and m2 to have the same dtype"),
      "float32 and float64 tensors were mixed: is something cast with .float(), or created without dtype=?"),
 ]
 
-ASSIGNMENT = Assignment('a5_transformer_lm', notebook='transformer_lm.ipynb', exercises=["TransformerLM", "lm_loss", "train_step", "generate"], error_hints=ERROR_HINTS)
+ASSIGNMENT = Assignment("a5_transformer_lm", notebook="transformer_lm.ipynb",
+                        exercises=["TransformerLM", "lm_loss", "train_step", "generate"], error_hints=ERROR_HINTS)
