@@ -16,23 +16,9 @@ import math
 import torch
 
 from autograder import reference
+from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
 
 DEFAULT_DIM = "The default must be dim=-1 (the last dimension): def softmax(x, dim=-1)"
-
-
-def matching_bug(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float = 1e-5,
-                 rtol: float = 1e-4) -> str | None:
-    """The description of the first wrong result that ``got`` equals within float32's tolerance, else None.
-
-    Call it only on a result already known to be wrong: a suspect may coincide with the right answer for some
-    inputs (a reshape without the transpose, when there is one head).
-    """
-    got = got.detach().cpu().double()
-    for bug, wrong in suspects.items():
-        wrong = wrong.detach().cpu().double()
-        if wrong.shape == got.shape and torch.allclose(got, wrong, atol=atol, rtol=rtol):
-            return bug
-    return None
 
 
 # --- softmax ---------------------------------------------------------------------------

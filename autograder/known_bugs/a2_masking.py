@@ -4,7 +4,7 @@ Each ``*_suspects`` function takes an exercise's inputs and returns what plausib
 keyed by the bug's description: the words after "your result matches". Masks are bool; everything else is
 float64, built from ``autograder/reference.py`` so that a suspect differs from the reference only by its bug.
 The hidden suite passes these to ``checks.expect_close(..., suspects=...)``; the release's visible checks call
-``matching`` on the same dicts, when the course package is importable.
+``matching_bug`` on the same dicts, when the course package is importable.
 
 Masking as in Vaswani et al., "Attention Is All You Need" (2017), §3.2.3: True = may attend.
 """
@@ -16,6 +16,7 @@ import math
 import torch
 
 from autograder import reference
+from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
 
 # One bug, one sentence: the same words for the masked softmax, attention and multi-head attention.
 IGNORES_MASK = "a softmax that ignores the mask"
@@ -23,20 +24,6 @@ INVERTED_MASK = ("an inverted mask (True treated as blocked, the convention of n
                  "here True means 'may attend'")
 MASK_AFTER_SOFTMAX = ("weights multiplied by the mask after the softmax, without renormalising: block the scores "
                       "before normalising")
-
-
-def matching(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float = 1e-5,
-             rtol: float = 1e-4) -> str | None:
-    """The description of the first suspect ``got`` matches (masks exactly, values within atol + rtol * |x|)."""
-    for bug, wrong in suspects.items():
-        if tuple(got.shape) != tuple(wrong.shape):
-            continue
-        if wrong.dtype == torch.bool or got.dtype == torch.bool:
-            if got.dtype == wrong.dtype and torch.equal(got.cpu(), wrong.cpu()):
-                return bug
-        elif torch.allclose(got.detach().cpu().double(), wrong.detach().cpu().double(), atol=atol, rtol=rtol):
-            return bug
-    return None
 
 
 # --- masks ---------------------------------------------------------------------------------

@@ -19,17 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
+
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
-
-
-def matching_bug(got: torch.Tensor, suspects: dict[str, torch.Tensor], *, atol: float = 1e-6,
-                 rtol: float = 1e-5) -> str | None:
-    """The first bug whose output ``got`` equals within ``atol + rtol * |output|``; None when none does."""
-    got = got.detach().cpu().double()
-    for bug, wrong in suspects.items():
-        if wrong.shape == got.shape and torch.allclose(got, wrong.cpu(), atol=atol, rtol=rtol):
-            return bug
-    return None
 
 
 def _layer(state: dict, name: str):

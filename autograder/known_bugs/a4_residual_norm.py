@@ -2,7 +2,7 @@
 
 Each ``*_suspects`` function takes an exercise's inputs as ``autograder/reference.py`` does (a module as its state
 dict, keyed as the students' modules name their parameters) and returns, in float64, what plausible wrong
-implementations compute from them, keyed by a description of the bug and its fix. ``matching`` names the one a
+implementations compute from them, keyed by a description of the bug and its fix. ``matching_bug`` names the one a
 result matches. The hidden suite passes the dicts to ``checks.expect_close(..., suspects=...)``; the release's
 visible checks import the same functions, so a student reads "your result matches <bug>" before submitting.
 
@@ -18,16 +18,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from autograder import reference
+from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
 from autograder.reference import EPS, sub
-
-
-def matching(got: torch.Tensor, suspects: dict[str, torch.Tensor], atol: float = 1e-6,
-             rtol: float = 1e-5) -> str | None:
-    """The description of the first suspect whose output ``got`` equals within ``atol + rtol * |suspect|``, or None."""
-    got = got.detach().double()
-    return next((bug for bug, want in suspects.items()
-                 if want.shape == got.shape and torch.allclose(got, want.double(), atol=atol, rtol=rtol)), None)
-
 
 # --- LayerNorm ----------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder import reference as R
+from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
 
 # --- TransformerLM ----------------------------------------------------------------------------------
 
@@ -160,12 +161,3 @@ def sampling_suspects(sample: Callable, temperature: float, top_k: int | None, v
 
 
 # --- for the visible checks -------------------------------------------------------------------------
-
-def matching_bug(got: torch.Tensor, suspects: dict, atol: float = 1e-6, rtol: float = 1e-5) -> str | None:
-    """The description of the first suspect that ``got`` equals within the tolerance, or None."""
-    got = got.detach().double()
-    for description, value in suspects.items():
-        value = value.detach().double()
-        if value.shape == got.shape and torch.allclose(got, value, atol=atol, rtol=rtol):
-            return description
-    return None

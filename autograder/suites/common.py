@@ -6,6 +6,7 @@ Written once here so five suites cannot drift apart (a1 once loaded weights by p
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from autograder.checks import expect_equal, expect_tensor, expect_unchanged, fail
 from autograder.session import RemoteModule
@@ -68,3 +69,25 @@ def expect_deterministic(again, first, what: str, eval_mode: bool = True) -> Non
                  f"a second {what} on the same input",
                  hint="In eval() mode the output must be deterministic" if eval_mode
                  else "The result should not depend on hidden state")
+
+
+def torch_mha(state: dict, n_heads: int) -> nn.MultiheadAttention:
+    """nn.MultiheadAttention in float64 and eval() mode, holding ``state`` (its q, k, v projections stacked in
+    in_proj): PyTorch's own multi-head attention, which cross-checks the reference."""
+    d_model, bias = state["q_proj.weight"].shape[0], "q_proj.bias" in state
+    module = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=torch.float64).eval()
+    with torch.no_grad():
+        module.in_proj_weight.copy_(torch.cat([state[f"{p}.weight"] for p in PROJECTIONS[:3]]))
+        module.out_proj.weight.copy_(state["out_proj.weight"])
+        if bias:
+            module.in_proj_bias.copy_(torch.cat([state[f"{p}.bias"] for p in PROJECTIONS[:3]]))
+            module.out_proj.bias.copy_(state["out_proj.bias"])
+    return module
+
+
+def torch_mha_grads(module: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
+    """The gradients of ``torch_mha``'s parameters (with biases) after a backward pass, named as the student's
+    module names them."""
+    stacked = {"weight": module.in_proj_weight.grad.chunk(3), "bias": module.in_proj_bias.grad.chunk(3)}
+    grads = {f"{p}.{kind}": stacked[kind][i] for i, p in enumerate(PROJECTIONS[:3]) for kind in stacked}
+    return {**grads, "out_proj.weight": module.out_proj.weight.grad, "out_proj.bias": module.out_proj.bias.grad}

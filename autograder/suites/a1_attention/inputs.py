@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from autograder import reference
 from autograder.checks import expect_close, fail, tolerance
 from autograder.session import RemoteModule
-from autograder.suites.common import PROJECTIONS, load_weights
+from autograder.suites.common import load_weights
 
 
 def sdpa_inputs(ctx, batch=(2, 3), t_q=5, t_k=7, d_k=8, d_v=6, dtype=torch.float64):
@@ -45,28 +44,6 @@ def build_mha(ctx, d_model: int, n_heads: int, bias: bool = True,
     module.set_mode(train=False, dtype=dtype)
     load_weights(module, {name: value.to(dtype) for name, value in state.items()})
     return module, state
-
-
-def torch_mha(state: dict, n_heads: int) -> nn.MultiheadAttention:
-    """nn.MultiheadAttention in float64 and eval() mode, holding ``state`` (its q, k, v projections stacked in
-    in_proj): PyTorch's own multi-head attention, which cross-checks the reference."""
-    d_model, bias = state["q_proj.weight"].shape[0], "q_proj.bias" in state
-    module = nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True, dtype=torch.float64).eval()
-    with torch.no_grad():
-        module.in_proj_weight.copy_(torch.cat([state[f"{p}.weight"] for p in PROJECTIONS[:3]]))
-        module.out_proj.weight.copy_(state["out_proj.weight"])
-        if bias:
-            module.in_proj_bias.copy_(torch.cat([state[f"{p}.bias"] for p in PROJECTIONS[:3]]))
-            module.out_proj.bias.copy_(state["out_proj.bias"])
-    return module
-
-
-def torch_mha_grads(module: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
-    """The gradients of ``torch_mha``'s parameters (with biases) after a backward pass, named as the student's
-    module names them."""
-    stacked = {"weight": module.in_proj_weight.grad.chunk(3), "bias": module.in_proj_bias.grad.chunk(3)}
-    grads = {f"{p}.{kind}": stacked[kind][i] for i, p in enumerate(PROJECTIONS[:3]) for kind in stacked}
-    return {**grads, "out_proj.weight": module.out_proj.weight.grad, "out_proj.bias": module.out_proj.bias.grad}
 
 
 def grads_of(fn, inputs, grad_outputs) -> tuple[torch.Tensor, ...]:

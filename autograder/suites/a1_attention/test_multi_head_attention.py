@@ -16,13 +16,15 @@ from autograder.checks import expect_close, expect_no_backward_error, expect_ten
 from autograder.hidden import hidden
 from autograder.known_bugs.a1_attention import mha_suspects
 from autograder.session import StudentRaised
-from autograder.suites.a1_attention.inputs import build_mha, expect_matches, grads_of, torch_mha, torch_mha_grads
+from autograder.suites.a1_attention.inputs import build_mha, expect_matches, grads_of
 from autograder.suites.common import (
     FLOATS,
     PROJECTIONS,
     dtype_name,
     expect_deterministic,
     expect_keeps_dtype_device_input,
+    torch_mha,
+    torch_mha_grads,
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from autograder.checks import as_tensor, expect_finite, expect_no_backward_error, expect_tensor, fail, guess
-from autograder.known_bugs.a2_masking import matching
+from autograder.known_bugs.a2_masking import matching_bug
 from autograder.session import CallResult, StudentRaised
 from autograder.suites.common import dtype_name
 from autograder.wire import shorten
@@ -31,7 +31,7 @@ def expect_mask(value, want: torch.Tensor, what: str, suspects: dict, hint: str 
     if torch.equal(got, want):
         return
     wrong = int((got != want).sum())
-    bug = matching(got, suspects)
+    bug = matching_bug(got, suspects)
     if bug:
         fail(f"{what} is wrong at {wrong} of {want.numel()} entries", f"Your result matches {bug}", named=True)
     first = (got != want).nonzero()[0].tolist()

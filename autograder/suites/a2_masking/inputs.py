@@ -20,6 +20,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from autograder import reference
 from autograder.checks import fail, tolerance
+from autograder.suites import common
 from autograder.suites.common import PROJECTIONS, load_weights
 
 # --- inputs --------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def mha(state: dict, x: torch.Tensor, mask, n_heads: int) -> torch.Tensor:
     out = reference.multi_head_attention(state, x, mask=mask, n_heads=n_heads)
     B, T, _ = x.shape
     seen = slice(None) if mask is None else mask.expand(B, n_heads, T, T).any(-1).all(1)  # (B, T)
-    _agree(out.detach()[seen], torch_mha(state, x.detach(), mask, n_heads)[0][seen], "multi-head attention")
+    _agree(out.detach()[seen], torch_mha_output(state, x.detach(), mask, n_heads)[0][seen], "multi-head attention")
     return out
 
 
@@ -96,7 +97,7 @@ def mha_gradients(state: dict, x: torch.Tensor, mask, n_heads: int, g: torch.Ten
     B, T, _ = x.shape
     if mask is None or mask.expand(B, n_heads, T, T).any(-1).all():
         x_theirs = x.detach().double().requires_grad_(True)
-        out, module = torch_mha(state, x_theirs, mask, n_heads)
+        out, module = torch_mha_output(state, x_theirs, mask, n_heads)
         out.backward(g)
         theirs = {f"{p}.weight": w for p, w in zip(PROJECTIONS, module.in_proj_weight.grad.chunk(3))}  # q, k, v
         theirs["out_proj.weight"] = module.out_proj.weight.grad
@@ -109,18 +110,12 @@ def mha_gradients(state: dict, x: torch.Tensor, mask, n_heads: int, g: torch.Ten
     return x_ours.grad, {name: w.grad for name, w in ours.items()}
 
 
-def torch_mha(state: dict, x: torch.Tensor, mask, n_heads: int) -> tuple[torch.Tensor, nn.MultiheadAttention]:
+def torch_mha_output(state: dict, x: torch.Tensor, mask, n_heads: int) -> tuple[torch.Tensor, nn.MultiheadAttention]:
     """(output, module) of a float64 nn.MultiheadAttention holding the weights of ``state``, run with our mask.
 
     Its boolean masks mark BLOCKED pairs, one (T, T) mask per (batch, head): hence the ~ and the expansion.
     """
-    bias = "q_proj.bias" in state
-    module = nn.MultiheadAttention(x.shape[-1], n_heads, bias=bias, batch_first=True, dtype=torch.float64).eval()
-    # its q, k and v projections are one (3 * d_model, d_model) matrix, in that order
-    kinds = {"weight": "in_proj_weight", "bias": "in_proj_bias"} if bias else {"weight": "in_proj_weight"}
-    module.load_state_dict({**{f"out_proj.{kind}": state[f"out_proj.{kind}"] for kind in kinds},
-                            **{fused: torch.cat([state[f"{p}.{kind}"] for p in PROJECTIONS[:3]])
-                               for kind, fused in kinds.items()}})
+    module = common.torch_mha(state, n_heads)
     x = x.double()
     if mask is None:
         return module(x, x, x, need_weights=False)[0], module
