@@ -104,6 +104,15 @@ class GradingPlugin:
         return report
 
     def pytest_sessionfinish(self, session) -> None:
+        if self.quiet:  # a grade covers the whole suite: a test pytest never ran scores 0, it does not vanish
+            ran = {t.name for t in self.report.tests}
+            for test in self.spec.tests:
+                if test.name not in ran and (self.only is None or test.exercise in self.only):
+                    self.grading.internal_error(test.name, RuntimeError("pytest stopped before this test ran"))
+                    self.grading.record(test, 0.0, "not run: the grader stopped early (internal error); "
+                                                   "your instructor has the details")
+            order = {t.name: i for i, t in enumerate(self.spec.tests)}
+            self.report.tests.sort(key=lambda r: order.get(r.name, len(order)))
         self.grading.finish()
         self.finished = True
 

@@ -16,15 +16,17 @@ The exercises come from Vaswani et al., "Attention Is All You Need" (2017), §3.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
 
-ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 
 
-def _layer(state: dict, name: str):
+def _layer(state: dict, name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The nn.Linear ``name`` of a state dict as a float64 function (without a bias when the state has none)."""
     weight, bias = state[f"{name}.weight"].double(), state.get(f"{name}.bias")
     return lambda t: F.linear(t, weight, None if bias is None else bias.double())
