@@ -11,15 +11,13 @@ of every test.
 
 from __future__ import annotations
 
-
 import pytest
 
 from autograder.runner import GradeReport
 from autograder.suites import load_suite
-from tests.variants import Cheat, failures
 from tests.catalog.a5_transformer_lm import ALTERNATIVES, CHEATS, EXERCISES, MUTANTS
 from tests.catalog_tests import expect_caught
-from tests.variants import Variant
+from tests.variants import Cheat, Variant, failures
 
 pytestmark = pytest.mark.a5_transformer_lm
 
@@ -49,7 +47,8 @@ def test_catalog_is_well_formed():
     assert len(names) == len(set(names)), "variant names must be unique"
     assert len(MUTANTS) >= 30 and len(ALTERNATIVES) >= 5 and len(CHEATS) >= 6
     for v in variants:
-        assert v.cells and set(v.cells) <= set(EXERCISES), f"{v.name} replaces unknown cells {set(v.cells) - set(EXERCISES)}"
+        assert v.cells and set(v.cells) <= set(EXERCISES), \
+            f"{v.name} replaces unknown cells {set(v.cells) - set(EXERCISES)}"
     for m in MUTANTS:
         assert m.fails and m.says, f"mutant {m.name} must say which tests fail and what they say"
         unknown = set(m.fails) - set(HIDDEN_TESTS)
@@ -76,7 +75,8 @@ def test_mutant_is_caught_and_named(grade_cells, monkeypatch, mutant):
 def test_alternative_gets_full_marks(grade_cells, monkeypatch, alternative):
     report = grade(grade_cells, alternative, monkeypatch, exercises=set().union(*(RUNS[e] for e in alternative.cells)))
     lost = [t for t in report.tests if not t.passed]
-    assert not lost, f"{alternative.name} is correct but lost points ({report.score:g}/{report.max_score:g}):\n{failures(report)}"
+    assert not lost, \
+        f"{alternative.name} is correct but lost points ({report.score:g}/{report.max_score:g}):\n{failures(report)}"
 
 
 @pytest.mark.parametrize("cheat", CHEATS, ids=lambda v: v.name)

@@ -235,7 +235,8 @@ def test_worker_results_come_from_the_gpu(server):
         session.close()
 
 
-OUT_OF_RANGE = "import torch\ndef gather(t):\n    return torch.zeros(2, device=t.device)[t]\ndef plus_one(t):\n    return t + 1\n"
+OUT_OF_RANGE = ("import torch\ndef gather(t):\n    return torch.zeros(2, device=t.device)[t]\n"
+                "def plus_one(t):\n    return t + 1\n")
 
 
 @needs_cuda

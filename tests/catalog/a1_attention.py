@@ -13,7 +13,6 @@ solution. ``tests/test_a1_catalog.py`` grades each variant with the hidden suite
 
 from __future__ import annotations
 
-
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import Cheat, Variant, expect_failing, expect_full_marks, expect_no_credit
@@ -624,14 +623,17 @@ MUTANTS = [
             fails=["softmax_matches_reference", "softmax_keeps_dtype_device_and_input"], says=".float()"),
     # scaled_dot_product_attention
     Variant("attention_without_scale", {"scaled_dot_product_attention": SDPA_WITHOUT_SCALE},
-            fails=["attention_matches_reference", "attention_matches_reference_float32", "mha_matches_nn_multihead_attention"],
+            fails=["attention_matches_reference", "attention_matches_reference_float32",
+                   "mha_matches_nn_multihead_attention"],
             says="without the 1/sqrt(d_k) scale"),
     Variant("attention_scaled_by_d_k", {"scaled_dot_product_attention": SDPA_SCALED_BY_D_K},
-            fails=["attention_matches_reference", "attention_gradients_match"], says="scaled by 1/d_k instead of 1/sqrt(d_k)"),
+            fails=["attention_matches_reference", "attention_gradients_match"],
+            says="scaled by 1/d_k instead of 1/sqrt(d_k)"),
     Variant("attention_scaled_by_sqrt_d_v", {"scaled_dot_product_attention": SDPA_SCALED_BY_SQRT_D_V},
             fails=["attention_matches_reference"], says="1/sqrt(d_v) instead of 1/sqrt(d_k)"),
     Variant("attention_multiplied_by_sqrt_d_k", {"scaled_dot_product_attention": SDPA_MULTIPLIED_BY_SQRT_D_K},
-            fails=["attention_matches_reference", "attention_matches_reference_float32"], says="multiplied, not divided"),
+            fails=["attention_matches_reference", "attention_matches_reference_float32"],
+            says="multiplied, not divided"),
     Variant("attention_softmax_over_queries", {"scaled_dot_product_attention": SDPA_SOFTMAX_OVER_QUERIES},
             fails=["attention_matches_reference", "attention_weights_are_distributions", "attention_gradients_match"],
             says="over the query axis (dim=-2)"),
@@ -643,7 +645,8 @@ MUTANTS = [
     Variant("attention_transposes_fixed_dims_2_3", {"scaled_dot_product_attention": SDPA_FIXED_BATCH_TRANSPOSE},
             fails=["attention_shapes"], says="k.transpose(-2, -1)"),
     Variant("attention_scales_q_in_place", {"scaled_dot_product_attention": SDPA_SCALES_Q_IN_PLACE},
-            fails=["attention_keeps_dtype_device_and_inputs", "attention_gradients_match"], says="input q was modified in place"),
+            fails=["attention_keeps_dtype_device_and_inputs", "attention_gradients_match"],
+            says="input q was modified in place"),
     Variant("attention_detached_weights", {"scaled_dot_product_attention": SDPA_DETACHED_WEIGHTS},
             fails=["attention_gradients_match", "mha_gradients_match"], says="detached"),
     Variant("attention_casts_to_float32", {"scaled_dot_product_attention": SDPA_CASTS_TO_FLOAT32},
@@ -661,12 +664,14 @@ MUTANTS = [
             fails=["merge_heads_shape", "merge_heads_inverts_split", "mha_output_shape"], says="reshape"),
     # MultiHeadAttention
     Variant("mha_without_out_proj", {"MultiHeadAttention": MHA_WITHOUT_OUT_PROJ},
-            fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"], says="without the output projection out_proj"),
+            fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"],
+            says="without the output projection out_proj"),
     Variant("mha_heads_never_split", {"MultiHeadAttention": MHA_HEADS_NEVER_SPLIT},
             fails=["mha_matches_nn_multihead_attention", "mha_matches_in_float32", "mha_gradients_match"],
             says="a single head over all of d_model"),
     Variant("mha_scaled_by_sqrt_d_model", {"MultiHeadAttention": MHA_SCALED_BY_SQRT_D_MODEL},
-            fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"], says="1/sqrt(d_model) instead of 1/sqrt(d_head)"),
+            fails=["mha_matches_nn_multihead_attention", "mha_gradients_match"],
+            says="1/sqrt(d_model) instead of 1/sqrt(d_head)"),
     Variant("mha_merges_heads_without_transpose", {"MultiHeadAttention": MHA_MERGES_WITHOUT_TRANSPOSE},
             fails=["mha_matches_nn_multihead_attention"], says="merged by a reshape without the transpose"),
     Variant("mha_splits_into_d_head_heads", {"MultiHeadAttention": MHA_SPLITS_INTO_D_HEAD_HEADS},
@@ -884,7 +889,8 @@ ALTERNATIVES = [
     Variant("attention_scale_folded_into_q", {"scaled_dot_product_attention": SDPA_SCALE_FOLDED_INTO_Q}),
     Variant("attention_baddbmm_over_flattened_batch", {"scaled_dot_product_attention": SDPA_BADDBMM}),
     Variant("heads_with_unflatten_and_flatten", {"split_heads": SPLIT_UNFLATTEN, "merge_heads": MERGE_FLATTEN}),
-    Variant("heads_with_view_and_permute", {"split_heads": SPLIT_VIEW_PERMUTE, "merge_heads": MERGE_PERMUTE_CONTIGUOUS_VIEW}),
+    Variant("heads_with_view_and_permute",
+            {"split_heads": SPLIT_VIEW_PERMUTE, "merge_heads": MERGE_PERMUTE_CONTIGUOUS_VIEW}),
     Variant("mha_fused_qkv_projection", {"MultiHeadAttention": MHA_FUSED_QKV}),
     Variant("mha_inline_einsum_attention", {"MultiHeadAttention": MHA_INLINE_EINSUM}),
     Variant("mha_d_head_as_registered_buffer", {"MultiHeadAttention": MHA_D_HEAD_BUFFER}),
@@ -1162,7 +1168,8 @@ def softmax(x, dim=-1):
 
 def check_getattr_softmax(report: GradeReport) -> None:
     expect_no_credit(report, "softmax", "torch.softmax")
-    assert any("getattr" in note for note in report.review), f"the dynamic lookup should be flagged for review: {report.review}"
+    assert any("getattr" in note for note in report.review), \
+        f"the dynamic lookup should be flagged for review: {report.review}"
 
 
 # (i) nn.MultiheadAttention inside the student's module.
@@ -1223,7 +1230,8 @@ def check_keyboard_interrupt(report: GradeReport) -> None:
 
 
 CHEATS = [
-    Cheat("patches_torch_comparisons_in_the_worker", {"softmax": CHEAT_PATCHED_COMPARISONS}, check=check_patched_comparisons),
+    Cheat("patches_torch_comparisons_in_the_worker", {"softmax": CHEAT_PATCHED_COMPARISONS},
+          check=check_patched_comparisons),
     Cheat("returns_a_lying_tensor_subclass", {"split_heads": CHEAT_LYING_SUBCLASS}, check=check_lying_subclass),
     Cheat("sys_exit_in_softmax", {"softmax": CHEAT_SYS_EXIT_IN_SOFTMAX}, check=check_sys_exit),
     Cheat("os_exit_in_attention", {"scaled_dot_product_attention": CHEAT_OS_EXIT_IN_ATTENTION}, check=check_os_exit),

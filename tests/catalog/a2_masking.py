@@ -14,8 +14,7 @@ solution. ``tests/test_a2_catalog.py`` grades each variant with the hidden suite
 from __future__ import annotations
 
 from tests.policy_checks import expect_forbidden, expect_needs_review
-from tests.variants import Cheat, expect_failing, expect_full_marks, expect_no_credit
-from tests.variants import Variant
+from tests.variants import Cheat, Variant, expect_failing, expect_full_marks, expect_no_credit
 
 EXERCISES = ("causal_mask", "padding_mask", "masked_softmax", "scaled_dot_product_attention", "MultiHeadAttention")
 
@@ -273,10 +272,12 @@ MHA_UNSQUEEZES_MASK = MHA_HEAD + '''\
 MUTANTS = [
     # causal_mask
     Variant("causal_triu_inverted_convention", {"causal_mask": CAUSAL_TRIU_INVERTED},
-            fails=["causal_mask_matches_reference", "causal_mask_keeps_the_diagonal", "causal_mask_bottom_right_alignment"],
+            fails=["causal_mask_matches_reference", "causal_mask_keeps_the_diagonal",
+                   "causal_mask_bottom_right_alignment"],
             says="inverted"),
     Variant("causal_diagonal_masked", {"causal_mask": CAUSAL_DIAGONAL_MASKED},
-            fails=["causal_mask_keeps_the_diagonal", "causal_mask_matches_reference", "causal_mask_bottom_right_alignment"],
+            fails=["causal_mask_keeps_the_diagonal", "causal_mask_matches_reference",
+                   "causal_mask_bottom_right_alignment"],
             says="diagonal must stay visible"),
     Variant("causal_top_left_alignment", {"causal_mask": CAUSAL_TOP_LEFT},
             fails=["causal_mask_bottom_right_alignment", "causal_mask_default_and_device"], says="top-left alignment"),
@@ -284,7 +285,8 @@ MUTANTS = [
             fails=["causal_mask_shape_and_dtype", "causal_mask_matches_reference"], says="expected bool"),
     # padding_mask
     Variant("padding_inverted_key_padding_convention", {"padding_mask": PADDING_INVERTED},
-            fails=["padding_mask_matches_reference", "padding_mask_device_and_input"], says="key_padding_mask convention"),
+            fails=["padding_mask_matches_reference", "padding_mask_device_and_input"],
+            says="key_padding_mask convention"),
     Variant("padding_on_query_axis", {"padding_mask": PADDING_ON_QUERY_AXIS},
             fails=["padding_mask_shape", "padding_mask_matches_reference"], says="masks queries"),
     Variant("padding_off_by_one", {"padding_mask": PADDING_OFF_BY_ONE},
@@ -299,8 +301,8 @@ MUTANTS = [
             fails=["masked_softmax_fully_masked_rows_are_zero", "attention_fully_masked_query", "mha_gradients_match"],
             says="-1e9"),
     Variant("softmax_minus_inf_nan_rows", {"masked_softmax": SOFTMAX_MINUS_INF_NAN},
-            fails=["masked_softmax_fully_masked_rows_are_zero", "attention_fully_masked_query", "attention_gradients_match",
-                   "mha_gradients_match"], says="-inf - (-inf) is NaN"),
+            fails=["masked_softmax_fully_masked_rows_are_zero", "attention_fully_masked_query",
+                   "attention_gradients_match", "mha_gradients_match"], says="-inf - (-inf) is NaN"),
     Variant("softmax_then_mask_renormalised", {"masked_softmax": SOFTMAX_THEN_MASK_RENORMALISED},
             fails=["masked_softmax_blocked_weights_are_exactly_zero", "attention_is_causal"], says="sum to 0"),
     Variant("softmax_additive_mask_where_nan_gradient", {"masked_softmax": SOFTMAX_WHERE_ADDITIVE_NAN_GRAD},
@@ -308,7 +310,8 @@ MUTANTS = [
     Variant("softmax_max_over_blocked_scores", {"masked_softmax": SOFTMAX_MAX_OVER_BLOCKED},
             fails=["attention_is_causal", "masked_softmax_blocked_weights_are_exactly_zero"], says="future leaks"),
     Variant("softmax_masked_fill_in_place", {"masked_softmax": SOFTMAX_IN_PLACE},
-            fails=["masked_softmax_keeps_dtype_device_and_inputs", "masked_softmax_gradients"], says="modified in place"),
+            fails=["masked_softmax_keeps_dtype_device_and_inputs", "masked_softmax_gradients"],
+            says="modified in place"),
     Variant("softmax_ignores_dim", {"masked_softmax": SOFTMAX_IGNORES_DIM},
             fails=["masked_softmax_matches_reference"], says="whatever `dim` is"),
     # scaled_dot_product_attention
@@ -325,10 +328,12 @@ MUTANTS = [
             fails=["attention_matches_reference", "attention_fully_masked_query"], says="after the softmax"),
     # MultiHeadAttention
     Variant("mha_ignores_mask", {"MultiHeadAttention": MHA_IGNORES_MASK},
-            fails=["mha_matches_nn_multihead_attention", "mha_is_causal", "mha_padding_invariance", "mha_gradients_match"],
+            fails=["mha_matches_nn_multihead_attention", "mha_is_causal", "mha_padding_invariance",
+                   "mha_gradients_match"],
             says="ignores the mask"),
     Variant("mha_unsqueezes_mask_for_heads", {"MultiHeadAttention": MHA_UNSQUEEZES_MASK},
-            fails=["mha_shapes_with_masks", "mha_matches_nn_multihead_attention"], says="Pass the mask to the attention as it is"),
+            fails=["mha_shapes_with_masks", "mha_matches_nn_multihead_attention"],
+            says="Pass the mask to the attention as it is"),
 ]
 
 # --- ALTERNATIVES --------------------------------------------------------------------------

@@ -13,11 +13,9 @@ solution. ``tests/test_a3_catalog.py`` grades each variant with the hidden suite
 
 from __future__ import annotations
 
-
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review
-from tests.variants import (Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit,
-                            failures)
+from tests.variants import Cheat, Variant, by_name, expect_failing, expect_full_marks, expect_no_credit, failures
 
 EXERCISES = ("FeedForward", "SwiGLU", "sinusoidal_positions")
 
@@ -371,9 +369,11 @@ MUTANTS = [
     Variant("ffn_residual_inside", {"FeedForward": FFN_RESIDUAL_INSIDE},
             fails=["ffn_matches_reference", "ffn_gradients_match"], says="residual"),
     Variant("ffn_centres_hidden_units_over_T", {"FeedForward": FFN_CENTRES_OVER_T},
-            fails=["ffn_acts_on_each_position_independently", "ffn_matches_reference"], says="act on each position independently"),
+            fails=["ffn_acts_on_each_position_independently", "ffn_matches_reference"],
+            says="act on each position independently"),
     Variant("ffn_layer_norm_over_T", {"FeedForward": FFN_LAYER_NORM_OVER_T},
-            fails=["ffn_acts_on_each_position_independently", "ffn_matches_reference"], says="depends on the input at position"),
+            fails=["ffn_acts_on_each_position_independently", "ffn_matches_reference"],
+            says="depends on the input at position"),
     Variant("ffn_dropout_always_on", {"FeedForward": FFN_DROPOUT_ALWAYS_ON},
             fails=["ffn_keeps_dtype_device_and_input"], says="training=self.training"),
     Variant("ffn_casts_input_to_float32", {"FeedForward": FFN_CASTS_TO_FLOAT32},
@@ -616,7 +616,8 @@ CHEAT_TRANSFORMER_LAYER_FF_BLOCK = FFN_HEAD + '''\
         """Create up, down and the dropout; raise ValueError for an unknown activation."""
         super().__init__()
         d_ff = d_ff or 4 * d_model
-        layer = nn.TransformerEncoderLayer(d_model, 1, d_ff, dropout, activation=activation, bias=bias, batch_first=True)
+        layer = nn.TransformerEncoderLayer(d_model, 1, d_ff, dropout, activation=activation, \
+bias=bias, batch_first=True)
         self.up, self.down = layer.linear1, layer.linear2  # the layer's two linear maps, under the expected names
         self._layer = [layer]  # kept out of the module tree, so the parameters stay up.* and down.*
 
@@ -660,7 +661,8 @@ CHEAT_DETACHED_REQUIRES_GRAD = ffn_forward('''\
 def check_detached_requires_grad(report: GradeReport) -> None:
     expect_failing(report, ["ffn_gradients_match"], "no gradient reached it")
     expect_failing(report, ["ffn_acts_on_each_position_independently"], "no gradient reached it")
-    expect_passing(report, ["ffn_structure", "ffn_output_shapes", "ffn_matches_reference", "ffn_keeps_dtype_device_and_input"])
+    expect_passing(report, ["ffn_structure", "ffn_output_shapes", "ffn_matches_reference",
+                            "ffn_keeps_dtype_device_and_input"])
     expect_full_marks(report, "SwiGLU", "sinusoidal_positions")
 
 
@@ -702,7 +704,8 @@ def check_sys_exit_at_import(report: GradeReport) -> None:
     # SystemExit at the top level of a cell is caught like any exception: that cell's definitions are
     # missing, the rest of the notebook loads, and the grader reports the cell.
     expect_no_credit(report, "sinusoidal_positions")
-    assert any("SystemExit" in d for d in report.diagnostics), f"the failed cell should be reported: {report.diagnostics}"
+    assert any("SystemExit" in d for d in report.diagnostics), \
+        f"the failed cell should be reported: {report.diagnostics}"
     # Verdict changed with the usage policy (issue 8): a module-level sys.exit() runs for every exercise, so under
     # strict grading every exercise needs review and scores 0 (FeedForward and SwiGLU used to keep their points).
     for exercise in ("FeedForward", "SwiGLU"):
@@ -712,7 +715,8 @@ def check_sys_exit_at_import(report: GradeReport) -> None:
 CHEATS = [
     Cheat("patches_torch_comparisons_in_the_worker", {"sinusoidal_positions": CHEAT_PATCHED_COMPARISONS},
           check=check_patched_comparisons),
-    Cheat("returns_a_lying_tensor_subclass", {"sinusoidal_positions": CHEAT_LYING_SUBCLASS}, check=check_lying_subclass),
+    Cheat("returns_a_lying_tensor_subclass", {"sinusoidal_positions": CHEAT_LYING_SUBCLASS},
+          check=check_lying_subclass),
     Cheat("uses_transformer_encoder_layer_ff_block", {"FeedForward": CHEAT_TRANSFORMER_LAYER_FF_BLOCK},
           check=check_transformer_layer),
     Cheat("os_exit_in_swiglu_forward", {"SwiGLU": CHEAT_OS_EXIT_IN_SWIGLU}, check=check_os_exit),
@@ -721,5 +725,6 @@ CHEATS = [
     Cheat("detached_swiglu_output", {"SwiGLU": CHEAT_DETACHED}, check=check_detached),
     Cheat("infinite_loop_in_positions", {"sinusoidal_positions": CHEAT_INFINITE_LOOP_IN_POSITIONS},
           check=check_infinite_loop, time_limit=1.0),
-    Cheat("sys_exit_at_the_top_of_a_cell", {"sinusoidal_positions": CHEAT_SYS_EXIT_AT_IMPORT}, check=check_sys_exit_at_import),
+    Cheat("sys_exit_at_the_top_of_a_cell", {"sinusoidal_positions": CHEAT_SYS_EXIT_AT_IMPORT},
+          check=check_sys_exit_at_import),
 ]

@@ -17,12 +17,12 @@ from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import (
     Cheat,
+    Variant,
     expect_failing,
     expect_full_marks,
     expect_no_credit,
     failures,
 )
-from tests.variants import Variant
 
 EXERCISES = ("LayerNorm", "RMSNorm", "TransformerBlock")
 
@@ -355,7 +355,8 @@ BLOCK_IGNORES_ACTIVATION = block(init=BLOCK_INIT.replace(
     "FeedForward(d_model, d_ff, activation=activation, bias=bias, dropout=dropout)",
     "FeedForward(d_model, d_ff, bias=bias, dropout=dropout)"))
 
-BLOCK_SHARED_NORM = block(init=BLOCK_INIT.replace("self.norm2 = make_norm(d_model)", "self.norm2 = self.norm1  # the same normalisation"))
+BLOCK_SHARED_NORM = block(init=BLOCK_INIT.replace("self.norm2 = make_norm(d_model)",
+                                                  "self.norm2 = self.norm1  # the same normalisation"))
 
 BLOCK_IGNORES_BIAS = block(init=BLOCK_INIT.replace("MultiHeadAttention(d_model, n_heads, bias=bias)",
                                                    "MultiHeadAttention(d_model, n_heads)"))
@@ -367,28 +368,33 @@ MUTANTS = [
     Variant("ln_unbiased_variance", {"LayerNorm": LN_UNBIASED_VARIANCE}, fails=LN_TESTS, says="unbiased variance"),
     Variant("ln_eps_outside_sqrt", {"LayerNorm": LN_EPS_OUTSIDE_SQRT},
             fails=["layernorm_eps_inside_sqrt", "layernorm_matches_reference"], says="eps outside the square root"),
-    Variant("ln_hardcoded_eps", {"LayerNorm": LN_HARDCODED_EPS}, fails=["layernorm_eps_inside_sqrt"], says="hard-coded eps"),
+    Variant("ln_hardcoded_eps", {"LayerNorm": LN_HARDCODED_EPS}, fails=["layernorm_eps_inside_sqrt"],
+            says="hard-coded eps"),
     Variant("ln_statistics_over_the_whole_sequence", {"LayerNorm": LN_OVER_WHOLE_SEQUENCE},
             fails=["layernorm_matches_reference"], says="instead of over each token's features"),
     Variant("ln_forward_ignores_weight_and_bias", {"LayerNorm": LN_IGNORES_AFFINE},
             fails=["layernorm_matches_reference", "layernorm_gradients_match"], says="without weight and bias"),
-    Variant("ln_without_bias", {"LayerNorm": LN_WITHOUT_BIAS}, fails=["layernorm_matches_reference"], says="without the bias"),
+    Variant("ln_without_bias", {"LayerNorm": LN_WITHOUT_BIAS}, fails=["layernorm_matches_reference"],
+            says="without the bias"),
     Variant("ln_one_pass_variance", {"LayerNorm": LN_ONE_PASS_VARIANCE}, fails=["layernorm_float32_stress"],
             says="cancels catastrophically"),
-    Variant("ln_detached_statistics", {"LayerNorm": LN_DETACHED_STATISTICS}, fails=["layernorm_gradients_match"], says="detached"),
+    Variant("ln_detached_statistics", {"LayerNorm": LN_DETACHED_STATISTICS}, fails=["layernorm_gradients_match"],
+            says="detached"),
     Variant("ln_centres_input_in_place", {"LayerNorm": LN_CENTRES_IN_PLACE},
             fails=["layernorm_keeps_dtype_device_and_input", "layernorm_gradients_match"], says="modified in place"),
     Variant("ln_parameters_even_without_affine", {"LayerNorm": LN_ALWAYS_AFFINE}, fails=["layernorm_parameters"],
             says="as None"),
     # RMSNorm
-    Variant("rms_subtracts_the_mean", {"RMSNorm": RMS_SUBTRACTS_MEAN}, fails=["rmsnorm_matches_reference"], says="subtracts the mean"),
+    Variant("rms_subtracts_the_mean", {"RMSNorm": RMS_SUBTRACTS_MEAN}, fails=["rmsnorm_matches_reference"],
+            says="subtracts the mean"),
     Variant("rms_computed_in_half_precision", {"RMSNorm": RMS_IN_HALF_PRECISION},
             fails=["rmsnorm_float16_large_values", "rmsnorm_half_precision"], says="overflows float16"),
     Variant("rms_returns_float32_for_half_inputs", {"RMSNorm": RMS_RETURNS_FLOAT32},
             fails=["rmsnorm_half_precision", "rmsnorm_float16_large_values"], says="dtype float32, expected float16"),
     Variant("rms_always_computes_in_float32", {"RMSNorm": RMS_ALWAYS_FLOAT32},
             fails=["rmsnorm_matches_reference"], says="must stay float64"),
-    Variant("rms_euclidean_norm", {"RMSNorm": RMS_EUCLIDEAN_NORM}, fails=["rmsnorm_matches_reference"], says="Euclidean norm"),
+    Variant("rms_euclidean_norm", {"RMSNorm": RMS_EUCLIDEAN_NORM}, fails=["rmsnorm_matches_reference"],
+            says="Euclidean norm"),
     # TransformerBlock
     Variant("block_residual_added_to_normalised_x", {"TransformerBlock": BLOCK_RESIDUAL_ON_NORMALISED},
             fails=["block_pre_ln_matches_torch", "block_pre_ln_identity_path", "block_gradients_match"],
@@ -400,12 +406,14 @@ MUTANTS = [
             fails=["block_pre_ln_matches_torch", "block_pre_ln_identity_path", "block_gradient_profile_pre_vs_post"],
             says="but norm_first=True asks for Pre-LN"),
     Variant("block_post_ln_normalises_the_branch", {"TransformerBlock": BLOCK_POST_LN_NORMALISES_THE_BRANCH},
-            fails=["block_post_ln_matches_torch", "block_pre_ln_identity_path"], says="the norm applied to the branch output"),
+            fails=["block_post_ln_matches_torch", "block_pre_ln_identity_path"],
+            says="the norm applied to the branch output"),
     Variant("block_norm1_used_twice", {"TransformerBlock": BLOCK_NORM1_REUSED},
             fails=["block_pre_ln_matches_torch", "block_post_ln_matches_torch", "block_gradients_match"],
             says="norm1 used before the FFN as well"),
     Variant("block_without_ffn_residual", {"TransformerBlock": BLOCK_NO_FFN_RESIDUAL},
-            fails=["block_pre_ln_matches_torch", "block_post_ln_matches_torch"], says="no residual connection around the FFN"),
+            fails=["block_pre_ln_matches_torch", "block_post_ln_matches_torch"],
+            says="no residual connection around the FFN"),
     Variant("block_functional_dropout_in_eval", {"TransformerBlock": BLOCK_FUNCTIONAL_DROPOUT},
             fails=["block_keeps_dtype_device_and_input"], says="in eval() mode dropout must do nothing"),
     Variant("block_norm_rms_ignored", {"TransformerBlock": BLOCK_ALWAYS_LAYER_NORM},
@@ -638,9 +646,12 @@ def check_wraps_encoder_layer(report: GradeReport) -> None:
 
 CHEATS = [
     Cheat("calls_f_layer_norm", {"LayerNorm": CHEAT_CALLS_F_LAYER_NORM}, check=check_calls_f_layer_norm),
-    Cheat("subclasses_nn_layer_norm", {"LayerNorm": CHEAT_SUBCLASSES_NN_LAYER_NORM}, check=check_subclasses_nn_layer_norm),
-    Cheat("patches_torch_comparisons_in_the_worker", {"LayerNorm": CHEAT_PATCHED_COMPARISONS}, check=check_patched_comparisons),
+    Cheat("subclasses_nn_layer_norm", {"LayerNorm": CHEAT_SUBCLASSES_NN_LAYER_NORM},
+          check=check_subclasses_nn_layer_norm),
+    Cheat("patches_torch_comparisons_in_the_worker", {"LayerNorm": CHEAT_PATCHED_COMPARISONS},
+          check=check_patched_comparisons),
     Cheat("sys_exit_in_rms_norm", {"RMSNorm": CHEAT_SYS_EXIT_IN_RMS_NORM}, check=check_sys_exit),
     Cheat("module_level_alias_of_torch_rms_norm", {"RMSNorm": CHEAT_ALIASED_RMS_NORM}, check=check_aliased_rms_norm),
-    Cheat("wraps_nn_transformer_encoder_layer", {"TransformerBlock": CHEAT_WRAPS_ENCODER_LAYER}, check=check_wraps_encoder_layer),
+    Cheat("wraps_nn_transformer_encoder_layer", {"TransformerBlock": CHEAT_WRAPS_ENCODER_LAYER},
+          check=check_wraps_encoder_layer),
 ]

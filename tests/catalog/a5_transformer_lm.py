@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from tests.variants import (
     Cheat,
+    Variant,
+    by_name,
     expect_failing,
     expect_full_marks,
     expect_no_credit,
     failures,
 )
-from tests.variants import Variant, by_name
 
 EXERCISES = ("TransformerLM", "lm_loss", "train_step", "generate")
 
@@ -197,7 +198,8 @@ MUTANTS = [
             fails=["lm_masks_padding"], says="do not replace the causal mask"),
     # TransformerLM: embeddings and positions
     Variant("lm_positions_added_after_the_blocks", {"TransformerLM": lm_forward(
-        "        x = self.dropout(self.tok_emb(tokens) + pos)\n", "        x = self.dropout(self.tok_emb(tokens))\n").replace(
+        "        x = self.dropout(self.tok_emb(tokens) + pos)\n",
+        "        x = self.dropout(self.tok_emb(tokens))\n").replace(
         "            x = block(x, mask)\n", "            x = block(x, mask)\n        x = x + pos\n")},
             fails=["lm_matches_reference", "lm_sinusoidal_positions"], says="added after the blocks"),
     Variant("lm_positions_never_added", {"TransformerLM": lm_forward(
@@ -217,7 +219,8 @@ MUTANTS = [
         'self.register_buffer("pos_emb", sinusoidal_positions(max_len, d_model), persistent=False)',
         "self.pos_emb = nn.Parameter(sinusoidal_positions(max_len, d_model))")},
             fails=["lm_sinusoidal_positions"], says="would be trained"),
-    Variant("lm_whole_sinusoid_table_added", {"TransformerLM": lm_forward("pos = self.pos_emb[:T]", "pos = self.pos_emb")},
+    Variant("lm_whole_sinusoid_table_added", {"TransformerLM": lm_forward(
+        "pos = self.pos_emb[:T]", "pos = self.pos_emb")},
             fails=["lm_sinusoidal_positions"], says="pos_emb[:T]"),
     # TransformerLM: blocks, norms, head
     Variant("lm_final_norm_never_applied", {"TransformerLM": lm_forward(
@@ -231,11 +234,18 @@ MUTANTS = [
         "TransformerBlock(d_model, n_heads, d_ff, dropout=dropout)")},
             fails=["lm_matches_reference"], says="pass norm_first to every TransformerBlock"),
     Variant("lm_one_block_repeated", {"TransformerLM": lm_init(
-        "nn.ModuleList(\n            TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout) for _ in range(n_layers)\n        )",
-        "nn.ModuleList([TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout)] * n_layers)")},
+        "nn.ModuleList(\n"
+        "            TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout)"
+        " for _ in range(n_layers)\n"
+        "        )",
+        "nn.ModuleList([TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout)]"
+        " * n_layers)")},
             fails=["lm_structure", "lm_matches_reference"], says="[block] * n_layers"),
     Variant("lm_blocks_in_a_python_list", {"TransformerLM": lm_init(
-        "nn.ModuleList(\n            TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout) for _ in range(n_layers)\n        )",
+        "nn.ModuleList(\n"
+        "            TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout)"
+        " for _ in range(n_layers)\n"
+        "        )",
         "[TransformerBlock(d_model, n_heads, d_ff, norm_first=norm_first, dropout=dropout) for _ in range(n_layers)]")},
             fails=["lm_structure", "lm_gradients_match"], says="an nn.ModuleList of TransformerBlock"),
     Variant("lm_head_with_a_bias", {"TransformerLM": lm_init(
@@ -248,13 +258,15 @@ MUTANTS = [
     Variant("lm_pytorch_default_init", {"TransformerLM": lm_init(
         "        for module in self.modules():\n            if isinstance(module, (nn.Linear, nn.Embedding)):\n"
         "                nn.init.normal_(module.weight, mean=0.0, std=0.02)\n"
-        "                if getattr(module, \"bias\", None) is not None:\n                    nn.init.zeros_(module.bias)\n", "")},
+        "                if getattr(module, \"bias\", None) is not None:\n"
+        "                    nn.init.zeros_(module.bias)\n", "")},
             fails=["lm_initial_loss_near_ln_vocab"], says="N(0, 0.02**2)"),
     Variant("lm_init_of_linear_layers_only_then_tied", {"TransformerLM": lm_init(
         "isinstance(module, (nn.Linear, nn.Embedding))", "isinstance(module, nn.Linear)")},
             fails=["lm_initial_loss_near_ln_vocab"], says="confidently wrong"),
     Variant("lm_tie_weights_copies_the_values", {"TransformerLM": lm_init(
-        "self.lm_head.weight = self.tok_emb.weight", "self.lm_head.weight = nn.Parameter(self.tok_emb.weight.detach().clone())")},
+        "self.lm_head.weight = self.tok_emb.weight",
+        "self.lm_head.weight = nn.Parameter(self.tok_emb.weight.detach().clone())")},
             fails=["lm_ties_weights"], says="two different tensors"),
     Variant("lm_tie_weights_ignored", {"TransformerLM": lm_init(
         "        if tie_weights:\n            self.lm_head.weight = self.tok_emb.weight\n", "")},
@@ -264,7 +276,8 @@ MUTANTS = [
         "    V = logits.size(-1)\n    return F.cross_entropy(logits.reshape(-1, V), tokens.reshape(-1))\n")},
             fails=["loss_matches_reference", "loss_gradient_matches"], says="without the shift"),
     Variant("loss_shift_reversed", {"lm_loss": loss(
-        "    V = logits.size(-1)\n    return F.cross_entropy(logits[:, 1:].reshape(-1, V), tokens[:, :-1].reshape(-1))\n")},
+        "    V = logits.size(-1)\n"
+        "    return F.cross_entropy(logits[:, 1:].reshape(-1, V), tokens[:, :-1].reshape(-1))\n")},
             fails=["loss_matches_reference", "loss_gradient_matches"], says="the shift goes the wrong way"),
     Variant("loss_targets_rolled", {"lm_loss": loss(
         "    V = logits.size(-1)\n    targets = tokens.roll(-1, dims=1)  # the next token of every position\n"
@@ -293,13 +306,14 @@ MUTANTS = [
     Variant("train_step_returns_the_tensor", {"train_step": train(patch(TRAIN, "return loss.item()", "return loss"))},
             fails=["train_step_returns_a_float", "train_step_does_one_step"], says="loss.item()"),
     Variant("train_step_steps_before_backward", {"train_step": train(
-        "    optimizer.zero_grad()\n    loss = lm_loss(model(tokens), tokens)\n    optimizer.step()\n    loss.backward()\n"
-        "    return loss.item()\n")},
+        "    optimizer.zero_grad()\n    loss = lm_loss(model(tokens), tokens)\n"
+        "    optimizer.step()\n    loss.backward()\n    return loss.item()\n")},
             fails=["train_step_does_one_step", "train_step_overfits_a_batch"], says="did not change the parameters"),
     Variant("train_step_never_steps", {"train_step": train(patch(TRAIN, "    optimizer.step()\n", ""))},
             fails=["train_step_does_one_step", "train_step_overfits_a_batch"], says="optimizer.step()"),
     Variant("train_step_returns_the_loss_after_the_update", {"train_step": train(
-        TRAIN.replace("    return loss.item()\n", "    with torch.no_grad():\n        return lm_loss(model(tokens), tokens).item()\n"))},
+        TRAIN.replace("    return loss.item()\n",
+                      "    with torch.no_grad():\n        return lm_loss(model(tokens), tokens).item()\n"))},
             fails=["train_step_does_one_step"], says="loss after the update"),
     Variant("train_step_backward_through_detached_logits", {"train_step": train(
         patch(TRAIN, "lm_loss(model(tokens), tokens)", "lm_loss(model(tokens).detach(), tokens)"))},
@@ -316,7 +330,8 @@ MUTANTS = [
     Variant("generate_feeds_only_the_last_token", {"generate": gen(
         "context = tokens[:, -model.max_len:]", "context = tokens[:, -1:]")},
             fails=["generate_crops_to_max_len"], says="only the last token"),
-    Variant("generate_reads_the_first_position", {"generate": gen("model(context)[:, -1, :]", "model(context)[:, 0, :]")},
+    Variant("generate_reads_the_first_position", {"generate": gen(
+        "model(context)[:, -1, :]", "model(context)[:, 0, :]")},
             fails=["generate_greedy"], says="first position"),
     Variant("generate_greedy_by_sampling", {"generate": gen(
         "next_token = logits.argmax(dim=-1, keepdim=True)",
@@ -326,7 +341,8 @@ MUTANTS = [
         "            logits = logits / temperature\n", "").replace(
         "probs = torch.softmax(logits, dim=-1)", "probs = torch.softmax(logits, dim=-1) / temperature")},
             fails=["generate_samples_with_the_generator"], says="applied after the softmax"),
-    Variant("generate_temperature_multiplied", {"generate": gen("logits = logits / temperature", "logits = logits * temperature")},
+    Variant("generate_temperature_multiplied", {"generate": gen(
+        "logits = logits / temperature", "logits = logits * temperature")},
             fails=["generate_samples_with_the_generator"], says="multiplied by the temperature"),
     Variant("generate_top_k_keeps_one_too_many", {"generate": gen(
         "kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]",
@@ -334,12 +350,14 @@ MUTANTS = [
             fails=["generate_samples_with_the_generator"], says="top 4 logits kept instead of the top 3"),
     Variant("generate_top_k_keeps_one_too_few", {"generate": gen("logits < kth", "logits <= kth")},
             fails=["generate_samples_with_the_generator"], says="top 2 logits kept instead of the top 3"),
-    Variant("generate_top_k_not_clamped", {"generate": gen("torch.topk(logits, min(top_k, logits.size(-1)))", "torch.topk(logits, top_k)")},
+    Variant("generate_top_k_not_clamped", {"generate": gen(
+        "torch.topk(logits, min(top_k, logits.size(-1)))", "torch.topk(logits, top_k)")},
             fails=["generate_samples_with_the_generator"], says="min(top_k, logits.size(-1))"),
     Variant("generate_ignores_the_generator", {"generate": gen(
         "torch.multinomial(probs, num_samples=1, generator=generator)", "torch.multinomial(probs, num_samples=1)")},
             fails=["generate_samples_with_the_generator"], says="generator=generator"),
-    Variant("generate_returns_only_the_new_tokens", {"generate": gen("    return tokens\n", "    return tokens[:, prompt.shape[1]:]\n")},
+    Variant("generate_returns_only_the_new_tokens", {"generate": gen(
+        "    return tokens\n", "    return tokens[:, prompt.shape[1]:]\n")},
             fails=["generate_shape_and_prompt", "generate_greedy"], says="prompt followed by the new tokens"),
 ]
 
@@ -395,7 +413,8 @@ LM_FUNCTIONAL_HEAD = LM_HEAD + LM_INIT + '''
         if T > self.max_len:
             raise ValueError("too long")
         positions = torch.arange(T, device=tokens.device)
-        pos = self.pos_emb(positions) if isinstance(self.pos_emb, nn.Module) else self.pos_emb.index_select(0, positions)
+        pos = self.pos_emb(positions) if isinstance(self.pos_emb, nn.Module) \
+else self.pos_emb.index_select(0, positions)
         x = self.tok_emb(tokens) + pos
         mask = causal_mask(T, device=tokens.device)
         if lengths is not None:
@@ -487,7 +506,8 @@ def expect_results(report, failing: dict[str, str]) -> None:
     results = by_name(report)
     for name, phrase in failing.items():
         assert results[name].score == 0, f"{name} should fail; results:\n{failures(report)}"
-        assert phrase.lower() in results[name].output.lower(), f"{name} should say {phrase!r}, said: {results[name].output!r}"
+        assert phrase.lower() in results[name].output.lower(), \
+            f"{name} should say {phrase!r}, said: {results[name].output!r}"
     lost = [t.name for t in report.tests if not t.passed and t.name not in failing]
     assert not lost, f"only {sorted(failing)} should fail, but so did {lost}:\n{failures(report)}"
 
@@ -515,7 +535,8 @@ CHEAT_REPEATS_PROMPT = GENERATE_HEAD + '''\
 
 
 def check_repeats_prompt(report) -> None:
-    expect_results(report, {"generate_greedy": "greedy generation", "generate_samples_with_the_generator": "tokens sampled",
+    expect_results(report, {"generate_greedy": "greedy generation",
+                            "generate_samples_with_the_generator": "tokens sampled",
                             "generate_crops_to_max_len": "never called the model"})
     # legit: the shape/prompt test and the hygiene test hold for a repeated prompt
 
@@ -695,6 +716,8 @@ CHEATS = [
     Cheat("generate_repeats_the_prompt", {"generate": CHEAT_REPEATS_PROMPT}, check=check_repeats_prompt),
     Cheat("lm_attention_by_f_scaled_dot_product_attention", {"TransformerLM": CHEAT_F_SDPA}, check=check_f_sdpa),
     Cheat("sys_exit_in_generate", {"generate": CHEAT_SYS_EXIT}, check=check_sys_exit),
-    Cheat("generate_hides_its_inputs_from_the_length_probe", {"generate": CHEAT_HIDES_LENGTHS}, check=check_hides_lengths),
-    Cheat("train_step_reports_a_fake_falling_loss", {"train_step": CHEAT_FAKE_FALLING_LOSS}, check=check_fake_falling_loss),
+    Cheat("generate_hides_its_inputs_from_the_length_probe", {"generate": CHEAT_HIDES_LENGTHS},
+          check=check_hides_lengths),
+    Cheat("train_step_reports_a_fake_falling_loss", {"train_step": CHEAT_FAKE_FALLING_LOSS},
+          check=check_fake_falling_loss),
 ]
