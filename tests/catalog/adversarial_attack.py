@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from autograder.runner import GradeReport
+from tests.catalog import a5_transformer_lm as a5
 from tests.variants import REPO, Cheat, expect_full_marks, failures, tests_of
 
 CAUGHT = ("forbidden use", "needs review", "at run time")
@@ -600,6 +601,29 @@ assert "out = kernel(dim=dim)" in SECOND_PASS_ROUTES["dataclass_asdict_traced"],
     "the replacement above no longer matches"
 )
 
+# --- route 12 (pytest suites): generate's cropping check skipped by a TransformerLM that will not build ----------
+# a5's generate_crops_to_max_len checks the crop on the given BigramLM (whose prediction depends on the last token
+# only, so a crop one token short is invisible there) and then on the student's TransformerLM, built in generate's
+# own worker; when building it raises CheckFailed, that half is skipped and the test passes. A TransformerLM that
+# refuses to build after generate ran (a flag generate sets, in the same worker), or only for the test's config
+# (vocab 9, max_len 5, which TransformerLM's own tests never use), loses nothing in TransformerLM and hides a wrong
+# crop: 34/34 for the catalog's mutant generate_crops_one_token_short.
+CROP_ONE_SHORT = a5.gen("context = tokens[:, -model.max_len:]", "context = tokens[:, -(model.max_len - 1):]")
+LM_REFUSES_AFTER_GENERATE = "_RAN = []\n\n\n" + a5.lm_init(
+    "        super().__init__()\n",
+    "        super().__init__()\n        if _RAN:\n            raise RuntimeError('busy')\n")
+GENERATE_SETS_THE_FLAG = CROP_ONE_SHORT.replace("    tokens = prompt\n", "    tokens = prompt\n    _RAN.append(1)\n", 1)
+assert "_RAN.append" in GENERATE_SETS_THE_FLAG, "the replacement above no longer matches"
+LM_REFUSES_THE_CROP_CONFIG = a5.lm_init(
+    "        super().__init__()\n",
+    "        super().__init__()\n        if (vocab_size, max_len) == (9, 5):\n            raise RuntimeError('busy')\n")
+SKIPPED_CROP_CHECK = ("generate_crops_to_max_len skips its TransformerLM half whenever the student's TransformerLM "
+                      "cannot be built in generate's worker (`except CheckFailed: return`), and only that half sees a "
+                      "crop one token short; the student's code decides whether it builds there (a flag generate "
+                      "sets, or the test's config). Fix: judge the crop on a context-dependent model the grader owns "
+                      "(a builtins_for_grader LM replayed in the grader), not on the student's TransformerLM")
+
+
 CASES: list[AttackCase] = [
     # Closed by policy rule "load-time code is module-level code": each also costs every other exercise its points,
     # because the patch runs when the cell runs, whoever reads it.
@@ -670,6 +694,12 @@ CASES: list[AttackCase] = [
                # LayerNorm hands x back (x.clone()): no property or hygiene points; RMSNorm's x * weight depends on
                # x, so it keeps its hygiene point (dtype, input left alone) by design, and fails every value test
                check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 2))),
+    AttackCase("a5_transformer_lm_refuses_to_build_after_generate",
+               {"generate": GENERATE_SETS_THE_FLAG, "TransformerLM": LM_REFUSES_AFTER_GENERATE},
+               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+    AttackCase("a5_transformer_lm_refuses_the_crop_config",
+               {"generate": CROP_ONE_SHORT, "TransformerLM": LM_REFUSES_THE_CROP_CONFIG},
+               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
 ] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
     "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()] + [
     AttackCase(name, {"softmax": source}, weakness=SECOND_PASS.get(name),
