@@ -617,6 +617,17 @@ assert "_RAN.append" in GENERATE_SETS_THE_FLAG, "the replacement above no longer
 LM_REFUSES_THE_CROP_CONFIG = a5.lm_init(
     "        super().__init__()\n",
     "        super().__init__()\n        if (vocab_size, max_len) == (9, 5):\n            raise RuntimeError('busy')\n")
+# The same half is skipped when generate raises an error whose message says "has no attribute 'max_len'": the
+# message is the student's, so generate itself can say it when handed a TransformerLM (and crop wrongly otherwise).
+GENERATE_CLAIMS_NO_MAX_LEN = a5.gen(
+    "context = tokens[:, -model.max_len:]",
+    "if isinstance(model, TransformerLM):\n"
+    "            raise AttributeError(\"'TransformerLM' object has no attribute 'max_len'\")\n"
+    "        context = tokens[:, -(model.max_len - 1):]")
+NO_MAX_LEN_SKIP = ("generate_crops_to_max_len also skips its TransformerLM half when generate raises a message "
+                   "containing \"has no attribute 'max_len'\", text the student's code chooses: generate says it when "
+                   "handed a TransformerLM and crops one token short on the BigramLM, 34/34. Fix as above: a grader-"
+                   "owned context-dependent model leaves no half to skip")
 SKIPPED_CROP_CHECK = ("generate_crops_to_max_len skips its TransformerLM half whenever the student's TransformerLM "
                       "cannot be built in generate's worker (`except CheckFailed: return`), and only that half sees a "
                       "crop one token short; the student's code decides whether it builds there (a flag generate "
@@ -700,6 +711,8 @@ CASES: list[AttackCase] = [
     AttackCase("a5_transformer_lm_refuses_the_crop_config",
                {"generate": CROP_ONE_SHORT, "TransformerLM": LM_REFUSES_THE_CROP_CONFIG},
                assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+    AttackCase("a5_generate_claims_the_model_has_no_max_len", {"generate": GENERATE_CLAIMS_NO_MAX_LEN},
+               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=NO_MAX_LEN_SKIP),
 ] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
     "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()] + [
     AttackCase(name, {"softmax": source}, weakness=SECOND_PASS.get(name),
