@@ -29,6 +29,8 @@ class AttackCase(Cheat):
     assignment: str = "a1_attention"
     options: dict = field(default_factory=dict)  # passed to grade()
     weakness: str | None = None                  # the diagnosis of a route that currently gets credit
+    planted: dict = field(default_factory=dict)  # files written next to the notebook: name -> text
+    direct: bool = False  # graded by `python -m pytest autograder/suites/<a> --submission NB`, not by grade()
 
 
 # --- outcomes ---------------------------------------------------------------------------------------
@@ -635,6 +637,19 @@ SKIPPED_CROP_CHECK = ("generate_crops_to_max_len skips its TransformerLM half wh
                       "(a builtins_for_grader LM replayed in the grader), not on the student's TransformerLM")
 
 
+# --- route 13 (pytest engine): a conftest.py next to the notebook, graded by `pytest ... --submission PATH` ----------
+# The option --submission was registered by suites/conftest.py, so pytest did not know it when it chose which
+# conftest.py files to import: PATH looked like a test path and the conftest.py beside the notebook (and in its
+# parent folders) ran in the grader's own process, outside the sandbox. This one awards every failing test its
+# points. Closed: the options come from a `-p` plugin (autograder/suites/options.py), known before that choice.
+PLANTED_CONFTEST = {"conftest.py": """\
+from autograder import plugin
+
+plugin.GradingPlugin._outcome = lambda self, test, exc: (test.points, "")
+"""}
+WRONG_SOFTMAX = "def softmax(x, dim=-1):\n    raise ValueError(\"no softmax here\")\n"  # fails every test
+
+
 CASES: list[AttackCase] = [
     # Closed by policy rule "load-time code is module-level code": each also costs every other exercise its points,
     # because the patch runs when the cell runs, whoever reads it.
@@ -711,6 +726,10 @@ CASES: list[AttackCase] = [
     AttackCase("a5_transformer_lm_refuses_the_crop_config",
                {"generate": CROP_ONE_SHORT, "TransformerLM": LM_REFUSES_THE_CROP_CONFIG},
                assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+    AttackCase("conftest_next_to_the_notebook_graded_by_pytest", {"softmax": WRONG_SOFTMAX}, planted=PLANTED_CONFTEST,
+               direct=True, check=no_credit("softmax")),
+    AttackCase("conftest_next_to_the_notebook_graded_by_grade", {"softmax": WRONG_SOFTMAX}, planted=PLANTED_CONFTEST,
+               check=no_credit("softmax")),
     AttackCase("a5_generate_claims_the_model_has_no_max_len", {"generate": GENERATE_CLAIMS_NO_MAX_LEN},
                assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=NO_MAX_LEN_SKIP),
 ] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
