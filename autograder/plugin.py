@@ -178,7 +178,7 @@ def _hidden_test(item) -> HiddenTest:
     return test
 
 
-# --- for `python -m pytest autograder/suites/<assignment> --submission ...` (loaded by suites/conftest.py) --------
+# --- for `python -m pytest autograder/suites/<assignment> --submission ...` (suites/conftest.py, options.py) ---
 
 def add_options(parser) -> None:
     group = parser.getgroup("autograder", "grading one submission with a hidden suite")

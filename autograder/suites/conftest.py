@@ -1,4 +1,4 @@
-"""Loads the grading plugin when a hidden suite runs under pytest directly (see autograder/plugin.py)."""
+"""Loads the grading plugin when a hidden suite runs under pytest directly (see autograder/plugin.py); its options
+come from autograder/suites/options.py, a ``-p`` plugin (see there why not from here)."""
 
-from autograder.plugin import add_options as pytest_addoption  # noqa: F401  (pytest finds hooks by name)
-from autograder.plugin import configure as pytest_configure  # noqa: F401
+from autograder.plugin import configure as pytest_configure  # noqa: F401  (pytest finds hooks by name)

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from autograder.runner import GradeReport
+from tests.catalog import a5_transformer_lm as a5
 from tests.variants import REPO, Cheat, expect_full_marks, failures, tests_of
 
 CAUGHT = ("forbidden use", "needs review", "at run time")
@@ -28,6 +29,8 @@ class AttackCase(Cheat):
     assignment: str = "a1_attention"
     options: dict = field(default_factory=dict)  # passed to grade()
     weakness: str | None = None                  # the diagnosis of a route that currently gets credit
+    planted: dict = field(default_factory=dict)  # files written next to the notebook: name -> text
+    direct: bool = False  # graded by `python -m pytest autograder/suites/<a> --submission NB`, not by grade()
 
 
 # --- outcomes ---------------------------------------------------------------------------------------
@@ -600,6 +603,53 @@ assert "out = kernel(dim=dim)" in SECOND_PASS_ROUTES["dataclass_asdict_traced"],
     "the replacement above no longer matches"
 )
 
+# --- route 12 (pytest suites): generate's cropping check skipped by a TransformerLM that will not build ----------
+# a5's generate_crops_to_max_len checks the crop on the given BigramLM (whose prediction depends on the last token
+# only, so a crop one token short is invisible there) and then on the student's TransformerLM, built in generate's
+# own worker; when building it raises CheckFailed, that half is skipped and the test passes. A TransformerLM that
+# refuses to build after generate ran (a flag generate sets, in the same worker), or only for the test's config
+# (vocab 9, max_len 5, which TransformerLM's own tests never use), loses nothing in TransformerLM and hides a wrong
+# crop: 34/34 for the catalog's mutant generate_crops_one_token_short.
+CROP_ONE_SHORT = a5.gen("context = tokens[:, -model.max_len:]", "context = tokens[:, -(model.max_len - 1):]")
+LM_REFUSES_AFTER_GENERATE = "_RAN = []\n\n\n" + a5.lm_init(
+    "        super().__init__()\n",
+    "        super().__init__()\n        if _RAN:\n            raise RuntimeError('busy')\n")
+GENERATE_SETS_THE_FLAG = CROP_ONE_SHORT.replace("    tokens = prompt\n", "    tokens = prompt\n    _RAN.append(1)\n", 1)
+assert "_RAN.append" in GENERATE_SETS_THE_FLAG, "the replacement above no longer matches"
+LM_REFUSES_THE_CROP_CONFIG = a5.lm_init(
+    "        super().__init__()\n",
+    "        super().__init__()\n        if (vocab_size, max_len) == (9, 5):\n            raise RuntimeError('busy')\n")
+# The same half is skipped when generate raises an error whose message says "has no attribute 'max_len'": the
+# message is the student's, so generate itself can say it when handed a TransformerLM (and crop wrongly otherwise).
+GENERATE_CLAIMS_NO_MAX_LEN = a5.gen(
+    "context = tokens[:, -model.max_len:]",
+    "if isinstance(model, TransformerLM):\n"
+    "            raise AttributeError(\"'TransformerLM' object has no attribute 'max_len'\")\n"
+    "        context = tokens[:, -(model.max_len - 1):]")
+NO_MAX_LEN_SKIP = ("generate_crops_to_max_len also skips its TransformerLM half when generate raises a message "
+                   "containing \"has no attribute 'max_len'\", text the student's code chooses: generate says it when "
+                   "handed a TransformerLM and crops one token short on the BigramLM, 34/34. Fix as above: a grader-"
+                   "owned context-dependent model leaves no half to skip")
+SKIPPED_CROP_CHECK = ("generate_crops_to_max_len skips its TransformerLM half whenever the student's TransformerLM "
+                      "cannot be built in generate's worker (`except CheckFailed: return`), and only that half sees a "
+                      "crop one token short; the student's code decides whether it builds there (a flag generate "
+                      "sets, or the test's config). Fix: judge the crop on a context-dependent model the grader owns "
+                      "(a builtins_for_grader LM replayed in the grader), not on the student's TransformerLM")
+
+
+# --- route 13 (pytest engine): a conftest.py next to the notebook, graded by `pytest ... --submission PATH` ----------
+# The option --submission was registered by suites/conftest.py, so pytest did not know it when it chose which
+# conftest.py files to import: PATH looked like a test path and the conftest.py beside the notebook (and in its
+# parent folders) ran in the grader's own process, outside the sandbox. This one awards every failing test its
+# points. Closed: the options come from a `-p` plugin (autograder/suites/options.py), known before that choice.
+PLANTED_CONFTEST = {"conftest.py": """\
+from autograder import plugin
+
+plugin.GradingPlugin._outcome = lambda self, test, exc: (test.points, "")
+"""}
+WRONG_SOFTMAX = "def softmax(x, dim=-1):\n    raise ValueError(\"no softmax here\")\n"  # fails every test
+
+
 CASES: list[AttackCase] = [
     # Closed by policy rule "load-time code is module-level code": each also costs every other exercise its points,
     # because the patch runs when the cell runs, whoever reads it.
@@ -670,6 +720,18 @@ CASES: list[AttackCase] = [
                # LayerNorm hands x back (x.clone()): no property or hygiene points; RMSNorm's x * weight depends on
                # x, so it keeps its hygiene point (dtype, input left alone) by design, and fails every value test
                check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 2))),
+    AttackCase("a5_transformer_lm_refuses_to_build_after_generate",
+               {"generate": GENERATE_SETS_THE_FLAG, "TransformerLM": LM_REFUSES_AFTER_GENERATE},
+               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+    AttackCase("a5_transformer_lm_refuses_the_crop_config",
+               {"generate": CROP_ONE_SHORT, "TransformerLM": LM_REFUSES_THE_CROP_CONFIG},
+               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+    AttackCase("conftest_next_to_the_notebook_graded_by_pytest", {"softmax": WRONG_SOFTMAX}, planted=PLANTED_CONFTEST,
+               direct=True, check=no_credit("softmax")),
+    AttackCase("conftest_next_to_the_notebook_graded_by_grade", {"softmax": WRONG_SOFTMAX}, planted=PLANTED_CONFTEST,
+               check=no_credit("softmax")),
+    AttackCase("a5_generate_claims_the_model_has_no_max_len", {"generate": GENERATE_CLAIMS_NO_MAX_LEN},
+               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=NO_MAX_LEN_SKIP),
 ] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
     "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()] + [
     AttackCase(name, {"softmax": source}, weakness=SECOND_PASS.get(name),
