@@ -46,3 +46,26 @@ def recorded_lengths(module: nn.Module) -> list[int]:
 def shares_parameter(module: nn.Module, name_a: str, name_b: str) -> bool:
     """Whether two parameter names of ``module`` are one tensor (weight tying)."""
     return module.get_parameter(name_a) is module.get_parameter(name_b)
+
+
+class ContextLM(nn.Module):
+    """A language model of the grader's whose prediction depends on the whole context it is fed: after the context
+    c the next token is (sum_i (i + 1) * c[i]) mod V, as a one-hot of logits, so greedy decoding is exact. Every
+    wrong crop of the context (the first max_len tokens, one token short, the last token only) continues
+    differently, and the grader replays it with this same class. It owns no student code, so nothing the student's
+    TransformerLM does can hide a crop bug in generate."""
+
+    def __init__(self, vocab_size: int, max_len: int):
+        super().__init__()
+        self.vocab_size, self.max_len = vocab_size, max_len
+        # generate may read the model's device or dtype from a parameter: give it one (never used in the forward)
+        self.anchor = nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, V)
+        positions = torch.arange(1, tokens.shape[-1] + 1, device=tokens.device)  # (T,): 1 .. T
+        following = torch.cumsum(tokens * positions, dim=-1) % self.vocab_size  # (B, T): the token after each prefix
+        return nn.functional.one_hot(following, self.vocab_size).to(self.anchor.dtype) * 10.0
+
+
+def context_lm(vocab_size: int, max_len: int, device: str = "cpu") -> ContextLM:
+    return ContextLM(vocab_size, max_len).to(device)

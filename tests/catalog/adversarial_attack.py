@@ -626,15 +626,10 @@ GENERATE_CLAIMS_NO_MAX_LEN = a5.gen(
     "if isinstance(model, TransformerLM):\n"
     "            raise AttributeError(\"'TransformerLM' object has no attribute 'max_len'\")\n"
     "        context = tokens[:, -(model.max_len - 1):]")
-NO_MAX_LEN_SKIP = ("generate_crops_to_max_len also skips its TransformerLM half when generate raises a message "
-                   "containing \"has no attribute 'max_len'\", text the student's code chooses: generate says it when "
-                   "handed a TransformerLM and crops one token short on the BigramLM, 34/34. Fix as above: a grader-"
-                   "owned context-dependent model leaves no half to skip")
-SKIPPED_CROP_CHECK = ("generate_crops_to_max_len skips its TransformerLM half whenever the student's TransformerLM "
-                      "cannot be built in generate's worker (`except CheckFailed: return`), and only that half sees a "
-                      "crop one token short; the student's code decides whether it builds there (a flag generate "
-                      "sets, or the test's config). Fix: judge the crop on a context-dependent model the grader owns "
-                      "(a builtins_for_grader LM replayed in the grader), not on the student's TransformerLM")
+# Closed routes of the first pytest-engine red team: generate_crops_to_max_len skipped its TransformerLM half when
+# the student's TransformerLM could not be built in generate's worker, or when generate raised a message containing
+# "has no attribute 'max_len'" (text the student chooses), and only that half saw a crop one token short (34/34).
+# The crop is now judged on the grader's own ContextLM (autograder/worker/builtins_for_grader.py), replayed here.
 
 
 # --- route 13 (pytest engine): a conftest.py next to the notebook, graded by `pytest ... --submission PATH` ----------
@@ -722,16 +717,22 @@ CASES: list[AttackCase] = [
                check=all_of(at_most("LayerNorm", 2), at_most("RMSNorm", 2))),
     AttackCase("a5_transformer_lm_refuses_to_build_after_generate",
                {"generate": GENERATE_SETS_THE_FLAG, "TransformerLM": LM_REFUSES_AFTER_GENERATE},
-               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+               assignment="a5_transformer_lm",
+               # closed: the crop is judged on the grader's own ContextLM, which no TransformerLM bug can skip
+               check=at_most("generate", 6)),
     AttackCase("a5_transformer_lm_refuses_the_crop_config",
                {"generate": CROP_ONE_SHORT, "TransformerLM": LM_REFUSES_THE_CROP_CONFIG},
-               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=SKIPPED_CROP_CHECK),
+               assignment="a5_transformer_lm",
+               # closed: the crop is judged on the grader's own ContextLM, which no TransformerLM bug can skip
+               check=at_most("generate", 6)),
     AttackCase("conftest_next_to_the_notebook_graded_by_pytest", {"softmax": WRONG_SOFTMAX}, planted=PLANTED_CONFTEST,
                direct=True, check=no_credit("softmax")),
     AttackCase("conftest_next_to_the_notebook_graded_by_grade", {"softmax": WRONG_SOFTMAX}, planted=PLANTED_CONFTEST,
                check=no_credit("softmax")),
     AttackCase("a5_generate_claims_the_model_has_no_max_len", {"generate": GENERATE_CLAIMS_NO_MAX_LEN},
-               assignment="a5_transformer_lm", check=at_most("generate", 6), weakness=NO_MAX_LEN_SKIP),
+               assignment="a5_transformer_lm",
+               # closed: the crop is judged on the grader's own ContextLM, which no TransformerLM bug can skip
+               check=at_most("generate", 6)),
 ] + [AttackCase(name, {"softmax": source}, check=(caught_everywhere if name in RUN_AT_LOAD else caught)(
     "softmax", *A1_SIBLINGS)) for name, source in HANDLED_SOFTMAX_ROUTES.items()] + [
     AttackCase(name, {"softmax": source}, weakness=SECOND_PASS.get(name),

@@ -6,8 +6,8 @@ Neural Story Generation" (2018): top-k sampling.
 Most checks use the notebook's given ``BigramLM``, so a bug in ``TransformerLM`` costs no points here; the
 expected tokens are replayed in the grader (``sampling.py``: greedy decoding, and ``torch.multinomial`` with a
 generator seeded like the one the student's generate gets). The TransformerLM part of the cropping check is judged
-by ``reference.transformer_lm``'s greedy decoding with the test's weights, not by the student's model, and runs
-only when that model, asked in a worker of its own, computes the reference.
+with the grader's own ``ContextLM`` (``autograder/worker/builtins_for_grader.py``), whose prediction depends on the
+whole context: the student's TransformerLM, which a bug (or a trick) could keep from running, plays no part.
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ import torch
 from autograder.checks import expect_close, expect_equal, expect_tensor, expect_unchanged, fail
 from autograder.hidden import hidden
 from autograder.known_bugs.a5_transformer_lm import greedy_suspects, sampling_suspects
-from autograder.session import CheckFailed, StudentRaised
 from autograder.suites.a5_transformer_lm.inputs import (
-    LOGITS_TOL,
-    Config,
     build_bigram,
-    build_lm,
     cycle_table,
     randint,
     table_of,
     wire,
 )
 from autograder.suites.a5_transformer_lm.sampling import bigram_logits, greedy, sample_bigram, worker_generator
+from autograder.worker.builtins_for_grader import ContextLM
 
 
 def call_generate(ctx, model, prompt, n, **kwargs):
@@ -120,53 +117,35 @@ def test_generate_crops_to_max_len(ctx):
     expect_close(wire(out), greedy(bigram_logits(table), prompt, 8, max_len), "greedy generation past max_len",
                  atol=0, rtol=0, suspects=greedy_suspects(bigram_logits(table), prompt, 8, max_len),
                  hint="context = tokens[:, -model.max_len:], the most recent tokens")
-    # The same with a model whose prediction depends on the whole context: the student's TransformerLM, judged
-    # by the reference GPT with its weights. If the model does not compute that GPT (asked in a worker of its
-    # own, where generate never ran), its own tests say so and this part is skipped.
-    cfg = Config(vocab_size=V, d_model=16, n_heads=2, n_layers=2, max_len=max_len)
-    try:
-        lm, state = build_lm(ctx, cfg)
-    except CheckFailed:
-        return
-    prompt = _prompt_telling_crops_apart(ctx, state, cfg)
-    if not _computes_the_reference(ctx, cfg, state, prompt):
-        return
-    try:
-        _, out = call_generate(ctx, lm, prompt, 8, temperature=0)
-    except StudentRaised as exc:  # generate read max_len from the BigramLM above; the TransformerLM must store it
-        if "has no attribute 'max_len'" in (exc.error.get("message") or ""):
-            return
-        raise
-    logits_of = functools.partial(cfg.reference, state)
-    expect_close(wire(out), greedy(logits_of, prompt, 8, max_len), f"greedy generation with {cfg.call()} past max_len",
-                 atol=0, rtol=0, suspects=greedy_suspects(logits_of, prompt, 8, max_len),
+    # The same with a model whose prediction depends on the whole context: the grader's own ContextLM (built in
+    # the worker, replayed here), so no bug of the student's TransformerLM can skip this part.
+    lm = ctx.builtin("context_lm", V, max_len, device=ctx.session.device)
+    logits_of = ContextLM(V, max_len).double()
+    prompt = _prompt_telling_crops_apart(ctx, logits_of, V, max_len)
+    _, out = call_generate(ctx, lm, prompt, 8, temperature=0)
+    expect_close(wire(out), greedy(logits_of, prompt, 8, max_len),
+                 "greedy generation past max_len with a model that reads its whole context", atol=0, rtol=0,
+                 suspects=greedy_suspects(logits_of, prompt, 8, max_len),
                  hint="context = tokens[:, -model.max_len:]; logits = model(context)[:, -1]")
 
 
-def _prompt_telling_crops_apart(ctx, state, cfg: Config, tries: int = 16) -> torch.Tensor:
-    """A prompt whose greedy continuations by the reference differ for contexts of max_len, max_len - 1 and 1
-    tokens, so each wrong crop is caught and named (drawn again, up to ``tries`` times, when two of them agree by
-    chance)."""
-    logits_of = functools.partial(cfg.reference, state)
+def _prompt_telling_crops_apart(ctx, logits_of, vocab_size: int, max_len: int, tries: int = 16) -> torch.Tensor:
+    """A prompt whose greedy continuations differ for contexts of max_len, max_len - 1 and 1 tokens and the first
+    max_len, so each wrong crop is caught and named (drawn again, up to ``tries`` times, when two agree by chance)."""
+    crops = [lambda s: s[:, -max_len:], lambda s: s[:, -(max_len - 1):], lambda s: s[:, -1:], lambda s: s[:, :max_len]]
     for _ in range(tries):
-        prompt = randint(ctx, cfg.vocab_size, 2, 3)
-        outs = [greedy(logits_of, prompt, 8, crop) for crop in (cfg.max_len, cfg.max_len - 1, 1)]
+        prompt = randint(ctx, vocab_size, 2, 3)
+        outs = [_greedy_with(logits_of, prompt, 8, crop) for crop in crops]
         if all(not torch.equal(a, b) for i, a in enumerate(outs) for b in outs[i + 1:]):
             break
     return prompt
 
 
-def _computes_the_reference(ctx, cfg: Config, state, tokens) -> bool:
-    """Whether the student's TransformerLM with these weights gives the reference logits, asked in a worker of its
-    own: in generate's worker, code that generate ran could have changed the model."""
-    with ctx.worker_of_its_own("TransformerLM") as judge_ctx:
-        try:
-            model, _ = build_lm(judge_ctx, cfg, state=state)
-            logits = expect_tensor(judge_ctx.forward(model, tokens).value, "TransformerLM logits",
-                                   shape=(*tokens.shape, cfg.vocab_size))
-        except CheckFailed:
-            return False
-    return torch.allclose(logits, cfg.reference(state, tokens), **LOGITS_TOL)
+def _greedy_with(logits_of, prompt: torch.Tensor, n: int, crop) -> torch.Tensor:
+    seq = prompt.clone()
+    for _ in range(n):
+        seq = torch.cat([seq, logits_of(crop(seq))[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return seq
 
 
 @hidden("generate", points=1, group="hygiene")
