@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _pytest.reports import TestReport
 
 from autograder import feedback, runner
 from autograder.context import Context, seed_for_test
@@ -88,6 +89,17 @@ class GradingPlugin:
             raise
         item._grade = (_hidden_test(item).points, "")
         return result
+
+    @pytest.hookimpl(tryfirst=True, specname="pytest_runtest_makereport")
+    def pytest_runtest_makereport_plain(self, item, call):
+        """While grading, a plain report: the message is decided already (``_grade``), and pytest's own report would
+        walk the traceback's files for every failure (most of the time of a session of failing tests)."""
+        if not self.quiet:
+            return None
+        failed = call.excinfo is not None
+        return TestReport(item.nodeid, (item.nodeid, None, item.name), {}, "failed" if failed else "passed",
+                          getattr(item, "_grade", (0.0, "failed"))[1] if failed else None, call.when,
+                          duration=call.duration, start=call.start, stop=call.stop)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -227,12 +239,17 @@ def run(plugin: GradingPlugin, exercises: list[str] | None = None) -> None:
     ``exercises``: only these exercises' tests (``-m "exercise(...)"`` has no such selection)."""
     plugin.only = set(exercises) if exercises is not None else None
     plugin.quiet = True
-    args = [str(SUITES_DIR / plugin.spec.name), "-c", str(SUITES_DIR / "pytest.ini"),
+    from autograder.suites import options
+
+    args = [str(SUITES_DIR / plugin.spec.name), "-c", str(SUITES_DIR / "grading.ini"),
             "--rootdir", str(Path(__file__).resolve().parents[1]),
             "-s", "--assert=plain", "--disable-plugin-autoload"]
+    # pytest's plugins that touch process-wide state, or that grading never uses (each costs time per session)
     for name in ("terminal", "cacheprovider", "stepwise", "warnings", "logging", "faulthandler",
-                 "unraisableexception", "threadexception", "junitxml", "pastebin", "doctest"):
+                 "unraisableexception", "threadexception", "junitxml", "pastebin", "doctest", "legacypath", "tmpdir",
+                 "monkeypatch", "recwarn", "setuponly", "setupplan", "debugging", "skipping", "python_path",
+                 "pytester", "unittest"):
         args += ["-p", f"no:{name}"]
-    code = pytest.main(args, plugins=[plugin])
+    code = pytest.main(args, plugins=[plugin, options])
     if not plugin.finished or code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         raise SuiteError(f"the hidden suite of {plugin.spec.name} did not run (pytest exit code {int(code)})")
