@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from autograder import parsing
@@ -121,28 +121,37 @@ def grade_all(args, server) -> int:
     if many:  # the class summary's figure needs matplotlib: import it while the workers grade
         threading.Thread(target=_import_plotting, daemon=True).start()
     status = 0
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_grade_one, args, path, server, device): (n, path)
-                   for n, path in enumerate(args.submissions, start=1)}
-        for done, future in enumerate(as_completed(futures), start=1):
-            n, path = futures[future]
-            report, error = future.result()
-            if error:
-                status = _error(error)
-            if report is None:
-                rows.append(error_row(path, args.assignment, error))
-                not_gradable.append(rows[-1]["assignment"])
+    results: queue.Queue = queue.Queue()  # (n, path, report, error), as each submission is done
+    coordinator = threading.Thread(target=_grade_in_sessions, args=(args, server, device, jobs, results), daemon=True)
+    coordinator.start()
+    pending = set(range(1, len(args.submissions) + 1))
+    while pending:
+        try:
+            n, path, report, error = results.get(timeout=1.0)
+        except queue.Empty:
+            if coordinator.is_alive() or not results.empty():
                 continue
-            rows.append(report_row(report))
-            reports[n] = report
-            out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else
-                               Path("results") / f"{_slug(path)}.json")
-            write_results(report, out)
-            if many:
-                print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
-            text = render(report, color=sys.stdout.isatty())
-            print(text.splitlines()[-1] if args.quiet else text, flush=True)
-            print(f"  results: {out}\n", flush=True)
+            n = min(pending)  # the grader itself stopped: what it never reported is an internal error, not lost
+            path = args.submissions[n - 1]
+            report, error = _internal_error_report(args, path, RuntimeError("the grader stopped before this one"))
+        pending.discard(n)
+        done = len(args.submissions) - len(pending)
+        if error:
+            status = _error(error)
+        if report is None:
+            rows.append(error_row(path, args.assignment, error))
+            not_gradable.append(rows[-1]["assignment"])
+            continue
+        rows.append(report_row(report))
+        reports[n] = report
+        out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else
+                           Path("results") / f"{_slug(path)}.json")
+        write_results(report, out)
+        if many:
+            print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
+        text = render(report, color=sys.stdout.isatty())
+        print(text.splitlines()[-1] if args.quiet else text, flush=True)
+        print(f"  results: {out}\n", flush=True)
     if many:
         _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, out_dir or Path("results"))
     csv_path = _csv_path(args)
@@ -205,26 +214,84 @@ def _csv_path(args) -> Path | None:
     return args.csv or (out_dir / "grades.csv" if out_dir else None)
 
 
-def _grade_one(args, path: Path, server, device: str):
-    """(report, error line): a GraderError gives no report; a grader bug still gives one saying so."""
-    from autograder.layout import assignment_in_path
-    from autograder.runner import DEFAULT_TIME_LIMIT, GradeReport, GraderError, grade
+def _grade_in_sessions(args, server, device: str, jobs: int, results: queue.Queue) -> None:
+    """Put (n, path, report, error) into ``results`` for every submission. Per assignment, ``jobs`` threads share a
+    queue of its submissions, and each thread grades its share in one pytest session (collected once, so a
+    submission costs its tests, not a pytest start-up)."""
+    from autograder.runner import GraderError, resolve_assignment
+
+    groups: dict[str, list] = {}
+    for n, path in enumerate(args.submissions, start=1):
+        try:
+            groups.setdefault(resolve_assignment(path, args.assignment), []).append((n, path))
+        except GraderError as exc:  # this submission cannot be graded; the others still are
+            results.put((n, path, None, str(exc)))
+        except Exception as exc:  # noqa: BLE001  (a grader bug on one path costs that path, not the run)
+            results.put((n, path, *_internal_error_report(args, path, exc)))
+    for assignment, batch in groups.items():
+        todo: queue.Queue = queue.Queue()
+        for item in batch:
+            todo.put(item)
+        threads = [threading.Thread(target=_session, args=(args, assignment, todo, server, device, results))
+                   for _ in range(min(jobs, len(batch)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+
+def _session(args, assignment: str, todo: queue.Queue, server, device: str, results: queue.Queue) -> None:
+    """Grade from ``todo`` until it is empty; a session that breaks costs the submission it was on, and a new
+    session takes the rest."""
+    from autograder.runner import DEFAULT_TIME_LIMIT, grade_many
     from autograder.session import DEFAULT_TIME_BUDGET
 
-    try:
-        return grade(path, assignment=args.assignment, server=server, device=device,
-                     time_limit=args.time_limit or DEFAULT_TIME_LIMIT,
-                     time_budget=args.time_budget or DEFAULT_TIME_BUDGET, strict=args.strict), None
-    except GraderError as exc:  # this submission cannot be graded; the others still are
-        return None, str(exc)
-    except Exception as exc:
-        report = GradeReport(assignment=args.assignment or assignment_in_path(path) or "?", submission=str(path),
-                             notebook=None)
-        # The student reads one line; what failed (which may name hidden-suite files) goes to the instructor only.
-        report.diagnostics.append("the grader failed on this submission (internal error); "
-                                  "ask your instructor to regrade")
-        report.internal_errors.append(parsing.format_exception(exc)[-3000:])
-        return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
+    reported: set[int] = set()
+    current: list = []
+
+    def drain():
+        while True:
+            try:
+                n, path = todo.get_nowait()
+            except queue.Empty:
+                return
+            current[:] = [(n, path)]
+            yield (n, path), path  # (key, path): the key comes back with the report
+
+    def on_report(key, report, error):
+        n, path = key
+        reported.add(n)
+        results.put((n, path, report, error))
+
+    while True:
+        current.clear()
+        try:
+            grade_many(drain(), assignment, on_report, server=server, device=device,
+                       time_limit=args.time_limit or DEFAULT_TIME_LIMIT,
+                       time_budget=args.time_budget or DEFAULT_TIME_BUDGET, strict=args.strict)
+            return  # the queue is empty
+        except Exception as exc:  # noqa: BLE001  (the session broke: the submission it was on pays, not the rest)
+            broken = [current[0]] if current and current[0][0] not in reported else []
+            if not current:  # it broke before grading anything (the suite itself): every submission left pays
+                broken += [key for key, _ in drain()]
+            for n, path in broken:
+                reported.add(n)
+                results.put((n, path, *_internal_error_report(args, path, exc)))
+            if todo.empty():
+                return
+
+
+def _internal_error_report(args, path: Path, exc: Exception):
+    """(report, error line) for a submission the grader failed on: the student reads one line; what failed (which
+    may name hidden-suite files) goes to the instructor only."""
+    from autograder.layout import assignment_in_path
+    from autograder.runner import GradeReport
+
+    report = GradeReport(assignment=args.assignment or assignment_in_path(path) or "?", submission=str(path),
+                         notebook=None)
+    report.diagnostics.append("the grader failed on this submission (internal error); ask your instructor to regrade")
+    report.internal_errors.append(parsing.format_exception(exc)[-3000:])
+    return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
 
 
 def _slug(path: Path) -> str:

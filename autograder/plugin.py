@@ -14,6 +14,7 @@ the whole run (the liveness rule, strict review) and leaves the ``GradeReport`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,22 +31,55 @@ PLUGIN_NAME = "autograder-grading"
 
 
 class GradingPlugin:
-    def __init__(self, path: Path | str, assignment: str, *, server=None, device: str = "cpu",
+    """Grades one submission per pytest session, or, given ``batch`` (an iterator of (key, path)), each of them in
+    turn in one session: pytest collects once, then runs its own test protocol on every item for each submission
+    (``pytest_runtestloop``), and ``on_report(key, report, error)`` receives each result."""
+
+    def __init__(self, path: Path | str | None, assignment: str, *, server=None, device: str = "cpu",
                  time_limit: float = runner.DEFAULT_TIME_LIMIT, time_budget: float | None = None,
-                 strict: bool = True):
+                 strict: bool = True, batch: Iterator | None = None, on_report: Callable | None = None):
         self.spec = load_suite(assignment)
-        self.grading = runner.Grading(Path(path), self.spec, server=server, device=device, time_limit=time_limit,
-                                      time_budget=time_budget, strict=strict)
-        self.report = self.grading.report
+        self.options = {"server": server, "device": device, "time_limit": time_limit, "time_budget": time_budget,
+                        "strict": strict}
+        self.batch, self.on_report = batch, on_report
         self.finished = False
-        self.failures: list[feedback.Failure] = []  # earlier failures, which may explain later ones
         self.only: set[str] | None = None  # run only these exercises' tests
         self.quiet = False  # graded by runner.grade(): no terminal, and pytest formats no traceback
+        self._begin(Path(path) if path is not None else None)
+
+    def _begin(self, path: Path | None) -> None:
+        """A new submission: its own grading state, report and memory of failures."""
+        self.grading = runner.Grading(path or Path(), self.spec, **self.options)
+        self.report = self.grading.report
+        self.failures: list[feedback.Failure] = []  # earlier failures, which may explain later ones
 
     # --- the run -----------------------------------------------------------------------
 
     def pytest_sessionstart(self, session) -> None:
-        self.grading.start()
+        if self.batch is None:
+            self.grading.start()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session) -> bool | None:
+        """With a batch: every submission in turn through pytest's own protocol for each collected test."""
+        if self.batch is None:
+            return None
+        assert self.on_report is not None
+        items = session.items
+        for key, path in self.batch:
+            self._begin(Path(path))
+            try:
+                self.grading.start()
+            except runner.GraderError as exc:
+                self.on_report(key, None, str(exc))
+                continue
+            for i, item in enumerate(items):
+                item.__dict__.pop("_grade", None)  # the previous submission's outcome
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=items[i + 1] if i + 1 < len(items)
+                                                         else None)
+            self._complete()
+            self.on_report(key, self.report, None)
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session, config, items) -> None:
@@ -116,6 +150,12 @@ class GradingPlugin:
         return report
 
     def pytest_sessionfinish(self, session) -> None:
+        if self.batch is None:
+            self._complete()
+        self.finished = True
+
+    def _complete(self) -> None:
+        """What needs the whole run of one submission, then its report is final."""
         if self.quiet:  # a grade covers the whole suite: a test pytest never ran scores 0, it does not vanish
             ran = {t.name for t in self.report.tests}
             for test in self.spec.tests:
@@ -126,7 +166,6 @@ class GradingPlugin:
             order = {t.name: i for i, t in enumerate(self.spec.tests)}
             self.report.tests.sort(key=lambda r: order.get(r.name, len(order)))
         self.grading.finish()
-        self.finished = True
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         from autograder.report import render

@@ -97,6 +97,20 @@ def grade(path: Path | str, *, assignment: str | None = None, server: WorkerServ
     return grading.report
 
 
+def grade_many(batch, assignment: str, on_report, *, server: WorkerServer, device: str = "cpu",
+               time_limit: float = DEFAULT_TIME_LIMIT, time_budget: float = DEFAULT_TIME_BUDGET,
+               strict: bool = True) -> None:
+    """Grade every (key, path) ``batch`` yields, all of ``assignment``, in one pytest session (collected once);
+    ``on_report(key, report, error)`` receives each result as it is ready. Several threads may share one batch
+    iterator that draws from a queue: each then grades its share in a session of its own."""
+    from autograder import plugin
+
+    grading = plugin.GradingPlugin(None, assignment, server=server, device=resolve_device(device),
+                                   time_limit=time_limit, time_budget=time_budget, strict=strict, batch=batch,
+                                   on_report=on_report)
+    plugin.run(grading)
+
+
 class Grading:
     """One submission from its notebook to its report. ``start`` before the first test, ``record`` each test's
     outcome, ``finish`` after the last."""
