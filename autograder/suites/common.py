@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autograder.checks import expect_equal, expect_tensor, expect_unchanged, fail
+from autograder.checks import expect_equal, expect_tensor, expect_unchanged, fail, guess
 from autograder.session import RemoteModule
 from autograder.wire import WireTensor
 
@@ -91,3 +91,16 @@ def torch_mha_grads(module: nn.MultiheadAttention) -> dict[str, torch.Tensor]:
     stacked = {"weight": module.in_proj_weight.grad.chunk(3), "bias": module.in_proj_bias.grad.chunk(3)}
     grads = {f"{p}.{kind}": stacked[kind][i] for i, p in enumerate(PROJECTIONS[:3]) for kind in stacked}
     return {**grads, "out_proj.weight": module.out_proj.weight.grad, "out_proj.bias": module.out_proj.bias.grad}
+
+
+def param_grads(result, names) -> dict:
+    """The gradient of each parameter in ``names`` after a forward with ``grad=``; one that no gradient reached
+    fails the test, naming it."""
+    grads = {}
+    for name in names:
+        got = result.param_grads.get(name)
+        if got is None:
+            module = name.rpartition(".")[0] or name
+            fail(f"{name} received no gradient", guess(f"Is {module} used in forward, on a path that is not detached?"))
+        grads[name] = got
+    return grads

@@ -23,6 +23,7 @@ from autograder.suites.common import (
     dtype_name,
     expect_deterministic,
     expect_keeps_dtype_device_input,
+    param_grads,
     torch_mha,
     torch_mha_grads,
 )
@@ -122,14 +123,8 @@ def test_mha_gradients_match(ctx):
     twin(x64, x64, x64, need_weights=False)[0].backward(g)
     pytorch = torch_mha_grads(twin)
     expect_matches(result.input_grads[0], want_x, x64.grad, "d loss / d x", dtype=torch.float64)
-    for p in PROJECTIONS:
-        for kind in ("weight", "bias"):
-            got = result.param_grads.get(f"{p}.{kind}")
-            if got is None:
-                fail(f"{p}.{kind} received no gradient",
-                     guess(f"Is {p} used in forward, on a path that is not detached?"))
-            expect_matches(got, want[f"{p}.{kind}"], pytorch[f"{p}.{kind}"], f"gradient of {p}.{kind}",
-                           dtype=torch.float64)
+    for name, got in param_grads(result, [f"{p}.{kind}" for p in PROJECTIONS for kind in ("weight", "bias")]).items():
+        expect_matches(got, want[name], pytorch[name], f"gradient of {name}", dtype=torch.float64)
 
 
 @hidden("MultiHeadAttention", points=1, group="hygiene")

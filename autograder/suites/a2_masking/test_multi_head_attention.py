@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from autograder.checks import expect_close, expect_equal, expect_tensor, expect_unchanged, fail, guess, tolerance
+from autograder.checks import expect_close, expect_equal, expect_tensor, expect_unchanged, guess, tolerance
 from autograder.hidden import hidden
 from autograder.known_bugs.a2_masking import mha_suspects
+from autograder.suites import common
 from autograder.suites.a2_masking import inputs
 from autograder.suites.a2_masking.expectations import (
     DETACHED,
@@ -125,14 +126,9 @@ def test_mha_gradients_match(ctx):
                                 {"MultiHeadAttention output with a causal & padding mask": result.value})
     x_grad, param_grads = inputs.mha_gradients(state, x, mask, 3, g)
     expect_close(result.input_grads[0], x_grad, "d loss / d x", **tolerance(torch.float64), hint=DETACHED)
-    for p in PROJECTIONS:
-        for kind in ("weight", "bias"):
-            got = result.param_grads.get(f"{p}.{kind}")
-            if got is None:
-                fail(f"{p}.{kind} received no gradient",
-                     guess(f"Is {p} used in forward, on a path that is not detached?"))
-            expect_close(got, param_grads[f"{p}.{kind}"], f"gradient of {p}.{kind}", **tolerance(torch.float64),
-                         hint=DETACHED)
+    for name, got in common.param_grads(result, [f"{p}.{kind}" for p in PROJECTIONS
+                                                 for kind in ("weight", "bias")]).items():
+        expect_close(got, param_grads[name], f"gradient of {name}", **tolerance(torch.float64), hint=DETACHED)
     # a batch with an empty sequence: its attention output is 0, so the module returns out_proj.bias there
     mask = padding([4, 0], 4)
     x, g = ctx.randn(2, 4, 12), ctx.randn(2, 4, 12)
