@@ -24,7 +24,7 @@ import os, signal, socket, time
 
 def read_hidden_suite():
     try:
-        with open({str(PACKAGE_ROOT / "autograder" / "suites" / "a1_attention.py")!r}) as f:
+        with open({str(PACKAGE_ROOT / "autograder" / "suites" / "a1_attention" / "test_softmax.py")!r}) as f:
             return "read " + str(len(f.read())) + " characters"
     except OSError as exc:
         return "refused: " + type(exc).__name__
@@ -199,6 +199,7 @@ def layer(session, name):
 
 def test_worker_cannot_read_the_hidden_suite_or_the_solutions(session):
     layer(session, "landlock")
+    assert (PACKAGE_ROOT / "autograder" / "suites" / "a1_attention" / "test_softmax.py").exists()  # a real target
     assert session.call("read_hidden_suite").value.startswith("refused")
     assert session.call("read_solution").value.startswith("refused")
 

