@@ -1,0 +1,52 @@
+"""How much each assignment's release asks a student to read, and how long that takes at a stated speed.
+
+Counts whitespace-separated words (a LaTeX formula or a line of code counts as its tokens) in each
+release notebook under assignments/, in four kinds of cell: the teaching text (markdown), the given
+read-only code, the exercise cells (signature and docstring), and the visible test cells, which a
+student reads only when a test fails. Minutes assume 238 words per minute, the mean silent reading
+rate of adults for English non-fiction in Brysbaert's meta-analysis (2019, "How many words do we read
+per minute?", J. Memory and Language 109: 104047; most adults read 175 to 300), applied to code too:
+an optimistic speed for text with formulas and code that has to be understood, not skimmed.
+
+Usage: python scripts/reading_time.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS_PER_MINUTE = 238
+
+
+def kind(cell: dict) -> str:
+    grading = cell.get("metadata", {}).get("nbgrader", {})
+    if cell["cell_type"] == "markdown":
+        return "text"
+    if grading.get("grade"):
+        return "tests"
+    if grading.get("solution"):
+        return "exercises"
+    return "given code"
+
+
+def count(notebook: Path) -> dict[str, int]:
+    words = {"text": 0, "given code": 0, "exercises": 0, "tests": 0}
+    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
+        words[kind(cell)] += len("".join(cell["source"]).split())
+    return words
+
+
+def main() -> None:
+    print(f"{'assignment':20s} {'text':>6s} {'given code':>11s} {'exercises':>10s} {'tests':>6s}   "
+          f"minutes to read text + given code + exercises at {WORDS_PER_MINUTE} wpm")
+    for folder in sorted((REPO / "assignments").iterdir()):
+        for notebook in sorted(folder.glob("*.ipynb")):
+            w = count(notebook)
+            minutes = (w["text"] + w["given code"] + w["exercises"]) / WORDS_PER_MINUTE
+            print(f"{folder.name:20s} {w['text']:6d} {w['given code']:11d} {w['exercises']:10d} {w['tests']:6d}   {minutes:5.0f}")
+
+
+if __name__ == "__main__":
+    main()
