@@ -8,6 +8,10 @@ rate of adults for English non-fiction in Brysbaert's meta-analysis (2019, "How 
 per minute?", J. Memory and Language 109: 104047; most adults read 175 to 300), applied to code too:
 an optimistic speed for text with formulas and code that has to be understood, not skimmed.
 
+The second table splits the reading by exercise: everything from the end of the previous exercise's
+test cell to this exercise's cell (its section's text and given code, and its stub), then what follows
+the last exercise (experiments, summary).
+
 Usage: python scripts/reading_time.py
 """
 
@@ -31,21 +35,44 @@ def kind(cell: dict) -> str:
     return "given code"
 
 
-def count(notebook: Path) -> dict[str, int]:
-    words = {"text": 0, "given code": 0, "exercises": 0, "tests": 0}
-    for cell in json.loads(notebook.read_text(encoding="utf-8"))["cells"]:
-        words[kind(cell)] += len("".join(cell["source"]).split())
-    return words
+def words(cell: dict) -> int:
+    return len("".join(cell["source"]).split())
+
+
+def count(cells: list[dict]) -> dict[str, int]:
+    totals = {"text": 0, "given code": 0, "exercises": 0, "tests": 0}
+    for cell in cells:
+        totals[kind(cell)] += words(cell)
+    return totals
+
+
+def by_exercise(cells: list[dict]) -> list[tuple[str, int]]:
+    """(exercise or "after the exercises", words to read) in notebook order; test cells excluded."""
+    sections, read = [], 0
+    for cell in cells:
+        if kind(cell) == "tests":
+            continue
+        read += words(cell)
+        if kind(cell) == "exercises":
+            sections.append((cell["metadata"]["nbgrader"]["grade_id"], read))
+            read = 0
+    return sections + [("after the exercises", read)]
 
 
 def main() -> None:
+    notebooks = [(folder.name, notebook) for folder in sorted((REPO / "assignments").iterdir())
+                 for notebook in sorted(folder.glob("*.ipynb"))]
     print(f"{'assignment':20s} {'text':>6s} {'given code':>11s} {'exercises':>10s} {'tests':>6s}   "
           f"minutes to read text + given code + exercises at {WORDS_PER_MINUTE} wpm")
-    for folder in sorted((REPO / "assignments").iterdir()):
-        for notebook in sorted(folder.glob("*.ipynb")):
-            w = count(notebook)
-            minutes = (w["text"] + w["given code"] + w["exercises"]) / WORDS_PER_MINUTE
-            print(f"{folder.name:20s} {w['text']:6d} {w['given code']:11d} {w['exercises']:10d} {w['tests']:6d}   {minutes:5.0f}")
+    for name, notebook in notebooks:
+        w = count(json.loads(notebook.read_text(encoding="utf-8"))["cells"])
+        minutes = (w["text"] + w["given code"] + w["exercises"]) / WORDS_PER_MINUTE
+        counts = f"{w['text']:6d} {w['given code']:11d} {w['exercises']:10d} {w['tests']:6d}"
+        print(f"{name:20s} {counts}   {minutes:5.0f}")
+    print(f"\nreading by exercise (words, minutes at {WORDS_PER_MINUTE} wpm)")
+    for name, notebook in notebooks:
+        sections = by_exercise(json.loads(notebook.read_text(encoding="utf-8"))["cells"])
+        print(f"{name:20s} " + "; ".join(f"{part} {n} ({n / WORDS_PER_MINUTE:.0f})" for part, n in sections))
 
 
 if __name__ == "__main__":
