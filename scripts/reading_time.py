@@ -20,19 +20,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from autograder.notebook import _kind
+
 REPO = Path(__file__).resolve().parent.parent
 WORDS_PER_MINUTE = 238
 
 
 def kind(cell: dict) -> str:
-    grading = cell.get("metadata", {}).get("nbgrader", {})
     if cell["cell_type"] == "markdown":
         return "text"
-    if grading.get("grade"):
-        return "tests"
-    if grading.get("solution"):
-        return "exercises"
-    return "given code"
+    grading = _kind(cell.get("metadata", {}).get("nbgrader", {}))  # the grader's own reading of the cell
+    return {"exercise": "exercises", "test": "tests"}.get(grading, "given code")
 
 
 def words(cell: dict) -> int:
