@@ -227,7 +227,7 @@ def profile_ratio(per_block: list[float]) -> float:
 
 @hidden("TransformerBlock", points=2, group="properties", time_limit=30)
 def test_block_gradient_profile_pre_vs_post(ctx):
-    """at initialisation, in a 12-block stack, gradients rise toward the output for Post-LN and not for Pre-LN"""
+    """at initialisation, in a 12-block stack, Pre-LN's gradients fall toward the output; Post-LN's lean further toward it"""  # noqa: E501
     s = PROFILE_SIZE
     states, x, g = profile_inputs()
     # float32, the blocks' own dtype: the ratios need no more precision, and converting 24 blocks takes time
