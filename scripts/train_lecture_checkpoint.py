@@ -1,24 +1,26 @@
 """Train the models of lectures/06_residual_stream.ipynb and save them to lectures/checkpoints/.
 
-Six character-level language models with Assignment 5's architecture (learned positions, Pre-LN
-blocks of LayerNorm, multi-head attention and a GELU feed-forward network, a final LayerNorm, an
-untied head; Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"), trained
-on the first 90 % of Assignment 5's sonnets (solutions/a5_transformer_lm/corpus.txt) with
-Assignment 5's recipe (AdamW, OneCycleLR, batches of 32 windows of 64 characters):
+Character-level language models with Assignment 5's architecture (learned positions, Pre-LN blocks
+of LayerNorm, multi-head attention and a GELU feed-forward network, a final LayerNorm, an untied
+head; Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"), trained on the
+first 90 % of Assignment 5's sonnets (solutions/a5_transformer_lm/corpus.txt) with Assignment 5's
+recipe (AdamW, OneCycleLR, batches of 32 windows of 64 characters), seeds 0, 1 and 2 of each of:
 
-- ``residual``, seeds 0, 1, 2: the usual block, x = x + attn(norm1(x)); x = x + ffn(norm2(x));
-- ``no_residual``, seeds 0, 1, 2: the same block without its two residual additions,
-  x = attn(norm1(x)); x = ffn(norm2(x)).
+- ``residual``: 4 layers, the usual block, x = x + attn(norm1(x)); x = x + ffn(norm2(x));
+- ``no_residual``: 4 layers, the same block without its two residual additions,
+  x = attn(norm1(x)); x = ffn(norm2(x)). It does not learn beyond the character frequencies, so only
+  seed 0's weights are kept (the losses of all three are recorded);
+- ``residual_1layer`` and ``no_residual_1layer``: the same pair with 1 layer, which both learn.
 
-A seed fixes the initial weights and the batches, so the two models of one seed start from the same
-weights and see the same text in the same order. Training runs in float32 on one CPU thread with
+A seed fixes the initial weights and the batches, so two models of one seed and depth start from the
+same weights and see the same text in the same order. Training runs in float32 on one CPU thread with
 PyTorch's fused attention (deterministic: the same seed gives the same weights on the same machine);
 afterwards each model is checked against the course's float64 reference (autograder/reference.py)
-and stored in float16, about 0.4 MB a model. The checkpoint records, for each model, its held-out
-loss recomputed in float64 from the stored float16 weights, which the lecture and
+and stored in float16 (0.4 MB a 4-layer model, 0.13 MB a 1-layer one). The checkpoint records each
+model's held-out loss recomputed in float64 from the stored float16 weights, which the lecture and
 tests/test_lecture_checkpoint.py compare against.
 
-    python scripts/train_lecture_checkpoint.py    # ~15 min on one thread of a laptop CPU (6 x 1000 steps)
+    python scripts/train_lecture_checkpoint.py    # ~25 min on one thread of a loaded 2-core machine
 """
 
 from __future__ import annotations
@@ -37,11 +39,16 @@ from autograder import reference as R
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "solutions" / "a5_transformer_lm" / "corpus.txt"
 OUT = REPO / "lectures" / "checkpoints" / "residual_stream.pt"
-CONFIG = dict(d_model=64, n_heads=4, n_layers=4, max_len=64)  # Assignment 5's block_size; d_model and depth halved
+CONFIG = dict(d_model=64, n_heads=4, max_len=64)  # Assignment 5's block_size; its d_model (128) halved
 TRAINING = dict(steps=1000, batch_size=32, lr=6e-3, weight_decay=0.1, pct_start=0.1)  # Assignment 5's recipe
 SEEDS = (0, 1, 2)
-VARIANTS = ("residual", "no_residual")
-EVAL = dict(windows=64, seed=1234)  # the fixed held-out windows every recorded loss is measured on
+VARIANTS = {  # name -> depth, residual connections, how many seeds' weights are stored
+    "residual": dict(n_layers=4, residual=True, stored=3),
+    "no_residual": dict(n_layers=4, residual=False, stored=1),
+    "residual_1layer": dict(n_layers=1, residual=True, stored=3),
+    "no_residual_1layer": dict(n_layers=1, residual=False, stored=3),
+}
+EVAL = dict(windows=16, seed=1234)  # the fixed held-out windows every recorded loss is measured on
 
 
 def load_corpus() -> tuple[str, str, torch.Tensor, torch.Tensor]:
@@ -60,7 +67,7 @@ def windows(ids: torch.Tensor, n: int, generator: torch.Generator, T: int = CONF
 
 
 def eval_windows(held_out: torch.Tensor) -> torch.Tensor:
-    return windows(held_out, EVAL["windows"], torch.Generator().manual_seed(EVAL["seed"]))  # (64, 64)
+    return windows(held_out, EVAL["windows"], torch.Generator().manual_seed(EVAL["seed"]))  # (16, 64)
 
 
 def lm_forward(state: dict, tokens: torch.Tensor, *, residual: bool = True) -> torch.Tensor:
@@ -69,7 +76,7 @@ def lm_forward(state: dict, tokens: torch.Tensor, *, residual: bool = True) -> t
         return R.transformer_lm(state, tokens, n_heads=CONFIG["n_heads"])
     x = state["tok_emb.weight"].double()[tokens] + state["pos_emb.weight"].double()[: tokens.shape[1]]
     mask = R.causal_mask(tokens.shape[1])  # (T, T), True = may attend
-    for i in range(CONFIG["n_layers"]):
+    for i in range(len({name.split(".")[1] for name in state if name.startswith("blocks.")})):
         block = R.sub(state, f"blocks.{i}.")
         x = R.multi_head_attention(R.sub(block, "attn."), R.layer_norm(R.sub(block, "norm1."), x),
                                    mask=mask, n_heads=CONFIG["n_heads"])  # no "x +": the stream is replaced
@@ -87,7 +94,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (B, T, d_model) -> (B, T, H, d_head) -> (B, H, T, d_head), head h owning features h*d_head:(h+1)*d_head
-        q, k, v = (p(x).unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (p(x).unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, d_head)
         return self.out_proj(out.transpose(1, 2).flatten(2))  # (B, H, T, d_head) -> (B, T, d_model)
 
@@ -116,7 +124,7 @@ class Block(nn.Module):
 
 
 class LM(nn.Module):
-    def __init__(self, vocab_size: int, residual: bool, d_model: int, n_heads: int, n_layers: int, max_len: int):
+    def __init__(self, vocab_size: int, n_layers: int, residual: bool, d_model: int, n_heads: int, max_len: int):
         super().__init__()
         self.tok_emb, self.pos_emb = nn.Embedding(vocab_size, d_model), nn.Embedding(max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, residual) for _ in range(n_layers))
@@ -135,10 +143,10 @@ class LM(nn.Module):
         return self.lm_head(self.norm_f(x))  # (B, T, V)
 
 
-def train(seed: int, residual: bool, vocab_size: int, train_ids: torch.Tensor) -> tuple[dict, float]:
+def train(seed: int, n_layers: int, residual: bool, vocab_size: int, train_ids: torch.Tensor) -> tuple[dict, float]:
     """Train one model; returns its float16 state dict and its last training-batch loss."""
     torch.manual_seed(seed)
-    model = LM(vocab_size, residual, **CONFIG)
+    model = LM(vocab_size, n_layers, residual, **CONFIG)
     opt = torch.optim.AdamW(model.parameters(), lr=TRAINING["lr"], weight_decay=TRAINING["weight_decay"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=TRAINING["lr"], total_steps=TRAINING["steps"],
                                                    pct_start=TRAINING["pct_start"])
@@ -166,18 +174,19 @@ def main() -> None:
     held = eval_windows(held_out)
     models: dict = {variant: [] for variant in VARIANTS}
     val_loss: dict = {variant: [] for variant in VARIANTS}
-    for variant in VARIANTS:
+    for variant, spec in VARIANTS.items():
         for seed in SEEDS:
             started = time.time()
-            state, last = train(seed, variant == "residual", len(chars), train_ids)
-            loss = R.lm_loss(lm_forward(state, held, residual=variant == "residual"), held).item()
-            models[variant].append(state)
+            state, last = train(seed, spec["n_layers"], spec["residual"], len(chars), train_ids)
+            loss = R.lm_loss(lm_forward(state, held, residual=spec["residual"]), held).item()
+            if seed < spec["stored"]:
+                models[variant].append(state)
             val_loss[variant].append(loss)
             print(f"{variant:12s} seed {seed}: last batch {last:.3f}, held-out {loss:.4f} nats/char "
                   f"(ln V = {math.log(len(chars)):.3f}), {time.time() - started:.0f} s", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": CONFIG, "training": TRAINING, "seeds": list(SEEDS), "eval": EVAL, "chars": chars,
-                "models": models, "val_loss": val_loss}, args.out)
+    torch.save({"config": CONFIG, "variants": VARIANTS, "training": TRAINING, "seeds": list(SEEDS), "eval": EVAL,
+                "chars": chars, "models": models, "val_loss": val_loss}, args.out)
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 
