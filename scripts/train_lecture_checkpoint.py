@@ -20,7 +20,7 @@ and stored in float16 (0.4 MB a 4-layer model, 0.13 MB a 1-layer one). The check
 model's held-out loss recomputed in float64 from the stored float16 weights, which the lecture and
 tests/test_lecture_checkpoint.py compare against.
 
-    python scripts/train_lecture_checkpoint.py    # ~25 min on one thread of a loaded 2-core machine
+    python scripts/train_lecture_checkpoint.py    # about 17 min on one thread of a busy 2-core machine
 """
 
 from __future__ import annotations
