@@ -75,7 +75,8 @@ def context_lm(vocab_size: int, max_len: int, device: str = "cpu") -> ContextLM:
 
 class _Allocations:
     """A TorchDispatchMode that records, for every aten op run while it is on, the storage of each tensor the op
-    returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. It sees
+    returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. uint8
+    tensors are left out: they are the raw bytes the worker decodes arguments from, not the student's. It sees
     the kernels reached from inside composite functions too (a built-in attention's T x T scores). Built lazily:
     importing torch's dispatch machinery costs nothing for the suites that never measure."""
 
@@ -96,7 +97,7 @@ class _Allocations:
                 out = func(*args, **(kwargs or {}))
                 self.ops += 1
                 for t in out if isinstance(out, (tuple, list)) else (out,):
-                    if isinstance(t, torch.Tensor):
+                    if isinstance(t, torch.Tensor) and t.dtype != torch.uint8:  # uint8: the wire's raw bytes
                         elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
                         self.largest, self.total = max(self.largest, elements), self.total + elements
                 return out
