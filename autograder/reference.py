@@ -437,6 +437,7 @@ def lm_keys_values(state: dict, tokens: torch.Tensor, *, n_heads: int) -> list[t
     for i in range(n_layers):
         block = sub(state, f"blocks.{i}.")
         h = layer_norm(sub(block, "norm1."), x)
-        cache.append(tuple(split_heads(linear(sub(block, f"attn.{p}."), h), n_heads) for p in ("k_proj", "v_proj")))
+        k, v = (split_heads(linear(sub(block, f"attn.{p}."), h), n_heads) for p in ("k_proj", "v_proj"))
+        cache.append((k, v))  # (B, n_heads, T, d_head) each
         x = transformer_block(block, x, mask, n_heads=n_heads, norm_first=True)
     return cache

@@ -130,7 +130,7 @@ def cached_lm(state: dict, tokens: torch.Tensor, cache=None, *, n_heads: int, bu
     start = 0 if bug == "positions_from_zero" else T_past
     x = state["tok_emb.weight"].double()[tokens] + state["pos_emb.weight"].double()[start:start + T_new]
     T = T_past + T_new
-    mask = R.causal_mask(T_new, T, device=tokens.device)  # (T_new, T): the new queries are the last positions
+    mask: torch.Tensor | None = R.causal_mask(T_new, T, device=tokens.device)  # (T_new, T): queries are the last rows
     if bug == "top_left_mask":
         mask = torch.ones(T_new, T, dtype=torch.bool, device=tokens.device).tril()  # query i sees keys 0 .. i
     elif bug == "no_mask":

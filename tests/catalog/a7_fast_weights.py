@@ -18,7 +18,7 @@ import nbformat
 
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_needs_review
-from tests.variants import Cheat, Variant, expect_failing, expect_full_marks, solution_path
+from tests.variants import Cheat, Variant, expect_failing, solution_path
 
 EXERCISES = ("linear_attention", "recurrent_linear_attention", "delta_rule", "forward_cached", "generate_cached")
 
@@ -70,15 +70,40 @@ CUMSUM_STATES = """\
     return out, (S[..., -1, :, :], z[..., -1, :])
 """
 
+MASK = "mask = causal_mask(T_new, T_past + T_new, device=tokens.device)"
+APPEND = "        if cache is not None:\n            k = torch.cat"
+STEP = "logits, cache = forward_cached(model, next_token, cache)"
+NORMALISE = "    fq, fk = fq / fq.sum(dim=-1, keepdim=True), fk / fk.sum(dim=-1, keepdim=True)  # sum-normalised\n"
+READ = "(fq[..., i, :, None] * S).sum(dim=-2)"
+CACHE_NUMERICS = ("cache_prefill_and_steps_match_the_model", "cache_chunk_uses_bottom_right_mask")
+READ_CACHE_ONLY = """\
+        if cache is not None:  # the past only: the new keys are appended after attention read the cache
+            out, _ = scaled_dot_product_attention(q, cache[i][0], cache[i][1])
+        else:
+            out, _ = scaled_dot_product_attention(q, k_new, v_new, mask)"""
+READ_BEFORE_WRITE = """\
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if state is None else state[0]
+    z = q.new_zeros(*q.shape[:-2], q.shape[-1]) if state is None else state[1]
+    outs = []
+    for i in range(q.shape[-2]):
+        outs.append((fq[..., i, :, None] * S).sum(-2) / ((fq[..., i, :] * z).sum(-1, keepdim=True) + eps))
+        S = S + fk[..., i, :, None] * v[..., i, None, :]  # written after the read
+        z = z + fk[..., i, :]
+    return torch.stack(outs, dim=-2), (S, z)
+"""
+
 MUTANTS = [
     # --- linear_attention ---
     Variant("la_no_normaliser", edit("linear_attention", ("return num / den", "return num")),
             fails=list(LA), says="without the normaliser"),
-    Variant("la_elu_without_plus_one", edit("linear_attention", ("F.elu(q) + 1, F.elu(k) + 1", "F.elu(q), F.elu(k)")),
+    Variant("la_elu_without_plus_one", edit("linear_attention",
+                                            ("F.elu(q) + 1, F.elu(k) + 1", "F.elu(q), F.elu(k)")),
             fails=list(LA), says="without the + 1"),
     Variant("la_not_causal", edit("linear_attention", (".cumsum(dim=-3)", ".sum(dim=-3, keepdim=True)"),
                                   ("fk.cumsum(dim=-2)", "fk.sum(dim=-2, keepdim=True)")),
-            fails=["linear_attention_matches_reference", "linear_attention_is_causal"], says="a sum over all positions"),
+            fails=["linear_attention_matches_reference", "linear_attention_is_causal"],
+            says="a sum over all positions"),
     Variant("la_exclusive_prefix", edit("linear_attention", ("z = fk.cumsum(dim=-2)", "z = fk.cumsum(dim=-2) - fk\n"
                                                              "    S = S - fk.unsqueeze(-1) * v.unsqueeze(-2)")),
             fails=list(LA), says="exclusive prefix"),
@@ -86,13 +111,7 @@ MUTANTS = [
                                                        "(fq * (z + eps)).sum(dim=-1, keepdim=True)")),
             fails=["linear_attention_eps_after_the_dot_product"], says="eps added to every component"),
     # --- recurrent_linear_attention ---
-    Variant("rec_read_before_write", edit(RLA, ("        z = z + fk[..., i, :]\n", ""),
-                                          ("        outs.append(num / den)\n",
-                                           "        outs.append(num / den)\n        z = z + fk[..., i, :]\n"),
-                                          ("        S = S + fk[..., i, :, None] * v[..., i, None, :]  # (..., d_k, 1) * (..., 1, d_v): write phi(k_i) v_i^T\n", ""),
-                                          ("        outs.append(num / den)\n",
-                                           "        outs.append(num / den)\n"
-                                           "        S = S + fk[..., i, :, None] * v[..., i, None, :]\n")),
+    Variant("rec_read_before_write", body(RLA, READ_BEFORE_WRITE),
             fails=["recurrent_matches_linear_attention"], says="exclusive prefix"),
     Variant("rec_ignores_state", edit(RLA, ("    if state is None:\n", "    if True:\n")),
             fails=["recurrent_continues_from_a_state"], says="ignoring the state"),
@@ -107,34 +126,32 @@ MUTANTS = [
                                       ("retrieved = (key * S)", "retrieved = (beta[..., i, None, None] * key * S)"),
                                       ("S = S + beta[..., i, None, None] * key *", "S = S + key *")),
             fails=["delta_matches_reference"], says="beta applied to the key"),
-    Variant("delta_unnormalised", edit("delta_rule", ("    fq, fk = fq / fq.sum(dim=-1, keepdim=True), fk / fk.sum(dim=-1, keepdim=True)  # sum-normalised\n", "")),
+    Variant("delta_unnormalised", edit("delta_rule", (NORMALISE, "")),
             fails=["delta_matches_reference"], says="not divided by their sum"),
-    Variant("delta_read_before_write", edit("delta_rule", ("        S = S + beta", "        outs.append((fq[..., i, :, None] * S).sum(dim=-2))\n        S = S + beta"),
-                                            ("        outs.append((fq[..., i, :, None] * S).sum(dim=-2))  # (..., d_v): S^T phi(q_i)\n", "")),
+    Variant("delta_read_before_write", edit("delta_rule",
+                                            ("        S = S + beta", "        outs.append(READ)\n        S = S + beta"),
+                                            (f"        outs.append({READ})  # (..., d_v): S^T phi(q_i)\n", ""),
+                                            ("outs.append(READ)", f"outs.append({READ})")),
             fails=["delta_matches_reference"], says="before step i's update"),
     # --- forward_cached ---
-    Variant("cache_top_left_mask", edit("forward_cached", ("mask = causal_mask(T_new, T_past + T_new, device=tokens.device)",
-                                                           "mask = torch.ones(T_new, T_past + T_new, dtype=torch.bool, device=tokens.device).tril()")),
-            fails=["cache_prefill_and_steps_match_the_model", "cache_chunk_uses_bottom_right_mask"], says="top-left"),
-    Variant("cache_read_before_append", edit("forward_cached",
-                                             ("        if cache is not None:\n            k = torch.cat",
-                                              "        k_new, v_new = k, v\n        if cache is not None:\n            k = torch.cat"),
+    Variant("cache_top_left_mask", edit("forward_cached", (MASK, "mask = torch.ones(T_new, T_past + T_new, "
+                                                                 "dtype=torch.bool, device=tokens.device).tril()")),
+            fails=list(CACHE_NUMERICS), says="top-left"),
+    Variant("cache_read_before_append", edit("forward_cached", (APPEND, "        k_new, v_new = k, v\n" + APPEND),
                                              ("        out, _ = scaled_dot_product_attention(q, k, v, mask)",
-                                              "        if cache is not None:\n"
-                                              "            out, _ = scaled_dot_product_attention(q, cache[i][0], cache[i][1])\n"
-                                              "        else:\n"
-                                              "            out, _ = scaled_dot_product_attention(q, k_new, v_new, mask)")),
-            fails=["cache_prefill_and_steps_match_the_model", "cache_chunk_uses_bottom_right_mask"],
-            says="cached keys only"),
-    Variant("cache_positions_from_zero", edit("forward_cached", ("torch.arange(T_past, T_past + T_new,", "torch.arange(0, T_new,")),
-            fails=["cache_prefill_and_steps_match_the_model", "cache_chunk_uses_bottom_right_mask"],
-            says="positions restarting at 0"),
+                                              READ_CACHE_ONLY)),
+            fails=list(CACHE_NUMERICS), says="cached keys only"),
+    Variant("cache_positions_from_zero", edit("forward_cached", ("torch.arange(T_past, T_past + T_new,",
+                                                                 "torch.arange(0, T_new,")),
+            fails=list(CACHE_NUMERICS), says="positions restarting at 0"),
+    Variant("cache_full_mask_then_sliced", edit("forward_cached", (MASK, "mask = causal_mask(T_past + T_new, "
+                                                                         "device=tokens.device)[-T_new:]")),
+            fails=["cache_step_builds_no_T_by_T_tensor"], says="T x T tensor"),
     # --- generate_cached ---
-    Variant("gen_recomputes_the_prefix", edit("generate_cached", ("logits, cache = forward_cached(model, next_token, cache)",
-                                                                   "logits, cache = forward_cached(model, tokens)")),
+    Variant("gen_recomputes_the_prefix", edit("generate_cached",
+                                              (STEP, "logits, cache = forward_cached(model, tokens)")),
             fails=["generate_cached_builds_no_T_by_T_tensor"], says="T x T tensor"),
-    Variant("gen_calls_the_model", edit("generate_cached", ("logits, cache = forward_cached(model, next_token, cache)",
-                                                            "logits = model(tokens)")),
+    Variant("gen_calls_the_model", edit("generate_cached", (STEP, "logits = model(tokens)")),
             fails=["generate_cached_builds_no_T_by_T_tensor"], says="called model(...)"),
 ]
 
@@ -153,8 +170,9 @@ ALTERNATIVES = [
 """)),
     Variant("rec_outer_with_matmul", body(RLA, """\
     phi = lambda x: F.elu(x) + 1  # noqa: E731
-    S = torch.zeros(*q.shape[:-2], q.shape[-1], v.shape[-1], dtype=q.dtype, device=q.device) if state is None else state[0]
-    z = torch.zeros(*q.shape[:-2], q.shape[-1], dtype=q.dtype, device=q.device) if state is None else state[1]
+    S, z = state if state is not None else (
+        torch.zeros(*q.shape[:-2], q.shape[-1], v.shape[-1], dtype=q.dtype, device=q.device),
+        torch.zeros(*q.shape[:-2], q.shape[-1], dtype=q.dtype, device=q.device))
     outs = []
     for q_i, k_i, v_i in zip(q.unbind(-2), k.unbind(-2), v.unbind(-2)):
         fk_i, fq_i = phi(k_i), phi(q_i)
@@ -169,7 +187,8 @@ ALTERNATIVES = [
         return f / f.sum(-1, keepdim=True)
 
     fq, fk = phi(q), phi(k)
-    S = torch.zeros(*q.shape[:-2], q.shape[-1], v.shape[-1], dtype=q.dtype, device=q.device) if state is None else state
+    S = state if state is not None else torch.zeros(*q.shape[:-2], q.shape[-1], v.shape[-1], dtype=q.dtype,
+                                                    device=q.device)
     outs = []
     for i in range(q.shape[-2]):
         k_i = fk[..., i, :].unsqueeze(-1)  # (..., d_k, 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from autograder import reference
-from autograder.checks import fail, tolerance
+from autograder.checks import expect_close, expect_no_backward_error, fail, guess, tolerance
 from autograder.suites.common import load_weights
 from autograder.wire import WireTensor
 
@@ -41,6 +41,18 @@ def expect_two(value, what: str, names: str) -> tuple:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         fail(f"{what} returned {type(value).__name__}, expected a pair {names}")
     return tuple(value)
+
+
+def expect_input_gradients(ctx, name: str, inputs: tuple, names: tuple, reference_out, g_out, what_is_kept: str):
+    """Backpropagate ``g_out`` through the student's first output and through ``reference_out`` (float64, same
+    inputs): the gradients w.r.t. every input agree within float64 x 10."""
+    result = ctx.call_full(name, *inputs, grad={"wrt": list(range(len(inputs))), "grad_outputs": [g_out]})
+    expect_no_backward_error(result, name)
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    reference_out(*leaves).backward(g_out)
+    for input_name, got, leaf in zip(names, result.input_grads, leaves):
+        expect_close(got, leaf.grad, f"d loss / d {input_name}", **tolerance(torch.float64, 10),
+                     hint=guess(f"Is {what_is_kept} detached, or updated in place (+=) where autograd needs it?"))
 
 
 # --- memory, measured in the worker ----------------------------------------------------------------------
