@@ -17,7 +17,7 @@ import functools
 import nbformat
 
 from autograder.runner import GradeReport
-from tests.policy_checks import expect_needs_review
+from tests.policy_checks import expect_forbidden, expect_needs_review
 from tests.variants import Cheat, Variant, expect_failing, solution_path
 
 EXERCISES = ("linear_attention", "recurrent_linear_attention", "delta_rule", "forward_cached", "generate_cached")
@@ -221,7 +221,16 @@ def _recorder_switched_off(report: GradeReport) -> None:
     expect_needs_review(report, RLA)
 
 
+def _builtin_attention_forbidden(report: GradeReport) -> None:
+    expect_forbidden(report, "forward_cached", "scaled_dot_product_attention")
+
+
 CHEATS = [
+    # PyTorch's fused attention, which takes is_causal but no bottom-right offset: outside forward_cached's allowlist.
+    Cheat("cache_uses_torch_attention", edit("forward_cached", (
+        "        out, _ = scaled_dot_product_attention(q, k, v, mask)",
+        "        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")),
+          check=_builtin_attention_forbidden),
     # The given uncached decoding under the exercise's name: the right tokens, but the cost is the one to avoid.
     Cheat("gen_returns_the_given_uncached_decoding",
           body("generate_cached", "    return generate_greedy(model, prompt, max_new_tokens)\n"),
