@@ -14,6 +14,12 @@ import torch
 from autograder import reference as R
 from autograder.known_bugs import matching_bug  # noqa: F401  (the visible checks import it from here)
 
+# The visible checks also compare with the reference and measure memory with the grader's own recorder; they may
+# import from this module only (tests/test_release.py), so these are re-exported here.
+from autograder.reference import delta_rule as reference_delta_rule  # noqa: F401
+from autograder.reference import linear_attention as reference_linear_attention  # noqa: F401
+from autograder.worker.builtins_for_grader import record_allocations, recorded_allocations  # noqa: F401
+
 # --- linear attention, parallel and recurrent ------------------------------------------------------------
 
 
