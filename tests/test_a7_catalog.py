@@ -64,3 +64,12 @@ def test_cheat_gets_the_expected_outcome(grade_cells, cheat):
     report = grade(grade_cells, cheat, exercises=set(cheat.cells))
     assert report.score < report.max_score, f"{cheat.name} got full marks"
     cheat.check(report)
+
+
+def test_release_gets_zero_saying_not_implemented(server):
+    from autograder.runner import grade as grade_path
+    from tests.variants import REPO
+
+    report = grade_path(REPO / "assignments" / ASSIGNMENT, server=server)
+    assert report.score == 0 and {t.output for t in report.tests} == {"not implemented yet"}
+    assert not report.diagnostics, report.diagnostics
