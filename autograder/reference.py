@@ -356,7 +356,7 @@ def random_state(shapes: dict, generator: torch.Generator) -> dict:
 # (2020), eqs. 5-7 and 16-20: causal linear attention with phi(x) = elu(x) + 1, eps added to the denominator
 # (their code adds eps after the dot product phi(q_i) . z_i). Schlag, Irie & Schmidhuber, "Linear
 # Transformers Are Secretly Fast Weight Programmers" (2021), section 4.2: the delta rule, with phi
-# normalised by the sum of its components (their section 4.2, "sum normalisation").
+# normalised by the sum of its components (their "sum normalisation", also in section 4).
 
 LINEAR_EPS = 1e-6  # the default eps of linear attention, as the fast-transformers library's
 
@@ -368,7 +368,7 @@ def elu_feature(x: torch.Tensor) -> torch.Tensor:
 
 
 def sum_normalised_feature(x: torch.Tensor) -> torch.Tensor:
-    """phi(x) / sum_j phi(x)_j with phi = elu + 1 (Schlag et al., 2021, section 4.2)."""
+    """phi(x) / sum_j phi(x)_j with phi = elu + 1 (Schlag et al., 2021, section 4: "sum normalisation")."""
     phi = elu_feature(x)
     return phi / phi.sum(-1, keepdim=True)
 
