@@ -353,7 +353,7 @@ def random_state(shapes: dict, generator: torch.Generator) -> dict:
 
 # --- a7: linear attention, fast weights, the delta rule, a KV cache -------------------------------
 # Katharopoulos et al., "Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention"
-# (2020), eqs. 5-7 and 16-20: causal linear attention with phi(x) = elu(x) + 1, eps added to the denominator
+# (2020): causal linear attention with phi(x) = elu(x) + 1, eps added to the denominator
 # (their code adds eps after the dot product phi(q_i) . z_i). Schlag, Irie & Schmidhuber, "Linear
 # Transformers Are Secretly Fast Weight Programmers" (2021), section 4.2: the delta rule, with phi
 # normalised by the sum of its components (their "sum normalisation", also in section 4).

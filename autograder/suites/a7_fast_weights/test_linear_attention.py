@@ -1,6 +1,6 @@
 """linear_attention(q, k, v, eps=1e-6): causal linear attention with phi(x) = elu(x) + 1, in its parallel form.
 
-Katharopoulos et al., "Transformers are RNNs" (2020), eqs. 4-6 and 16-18: out_i = phi(q_i)^T S_i / (phi(q_i)^T z_i
+Katharopoulos et al., "Transformers are RNNs" (2020): out_i = phi(q_i)^T S_i / (phi(q_i)^T z_i
 + eps) with the prefix sums S_i = sum_{j<=i} phi(k_j) v_j^T and z_i = sum_{j<=i} phi(k_j). Expected:
 ``reference.linear_attention``, written with the T x T matrix of similarities (another summation order than a
 cumsum). Any form is accepted here; the memory limit is the recurrent form's (``test_recurrent.py``).

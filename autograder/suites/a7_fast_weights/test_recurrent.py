@@ -1,7 +1,7 @@
 """recurrent_linear_attention and delta_rule: fast-weight memories processed one step at a time, from a state.
 
-recurrent_linear_attention is linear attention as a recurrent network (Katharopoulos et al., 2020, section 3.4;
-Schlag, Irie & Schmidhuber, 2021, section 3): S = S + phi(k_i) v_i^T, z = z + phi(k_i), out_i = phi(q_i)^T S /
+recurrent_linear_attention is linear attention as a recurrent network (Katharopoulos et al., 2020;
+Schlag, Irie & Schmidhuber, 2021): S = S + phi(k_i) v_i^T, z = z + phi(k_i), out_i = phi(q_i)^T S /
 (phi(q_i)^T z + eps). delta_rule is Schlag, Irie & Schmidhuber (2021), section 4.2, with sum-normalised elu + 1
 features: v_bar = S^T phi(k_i), S = S + beta_i phi(k_i) (v_i - v_bar)^T, out_i = S^T phi(q_i). Expected:
 ``reference.recurrent_linear_attention`` (the T x T form plus the state's contribution) and
