@@ -607,7 +607,7 @@ def test_a5_sinusoid_buffer_is_float32_sinusoids():
 # --- a7_fast_weights: linear attention, fast weights, the delta rule, a KV cache ---------------------------
 
 def _loop_linear_attention(q, k, v, eps):
-    """Katharopoulos et al. (2020), causal linear attention one query at a time with F.elu: an independent reading of the formula."""
+    """Katharopoulos et al. (2020), one query at a time with F.elu: an independent reading of the formula."""
     fq, fk = F.elu(q) + 1, F.elu(k) + 1
     outs = []
     for i in range(q.shape[-2]):
