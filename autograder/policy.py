@@ -206,6 +206,14 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "train_step": _policy(*BASICS, TRAIN, MODULES, NOGRAD),
         "generate": _policy(*BASICS, SAMPLE, NOGRAD, COMPARE, REDUCE, MODULES),
     },
+    "a7_fast_weights": {
+        # elu: the feature map elu(x) + 1; comparisons: a causal tril mask in the quadratic form
+        "linear_attention": _policy(*BASICS, ACT, REDUCE, MATMUL, COMPARE, extra=("elu",), traced=ATTENTION_TRACED),
+        "recurrent_linear_attention": _policy(*BASICS, ACT, REDUCE, MATMUL, extra=("elu",), traced=ATTENTION_TRACED),
+        "delta_rule": _policy(*BASICS, ACT, REDUCE, MATMUL, extra=("elu",), traced=ATTENTION_TRACED),
+        "forward_cached": _policy(*BASICS, MODULES, MATMUL, COMPARE, REDUCE, traced=SDPA + MHA + TRANSFORMER_LAYERS),
+        "generate_cached": _policy(*BASICS, NOGRAD, REDUCE, COMPARE, MODULES),
+    },
 }
 
 

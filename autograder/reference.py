@@ -349,3 +349,95 @@ def random_state(shapes: dict, generator: torch.Generator) -> dict:
         else:
             state[name] = 0.1 * noise
     return state
+
+
+# --- a7: linear attention, fast weights, the delta rule, a KV cache -------------------------------
+# Katharopoulos et al., "Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention"
+# (2020): causal linear attention with phi(x) = elu(x) + 1, eps added to the denominator
+# (their code adds eps after the dot product phi(q_i) . z_i). Schlag, Irie & Schmidhuber, "Linear
+# Transformers Are Secretly Fast Weight Programmers" (2021), section 4.2: the delta rule, with phi
+# normalised by the sum of its components (their "sum normalisation", also in section 4).
+
+LINEAR_EPS = 1e-6  # the default eps of linear attention, as the fast-transformers library's
+
+
+def elu_feature(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) = elu(x) + 1: positive, so every similarity phi(q) . phi(k) is > 0."""
+    x = x.double()
+    return torch.where(x > 0, x + 1, x.exp())  # elu(x) + 1 = x + 1 for x > 0, exp(x) otherwise
+
+
+def sum_normalised_feature(x: torch.Tensor) -> torch.Tensor:
+    """phi(x) / sum_j phi(x)_j with phi = elu + 1 (Schlag et al., 2021, section 4: "sum normalisation")."""
+    phi = elu_feature(x)
+    return phi / phi.sum(-1, keepdim=True)
+
+
+def linear_attention(q, k, v, eps: float = LINEAR_EPS) -> torch.Tensor:
+    """Causal linear attention in its quadratic form: (..., T, d_k), (..., T, d_k), (..., T, d_v) -> (..., T, d_v).
+
+    out_i = sum_{j<=i} (phi(q_i) . phi(k_j)) v_j / (sum_{j<=i} phi(q_i) . phi(k_j) + eps). Written with the T x T
+    matrix of similarities on purpose: another order of summation than any linear-time form.
+    """
+    fq, fk, v = elu_feature(q), elu_feature(k), v.double()
+    T = q.shape[-2]
+    sim = (fq @ fk.transpose(-2, -1)).masked_fill(~causal_mask(T, device=q.device), 0.0)  # (..., T, T)
+    return (sim @ v) / (sim.sum(-1, keepdim=True) + eps)
+
+
+def linear_attention_state(k, v, state=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fast-weight memory after reading k, v: S = S0 + sum_j phi(k_j) v_j^T (..., d_k, d_v), z = z0 + sum_j
+    phi(k_j) (..., d_k)."""
+    fk, v = elu_feature(k), v.double()
+    S, z = fk.transpose(-2, -1) @ v, fk.sum(-2)  # (..., d_k, T) @ (..., T, d_v); (..., d_k)
+    if state is not None:
+        S, z = S + state[0].double(), z + state[1].double()
+    return S, z
+
+
+def recurrent_linear_attention(q, k, v, eps: float = LINEAR_EPS, state=None):
+    """The same as linear_attention, continued from ``state = (S0, z0)``: returns (out, (S, z))."""
+    fq = elu_feature(q)
+    T = q.shape[-2]
+    sim = (fq @ elu_feature(k).transpose(-2, -1)).masked_fill(~causal_mask(T, device=q.device), 0.0)
+    num, den = sim @ v.double(), sim.sum(-1, keepdim=True)  # (..., T, d_v), (..., T, 1)
+    if state is not None:
+        num = num + fq @ state[0].double()  # (..., T, d_k) @ (..., d_k, d_v)
+        den = den + (fq * state[1].double()[..., None, :]).sum(-1, keepdim=True)
+    return num / (den + eps), linear_attention_state(k, v, state)
+
+
+def delta_rule(q, k, v, beta, state=None):
+    """Schlag et al. (2021), section 4.2, one step at a time, with sum-normalised elu + 1 features:
+
+        v_bar_i = S_{i-1}^T phi(k_i),   S_i = S_{i-1} + beta_i phi(k_i) (v_i - v_bar_i)^T,   out_i = S_i^T phi(q_i)
+
+    q, k (..., T, d_k), v (..., T, d_v), beta (..., T) in (0, 1); S (..., d_k, d_v), zeros when state is None.
+    Returns (out (..., T, d_v), S).
+    """
+    fq, fk, v, beta = sum_normalised_feature(q), sum_normalised_feature(k), v.double(), beta.double()
+    S = (torch.zeros(*q.shape[:-2], q.shape[-1], v.shape[-1], dtype=torch.float64, device=q.device)
+         if state is None else state.double())
+    outs = []
+    for i in range(q.shape[-2]):
+        retrieved = (fk[..., i, :, None] * S).sum(-2)  # (..., d_v): what the memory holds for this key
+        S = S + beta[..., i, None, None] * fk[..., i, :, None] * (v[..., i, :] - retrieved)[..., None, :]
+        outs.append((fq[..., i, :, None] * S).sum(-2))  # read with the updated memory
+    return torch.stack(outs, dim=-2), S
+
+
+def lm_keys_values(state: dict, tokens: torch.Tensor, *, n_heads: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """What a KV cache holds after a Pre-LN TransformerLM read ``tokens`` (B, T): per block, the keys and values
+    of its attention, split into heads, (B, n_heads, T, d_head) each."""
+    T = tokens.shape[1]
+    x = state["tok_emb.weight"].double()[tokens] + lm_positions(state, T, state["tok_emb.weight"].shape[1])
+    mask = causal_mask(T, device=tokens.device)
+    n_layers = len({name.split(".")[1] for name in state if name.startswith("blocks.")})
+    cache = []
+    for i in range(n_layers):
+        block = sub(state, f"blocks.{i}.")
+        h = layer_norm(sub(block, "norm1."), x)
+        k, v = (split_heads(linear(sub(block, f"attn.{p}."), h), n_heads) for p in ("k_proj", "v_proj"))
+        cache.append((k, v))  # (B, n_heads, T, d_head) each
+        x = transformer_block(block, x, mask, n_heads=n_heads, norm_first=True)
+    return cache

@@ -23,6 +23,8 @@ COURSE_FORBIDDEN = {
     ("a2_masking", None): ("scaled_dot_product_attention", "MultiheadAttention", "multi_head_attention_forward"),
     ("a4_residual_norm", "LayerNorm"): ("LayerNorm", "layer_norm", "group_norm"),
     ("a4_residual_norm", "RMSNorm"): ("RMSNorm", "rms_norm"),
+    ("a7_fast_weights", None): ("softmax", "scaled_dot_product_attention", "MultiheadAttention",
+                                "multi_head_attention_forward", "TransformerEncoderLayer"),
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ORDER = ["a1_attention", "a2_masking", "a3_ffn_positions", "a4_residual_norm", "a5_transformer_lm"]
+ORDER += ["a7_fast_weights"]  # a6_training_stability goes before it (merged separately)
 SUITES = {name: f"autograder.suites.{name}" for name in ORDER}
 
 

@@ -69,3 +69,57 @@ class ContextLM(nn.Module):
 
 def context_lm(vocab_size: int, max_len: int, device: str = "cpu") -> ContextLM:
     return ContextLM(vocab_size, max_len).to(device)
+
+
+# --- a7: how much memory a call allocates, counted in elements (never in seconds) -------------------
+
+class _Allocations:
+    """A TorchDispatchMode that records, for every aten op run while it is on, the storage of each tensor the op
+    returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. uint8
+    tensors are left out: they are the raw bytes the worker decodes arguments from, not the student's. It sees
+    the kernels reached from inside composite functions too (a built-in attention's T x T scores). Built lazily:
+    importing torch's dispatch machinery costs nothing for the suites that never measure."""
+
+    mode = None
+
+    @classmethod
+    def start(cls) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        cls.stop()
+
+        class Recorder(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.largest, self.total, self.ops = 0, 0, 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                self.ops += 1
+                for t in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(t, torch.Tensor) and t.dtype != torch.uint8:  # uint8: the wire's raw bytes
+                        elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+                        self.largest, self.total = max(self.largest, elements), self.total + elements
+                return out
+
+        cls.mode = Recorder()
+        cls.mode.__enter__()
+
+    @classmethod
+    def stop(cls) -> dict:
+        mode, cls.mode = cls.mode, None
+        if mode is None:
+            return {"largest": -1, "total": -1, "ops": -1}
+        mode.__exit__(None, None, None)
+        return {"largest": mode.largest, "total": mode.total, "ops": mode.ops}
+
+
+def record_allocations() -> None:
+    """From now on (until ``recorded_allocations``), record the tensors every op creates."""
+    _Allocations.start()
+
+
+def recorded_allocations() -> dict:
+    """Stop recording: the largest tensor storage created (elements), all of them together, and the number of ops;
+    -1 everywhere when nothing was recording (the recorder was switched off)."""
+    return _Allocations.stop()

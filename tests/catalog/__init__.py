@@ -5,3 +5,7 @@ from tests.catalog import a1_attention, a2_masking, a3_ffn_positions, a4_residua
 
 CATALOGS = {module.__name__.rpartition(".")[2]: module
             for module in (a1_attention, a2_masking, a3_ffn_positions, a4_residual_norm, a5_transformer_lm)}
+
+from tests.catalog import a7_fast_weights  # noqa: E402  (its own lines, so that other assignments merge cleanly)
+
+CATALOGS["a7_fast_weights"] = a7_fast_weights

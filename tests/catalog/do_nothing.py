@@ -59,6 +59,25 @@ ZEROS = {
     },
 }
 
+ZEROS["a7_fast_weights"] = {
+    "linear_attention": {"linear_attention": "return q.new_zeros(*q.shape[:-1], v.shape[-1])"},
+    "recurrent_linear_attention": {"recurrent_linear_attention": (
+        "S, z = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]), q.new_zeros(*q.shape[:-2], q.shape[-1])\n"
+        "return q.new_zeros(*q.shape[:-1], v.shape[-1]), (S, z)")},
+    "delta_rule": {"delta_rule": (
+        "return q.new_zeros(*q.shape[:-1], v.shape[-1]), q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1])")},
+    "forward_cached": {"forward_cached": (
+        "B, T_new = tokens.shape\n"
+        "T = T_new + (0 if cache is None else cache[0][0].shape[-2])\n"
+        "w = model.lm_head.weight\n"
+        "H = model.blocks[0].attn.n_heads\n"
+        "kv = w.new_zeros(B, H, T, w.shape[1] // H)\n"
+        "return w.new_zeros(B, T_new, w.shape[0]), [(kv, kv) for _ in model.blocks]")},
+    "generate_cached": {"generate_cached": (
+        "B, T0 = prompt.shape\n"
+        "return torch.zeros(B, T0 + max_new_tokens, dtype=torch.int64, device=prompt.device)")},
+}
+
 # Constants that are not zero, and a softmax that is uniform (rows sum to 1, whatever the input).
 CONSTANTS = {
     "a1_attention": {
