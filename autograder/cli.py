@@ -13,13 +13,13 @@ when the grader itself could not run (an unreadable path, an unknown assignment)
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import sys
 import threading
 from pathlib import Path
 
 from autograder import parsing
+from autograder.cpus import usable_cpus
 from autograder.suites import SUITES
 
 
@@ -46,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds for one whole submission, loading its notebook included (default 150); "
                         "when spent, its remaining tests fail and no new worker starts")
     g.add_argument("--jobs", type=int, default=None,
-                   help="submissions graded at once (default: the number of CPU cores)")
+                   help="submissions graded at once (default: the CPUs this process may use: its affinity mask, "
+                        "capped by a container's CPU quota)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
     strictness = g.add_mutually_exclusive_group()
     strictness.add_argument("--strict", dest="strict", action="store_true", default=True,
@@ -117,7 +118,7 @@ def grade_all(args, server) -> int:
     out_dir = _out_dir(args)
     rows = []  # one per submission for grades.csv, graded or not
     reports, not_gradable = {}, []  # for the class summary: reports by submission number, assignments of the rest
-    jobs = max(1, min(args.jobs or os.cpu_count() or 1, len(args.submissions)))
+    jobs = max(1, min(args.jobs or usable_cpus(), len(args.submissions)))
     if many:  # the class summary's figure needs matplotlib: import it while the workers grade
         threading.Thread(target=_import_plotting, daemon=True).start()
     status = 0
