@@ -11,7 +11,8 @@ from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["a1_attention", "a2_masking", "a3_ffn_positions", "a4_residual_norm", "a5_transformer_lm"]
+ORDER = ["a1_attention", "a2_masking", "a3_ffn_positions", "a4_residual_norm", "a5_transformer_lm",
+         "a6_training_stability"]
 SUITES = {name: f"autograder.suites.{name}" for name in ORDER}
 
 
