@@ -54,7 +54,7 @@ def schedule_suspects(max_lr: float, warmup_steps: int, total_steps: int, min_lr
                  "by total_steps"] = rates(decay(lambda s: min_lr if s >= N else _cosine(s, max_lr, min_lr, W, N)))
         suspects["a cosine down to 0 instead of min_lr: "
                  "min_lr + 0.5 * (max_lr - min_lr) * (1 + cos(pi * progress))"] = \
-            rates(decay(lambda s: 0.0 if s >= N else _cosine(s, max_lr, 0.0, W, N - W)))
+            rates(decay(lambda s: min_lr if s >= N else _cosine(s, max_lr, 0.0, W, N - W)))
         suspects["a cosine that goes on after total_steps (the rate rises again): from total_steps on it stays at "
                  "min_lr"] = rates(decay(lambda s: _cosine(s, max_lr, min_lr, W, N - W)))
         suspects["a linear decay instead of the cosine"] = \
