@@ -118,12 +118,13 @@ def check_residual(module, d_model: int, n_layers: int, d_ff: int | None, what: 
                       "Create blocks and norm_dual exactly as the exercise lists them")
 
 
-def build_residual(ctx, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dtype=torch.float64):
-    """The student's ResiDual with random weights, and those weights."""
+def build_residual(ctx, d_model: int, n_heads: int, n_layers: int, d_ff: int | None = None, dtype=torch.float64,
+                   state: dict | None = None):
+    """The student's ResiDual with ``state`` (random weights when not given), and those weights."""
     what = f"ResiDual({d_model}, {n_heads}, n_layers={n_layers}{'' if d_ff is None else f', d_ff={d_ff}'})"
     module = ctx.construct("ResiDual", d_model, n_heads, n_layers, d_ff)
     check_residual(module, d_model, n_layers, d_ff, what)
-    state = random_state(ctx, reference.residual_shapes(d_model, n_layers, d_ff))
+    state = random_state(ctx, reference.residual_shapes(d_model, n_layers, d_ff)) if state is None else state
     module.set_mode(train=False, dtype=dtype)
     load_weights(module, {k: v.to(dtype) for k, v in state.items()})
     return module, state, what
