@@ -12,7 +12,7 @@ import math
 import torch
 
 from autograder import reference
-from autograder.checks import fail, tolerance
+from autograder.checks import expect_close, expect_no_backward_error, fail, tolerance
 from autograder.suites.common import load_weights
 
 # A block or a stack against the float64 reference with the same weights: roundoff near 1e-13; 10x (outputs) and
@@ -148,3 +148,18 @@ def build_lm(ctx, vocab_size: int, d_model: int, n_heads: int, n_layers: int, ma
     model.set_mode(train=False, dtype=torch.float32)
     load_weights(model, {k: v.to(torch.float32) for k, v in scrambled.items()}, "the given TransformerLM")
     return model, shapes
+
+
+def expect_gradients(result, state: dict, x: torch.Tensor, g: torch.Tensor, oracle, what: str, hint=None) -> None:
+    """The input's and every parameter's gradient after ``ctx.forward(..., grad=...)`` with grad_outputs ``g`` equal
+    the float64 reference's: ``oracle(state, x)`` is the reference forward."""
+    expect_no_backward_error(result, what.partition("(")[0])
+    leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
+    x_leaf = x.clone().requires_grad_(True)
+    oracle(leaves, x_leaf).backward(g)
+    expect_close(result.input_grads[0], x_leaf.grad, f"{what}: d loss / d x", **GRADIENT_TOL, hint=hint)
+    for name in sorted(state):
+        got = result.param_grads.get(name)
+        if got is None:
+            fail(f"{what}: {name} received no gradient", "Is every part used in forward, without .detach()?")
+        expect_close(got, leaves[name].grad, f"{what}: gradient of {name}", **GRADIENT_TOL)

@@ -20,6 +20,7 @@ from autograder.suites.a6_training_stability.inputs import (
     build_rezero,
     causal,
     check_rezero,
+    expect_gradients,
 )
 from autograder.suites.common import (
     FLOATS,
@@ -100,16 +101,7 @@ def test_rezero_gradients_match(ctx):
     block, state, what = build_rezero(ctx, d_model, n_heads, 20)
     x, g = ctx.randn(2, 6, d_model), ctx.randn(2, 6, d_model)
     result = ctx.forward(block, x, causal(6), grad={"wrt": [0], "grad_outputs": [g]})
-    expect_no_backward_error(result, "ReZeroBlock")
-    leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
-    x_leaf = x.clone().requires_grad_(True)
-    reference.rezero_block(leaves, x_leaf, causal(6), n_heads=n_heads).backward(g)
-    expect_close(result.input_grads[0], x_leaf.grad, f"{what}: d loss / d x", **GRADIENT_TOL)
-    for name in sorted(state):
-        got = result.param_grads.get(name)
-        if got is None:
-            fail(f"{what}: {name} received no gradient", "Is every part used in forward, without .detach()?")
-        expect_close(got, leaves[name].grad, f"{what}: gradient of {name}", **GRADIENT_TOL)
+    expect_gradients(result, state, x, g, lambda s, h: reference.rezero_block(s, h, causal(6), n_heads=n_heads), what)
 
 
 @hidden("ReZeroBlock", points=1, group="hygiene")
