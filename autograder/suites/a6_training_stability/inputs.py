@@ -12,7 +12,7 @@ import math
 import torch
 
 from autograder import reference
-from autograder.checks import expect_close, expect_no_backward_error, fail, tolerance
+from autograder.checks import expect_close, expect_no_backward_error, expect_tensor, fail, tolerance
 from autograder.suites.common import load_weights
 
 # A block or a stack against the float64 reference with the same weights: roundoff near 1e-13; 10x (outputs) and
@@ -163,3 +163,10 @@ def expect_gradients(result, state: dict, x: torch.Tensor, g: torch.Tensor, orac
         if got is None:
             fail(f"{what}: {name} received no gradient", "Is every part used in forward, without .detach()?")
         expect_close(got, leaves[name].grad, f"{what}: gradient of {name}", **GRADIENT_TOL)
+
+
+def expect_output(ctx, module, x: torch.Tensor, mask, want: torch.Tensor, suspects: dict, what: str, hint: str) -> None:
+    """The module's float64 output on (x, mask) equals ``want`` (a known bug among ``suspects`` is named)."""
+    got = ctx.forward(module, x, mask).value
+    expect_tensor(got, f"{what} output", shape=tuple(x.shape), dtype=torch.float64)
+    expect_close(got, want, f"{what} output", **OUTPUT_TOL, suspects=suspects, hint=hint)

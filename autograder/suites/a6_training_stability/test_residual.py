@@ -22,6 +22,7 @@ from autograder.suites.a6_training_stability.inputs import (
     causal,
     check_residual,
     expect_gradients,
+    expect_output,
     random_state,
 )
 from autograder.suites.common import (
@@ -85,11 +86,9 @@ def test_residual_matches_reference(ctx):
     for d_model, n_heads, n_layers, d_ff in ((16, 2, 3, None), (12, 3, 1, 20)):
         model, state, what = build_residual(ctx, d_model, n_heads, n_layers, d_ff)
         x, mask = ctx.randn(2, 7, d_model), causal(7)
-        got = ctx.forward(model, x, mask).value
-        expect_tensor(got, f"{what} output", shape=(2, 7, d_model), dtype=torch.float64)
-        expect_close(got, reference.residual(state, x, mask, n_heads=n_heads), f"{what} output", **OUTPUT_TOL,
-                     suspects=residual_suspects(state, x, mask, n_heads=n_heads),
-                     hint="dual = x; for each block x, dual = block(x, dual, mask); return x + norm_dual(dual)")
+        expect_output(ctx, model, x, mask, reference.residual(state, x, mask, n_heads=n_heads),
+                      residual_suspects(state, x, mask, n_heads=n_heads), what,
+                      "dual = x; for each block x, dual = block(x, dual, mask); return x + norm_dual(dual)")
 
 
 @hidden("ResiDual", points=1, group="properties")

@@ -11,16 +11,16 @@ from __future__ import annotations
 import torch
 
 from autograder import reference
-from autograder.checks import expect_close, expect_equal, expect_no_backward_error, expect_tensor, fail
+from autograder.checks import expect_close, expect_equal, expect_no_backward_error, fail
 from autograder.hidden import hidden
 from autograder.known_bugs.a6_training_stability import rezero_suspects
 from autograder.suites.a6_training_stability.inputs import (
     GRADIENT_TOL,
-    OUTPUT_TOL,
     build_rezero,
     causal,
     check_rezero,
     expect_gradients,
+    expect_output,
 )
 from autograder.suites.common import (
     FLOATS,
@@ -64,11 +64,9 @@ def test_rezero_matches_reference(ctx):
     for d_model, n_heads, d_ff in ((16, 2, None), (12, 3, 20)):
         block, state, what = build_rezero(ctx, d_model, n_heads, d_ff)
         x, mask = ctx.randn(3, 6, d_model), causal(6)
-        got = ctx.forward(block, x, mask).value
-        expect_tensor(got, f"{what} output", shape=(3, 6, d_model), dtype=torch.float64)
-        expect_close(got, reference.rezero_block(state, x, mask, n_heads=n_heads), f"{what} output", **OUTPUT_TOL,
-                     suspects=rezero_suspects(state, x, mask, n_heads=n_heads),
-                     hint="x = x + alpha * attn(x, mask); return x + alpha * ffn(x)")
+        expect_output(ctx, block, x, mask, reference.rezero_block(state, x, mask, n_heads=n_heads),
+                      rezero_suspects(state, x, mask, n_heads=n_heads), what,
+                      "x = x + alpha * attn(x, mask); return x + alpha * ffn(x)")
 
 
 @hidden("ReZeroBlock", points=1, group="gradients")
