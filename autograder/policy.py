@@ -206,6 +206,12 @@ POLICIES: dict[str, dict[str, Policy]] = {
         "train_step": _policy(*BASICS, TRAIN, MODULES, NOGRAD),
         "generate": _policy(*BASICS, SAMPLE, NOGRAD, COMPARE, REDUCE, MODULES),
     },
+    "a6_training_stability": {
+        "lr_schedule": _policy(*BASICS, TRIG),  # no torch.optim.lr_scheduler: the schedule is the exercise
+        "ReZeroBlock": _policy(*BASICS, MODULES, traced=LAYER_NORMS + RMS_NORMS + SDPA + MHA + TRANSFORMER_LAYERS),
+        "ResiDual": _policy(*BASICS, MODULES, extra=("LayerNorm",), traced=SDPA + MHA + TRANSFORMER_LAYERS),
+        "gpt2_init_": _policy(*BASICS, MODULES, extra=("LayerNorm",)),
+    },
     "a7_fast_weights": {
         # elu: the feature map elu(x) + 1; comparisons: a causal tril mask in the quadratic form
         "linear_attention": _policy(*BASICS, ACT, REDUCE, MATMUL, COMPARE, extra=("elu",), traced=ATTENTION_TRACED),

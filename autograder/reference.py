@@ -351,6 +351,97 @@ def random_state(shapes: dict, generator: torch.Generator) -> dict:
     return state
 
 
+# --- training stability (a6_training_stability) -----------------------------------------------
+# Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts" (2017): the cosine schedule;
+# Goyal et al., "Accurate, Large Minibatch SGD" (2017): the linear warm-up; Bachlechner et al., "ReZero is All You
+# Need" (2020, and its code, github.com/majumderb/rezero: one scalar `resweight` per layer, shared by both
+# sublayers); Xie et al., "ResiDual: Transformer with Dual Residual Connections" (2023, and its code,
+# github.com/microsoft/ResiDual: the dual stream starts at the input, `res = x`); Radford et al. (2019) and
+# nanoGPT's `_init_weights` for GPT-2's initialisation.
+
+def lr_schedule(step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
+    """The learning rate of optimizer step `step` (0-based): linear warm-up, then a cosine down to min_lr.
+
+    Steps 0 .. warmup_steps-1 rise linearly, max_lr * (step + 1) / warmup_steps: step 0 already trains and the
+    last warm-up step is at max_lr. Steps warmup_steps .. total_steps follow a half cosine from max_lr to exactly
+    min_lr, which every later step keeps. Needs 0 <= warmup_steps <= total_steps.
+    """
+    if step >= total_steps:
+        return float(min_lr)
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)  # 0 at the end of the warm-up, 1 at the end
+    return min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def rezero_shapes(d_model: int, d_ff: int | None = None) -> dict:
+    """ReZeroBlock: attention and FFN (with biases), one scalar alpha, and no norm."""
+    return {**under("attn.", mha_shapes(d_model)), **under("ffn.", ffn_shapes(d_model, d_ff)), "alpha": (1,)}
+
+
+def rezero_block(state: dict, x: torch.Tensor, mask=None, *, n_heads: int) -> torch.Tensor:
+    """ReZeroBlock.forward: x = x + alpha * attn(x); x + alpha * ffn(x), one alpha for both sublayers.
+
+    No norm anywhere: with alpha = 0 (its initial value) the block is exactly the identity.
+    """
+    x, alpha = x.double(), state["alpha"].double()
+    x = x + alpha * multi_head_attention(sub(state, "attn."), x, mask=mask, n_heads=n_heads)
+    return x + alpha * feed_forward(sub(state, "ffn."), x)
+
+
+def residual_shapes(d_model: int, n_layers: int, d_ff: int | None = None) -> dict:
+    """ResiDual: n_layers blocks (norm1, attn, norm2, ffn, as TransformerBlock's) and the dual stream's norm_dual."""
+    shapes = {}
+    for i in range(n_layers):
+        shapes.update(under(f"blocks.{i}.", block_shapes(d_model, d_ff)))
+    return {**shapes, **under("norm_dual.", layer_norm_shapes(d_model))}
+
+
+def residual_block(state: dict, x: torch.Tensor, dual: torch.Tensor, mask=None, *,
+                   n_heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ResiDualBlock.forward: a Post-LN block on x; the dual stream adds each sublayer's raw output."""
+    x, dual = x.double(), dual.double()
+    a = multi_head_attention(sub(state, "attn."), x, mask=mask, n_heads=n_heads)
+    x, dual = layer_norm(sub(state, "norm1."), x + a), dual + a
+    f = feed_forward(sub(state, "ffn."), x)
+    return layer_norm(sub(state, "norm2."), x + f), dual + f
+
+
+def residual(state: dict, x: torch.Tensor, mask=None, *, n_heads: int) -> torch.Tensor:
+    """ResiDual.forward (Xie et al., 2023): x_a + LayerNorm(x_d), where x_a is the Post-LN stream and x_d, which
+    starts at the input, sums the raw outputs of every sublayer and is normalised once, at the end."""
+    x = x.double()
+    dual = x
+    n_layers = len({name.split(".")[1] for name in state if name.startswith("blocks.")})
+    for i in range(n_layers):
+        x, dual = residual_block(sub(state, f"blocks.{i}."), x, dual, mask, n_heads=n_heads)
+    return x + layer_norm(sub(state, "norm_dual."), dual)
+
+
+RESIDUAL_PROJECTIONS = ("attn.out_proj.weight", "ffn.down.weight")  # what GPT-2 adds to the residual stream
+
+
+def gpt2_init_spec(shapes: dict, n_layers: int) -> dict[str, tuple[float, float]]:
+    """(mean, std) of every parameter after GPT-2's initialisation; std 0 means exactly the mean.
+
+    Linear and Embedding weights N(0, 0.02**2), the residual projections (attention's out_proj and the FFN's
+    down) N(0, (0.02 / sqrt(2 * n_layers))**2), biases 0, LayerNorm weights 1 and biases 0. Any other parameter
+    (ReZero's alpha) is not listed: initialisation leaves it alone.
+    """
+    spec = {}
+    for name, shape in shapes.items():
+        module, _, kind = name.rpartition(".")
+        if "norm" in module.rpartition(".")[2]:
+            spec[name] = (1.0 if kind == "weight" else 0.0, 0.0)
+        elif kind == "bias":
+            spec[name] = (0.0, 0.0)
+        elif name.endswith(RESIDUAL_PROJECTIONS):
+            spec[name] = (0.0, 0.02 / math.sqrt(2 * n_layers))
+        elif kind == "weight" and len(shape) == 2:
+            spec[name] = (0.0, 0.02)
+    return spec
+
+
 # --- a7: linear attention, fast weights, the delta rule, a KV cache -------------------------------
 # Katharopoulos et al., "Transformers are RNNs: Fast Autoregressive Transformers with Linear Attention"
 # (2020): causal linear attention with phi(x) = elu(x) + 1, eps added to the denominator

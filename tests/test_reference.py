@@ -604,6 +604,98 @@ def test_a5_sinusoid_buffer_is_float32_sinusoids():
     assert ((table - exact).abs() <= 1e-5 + 2e-6 * t).all()
 
 
+# --- a6_training_stability: the schedule against PyTorch, the blocks against the solution -------------------
+
+SCHEDULES = [(6e-4, 8, 60, 6e-5), (1.0, 2, 9, 0.0), (3e-4, 25, 200, 3e-5)]
+
+
+@pytest.mark.parametrize("config", SCHEDULES, ids=str)
+def test_a6_lr_schedule_matches_pytorch_schedulers_and_the_solution(config):
+    from autograder.suites.a6_training_stability.test_lr_schedule import pytorch_rates
+
+    max_lr, W, N, min_lr = config
+    ours = torch.tensor([R.lr_schedule(s, *config) for s in range(N + 1)], dtype=torch.float64)
+    torch.testing.assert_close(ours, pytorch_rates(*config), rtol=1e-9, atol=1e-15)
+    solution_schedule = solution("a6_training_stability")["lr_schedule"]
+    assert [solution_schedule(s, *config) for s in range(N + 10)] == [R.lr_schedule(s, *config) for s in range(N + 10)]
+    assert ours[W - 1] == max_lr and ours[N] == min_lr and R.lr_schedule(5 * N, *config) == min_lr
+
+
+def test_a6_schedule_suspects_are_all_wrong():
+    from autograder.known_bugs.a6_training_stability import schedule_suspects
+
+    config = (1.0, 4, 12, 0.1)
+    right = torch.tensor([R.lr_schedule(s, *config) for s in range(16)], dtype=torch.float64)
+    for bug, wrong in schedule_suspects(*config, range(16)).items():
+        assert (wrong - right).abs().max() > 1e-3, bug
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a6_rezero_block_solution_agrees(seed):
+    from autograder.known_bugs.a6_training_stability import rezero_suspects
+
+    g = generator(seed)
+    block = solution("a6_training_stability")["ReZeroBlock"](16, 2, 24)
+    x, mask = randn(g, 2, 5, 16), R.causal_mask(5)
+    assert torch.equal(block.double().eval()(x, mask), x)  # alpha starts at 0: the identity
+    shapes = R.rezero_shapes(16, 24)
+    expect_shapes(block, shapes)
+    state = R.random_state({k: v for k, v in shapes.items() if k != "alpha"}, g)
+    state["alpha"] = 0.5 + 0.2 * randn(g, 1)
+    block = loaded(block, state)
+    want = R.rezero_block(state, x, mask, n_heads=2)
+    close(want, block(x, mask))
+    for bug, wrong in rezero_suspects(state, x, mask, n_heads=2).items():
+        assert (wrong - want).abs().max() > 1e-3, bug
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a6_residual_solution_agrees(seed):
+    from autograder.known_bugs.a6_training_stability import residual_suspects
+
+    g = generator(seed)
+    model = solution("a6_training_stability")["ResiDual"](16, 2, 3)
+    shapes = R.residual_shapes(16, 3)
+    expect_shapes(model, shapes)
+    state = R.random_state(shapes, g)
+    model = loaded(model, state)
+    x, mask = randn(g, 2, 6, 16), R.causal_mask(6)
+    want = R.residual(state, x, mask, n_heads=2)
+    close(want, model(x, mask))
+    for bug, wrong in residual_suspects(state, x, mask, n_heads=2).items():
+        assert (wrong - want).abs().max() > 1e-3, bug
+    # the Post-LN stream of a ResiDual block is a Post-LN block's output, checked against PyTorch above
+    block = R.sub(state, "blocks.0.")
+    close(R.residual_block(block, x, x, mask, n_heads=2)[0], R.transformer_block(block, x, mask, n_heads=2,
+                                                                                  norm_first=False))
+    ours = leaves(state)
+    R.residual(ours, x, mask, n_heads=2).backward(torch.ones_like(want))
+    model(x, mask).backward(torch.ones_like(want))
+    for name, param in model.named_parameters():
+        close(ours[name].grad, param.grad, **GRAD_TOL)
+
+
+def test_a6_gpt2_init_solution_follows_the_spec():
+    sol = solution("a6_training_stability")
+    torch.manual_seed(0)
+    n_layers = 4
+    model = sol["TransformerLM"](13, 64, 4, n_layers, 16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.uniform_(0.5, 1.5)
+    sol["gpt2_init_"](model, n_layers)
+    params = dict(model.named_parameters())
+    spec = R.gpt2_init_spec(R.lm_shapes(13, 64, n_layers, 16), n_layers)
+    assert set(spec) == set(params)
+    for name, (mean, std) in spec.items():
+        if std == 0:
+            assert torch.all(params[name] == mean), name
+        else:
+            assert abs(params[name].std().item() - std) < 0.25 * std, name
+    assert spec["blocks.0.attn.out_proj.weight"][1] == spec["blocks.3.ffn.down.weight"][1] == 0.02 / math.sqrt(8)
+    assert spec["blocks.0.attn.q_proj.weight"][1] == spec["lm_head.weight"][1] == 0.02
+
+
 # --- a7_fast_weights: linear attention, fast weights, the delta rule, a KV cache ---------------------------
 
 def _loop_linear_attention(q, k, v, eps):

@@ -11,8 +11,8 @@ from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["a1_attention", "a2_masking", "a3_ffn_positions", "a4_residual_norm", "a5_transformer_lm"]
-ORDER += ["a7_fast_weights"]  # a6_training_stability goes before it (merged separately)
+ORDER = ["a1_attention", "a2_masking", "a3_ffn_positions", "a4_residual_norm", "a5_transformer_lm",
+         "a6_training_stability", "a7_fast_weights"]
 SUITES = {name: f"autograder.suites.{name}" for name in ORDER}
 
 
