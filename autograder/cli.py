@@ -1,10 +1,11 @@
 """The command line.
 
 ``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]
-[--out-dir DIR] [--csv grades.csv]`` grades; ``python -m autograder export-gradebook RESULTS...
-[--db gradebook.db]`` files graded results into nbgrader's gradebook (see ``autograder/gradebook.py``
-for why that is a step of its own). Grading several submissions ends with a class summary
-(``autograder/summary.py``) and ``<out-dir>/summary.png``.
+[--out-dir DIR] [--csv grades.csv] [--resume]`` grades; ``python -m autograder rebuild DIR [DIR ...]
+[--csv grades.csv]`` regenerates grades.csv and the class summary from results folders (``autograder/batch.py``);
+``python -m autograder export-gradebook RESULTS... [--db gradebook.db]`` files graded results into nbgrader's
+gradebook (see ``autograder/gradebook.py`` for why that is a step of its own). Grading several submissions ends
+with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
 when the grader itself could not run (an unreadable path, an unknown assignment).
@@ -33,9 +34,10 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--assignment", choices=list(SUITES),
                    help="the assignment id (default: inferred from the path or notebook)")
     g.add_argument("--out", type=Path,
-                   help="where to write results.json (default: results/<submission>.json; one submission only)")
-    g.add_argument("--out-dir", type=Path, help="write <DIR>/<n>-<name>.json for each submission, and <DIR>/grades.csv "
-                   "(default with several submissions: ./results/)")
+                   help="where to write results.json (default: results/<student>-<assignment>.json; "
+                        "one submission only)")
+    g.add_argument("--out-dir", type=Path, help="write <DIR>/<student>-<assignment>.json for each submission, and "
+                   "<DIR>/grades.csv (default with several submissions: ./results/)")
     g.add_argument("--csv", type=Path,
                    help="update this grades.csv instead of <DIR>/grades.csv (also with one submission): "
                         "rows of the students graded now are replaced, other rows kept")
@@ -49,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
                    help="submissions graded at once (default: the CPUs this process may use: its affinity mask, "
                         "capped by a container's CPU quota)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
+    g.add_argument("--resume", action="store_true",
+                   help="skip submissions whose results file is newer than their notebook (after a killed run) and "
+                        "reuse those results for grades.csv and the summary")
     strictness = g.add_mutually_exclusive_group()
     strictness.add_argument("--strict", dest="strict", action="store_true", default=True,
                             help="code the policy scan cannot resolve (\"needs review\") scores 0 for its exercise "
@@ -56,6 +61,12 @@ def parser() -> argparse.ArgumentParser:
     strictness.add_argument("--lenient", dest="strict", action="store_false",
                             help="code that needs review keeps its points and is only flagged in the report, "
                                  "results.json and grades.csv")
+    r = sub.add_parser("rebuild", help="regenerate grades.csv and the class summary from results folders "
+                                       "(also merges the folders of several runs)")
+    r.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="folders of results files (grade --out-dir)")
+    r.add_argument("--csv", type=Path, help="the grades.csv to update (default: <first DIR>/grades.csv); "
+                                            "summary.png goes beside it")
+    r.add_argument("--quiet", action="store_true", help="print only each assignment's score line")
     e = sub.add_parser("export-gradebook", help="write graded results (results.json) into nbgrader's gradebook")
     e.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
                    help="results.json files, or folders of them (what grade --out-dir wrote)")
@@ -69,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "export-gradebook":
         return export_gradebook(args)
+    if args.command == "rebuild":
+        return rebuild(args)
     if args.out and len(args.submissions) > 1:
         return _error("--out takes one submission; use --out-dir for several")
     for path in args.submissions:
@@ -105,27 +118,44 @@ def grade_all(args, server) -> int:
     import torch
     import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward needs it; load it while the server starts)
 
-    from autograder.grades_csv import GradesCsvError, error_row, report_row, update_csv
-    from autograder.report import render, write_results
+    from autograder.batch import BatchError
     from autograder.runner import GraderError, resolve_device
 
     torch.set_num_threads(1)  # the grader's tensors are tiny; extra threads only contend with the workers
     try:
         device = resolve_device(args.device)  # once per run: one line, not an error (and a CSV row) per submission
-    except GraderError as exc:
+        plan = _plan(args)
+    except (GraderError, BatchError) as exc:
         return _error(str(exc))
+    return _run(args, server, device, plan)
+
+
+def _run(args, server, device: str, plan: dict) -> int:
+    from autograder.batch import read_report
+    from autograder.grades_csv import error_row, report_row
+    from autograder.report import render, write_results
+
     many = len(args.submissions) > 1
-    out_dir = _out_dir(args)
-    rows = []  # one per submission for grades.csv, graded or not
+    csv = _CsvWriter(_csv_path(args))
     reports, not_gradable = {}, []  # for the class summary: reports by submission number, assignments of the rest
-    jobs = max(1, min(args.jobs or usable_cpus(), len(args.submissions)))
+    reused = {n: read_report(plan["outs"][n]) for n in plan["fresh"]}
+    if args.resume:
+        print(f"resume: {len(reused)} of {len(args.submissions)} submissions skipped "
+              "(their results are newer than their notebooks)", flush=True)
+    reports.update(reused)
+    csv.write([report_row(report) for report in reused.values()])
+    todo = [item for items in plan["groups"].values() for item in items]
+    jobs = max(1, min(args.jobs or usable_cpus(), len(todo) or 1))
     if many:  # the class summary's figure needs matplotlib: import it while the workers grade
         threading.Thread(target=_import_plotting, daemon=True).start()
     status = 0
     results: queue.Queue = queue.Queue()  # (n, path, report, error), as each submission is done
-    coordinator = threading.Thread(target=_grade_in_sessions, args=(args, server, device, jobs, results), daemon=True)
+    for error in plan["errors"]:
+        results.put(error)
+    coordinator = threading.Thread(target=_grade_in_sessions, daemon=True,
+                                   args=(args, plan["groups"], server, device, jobs, results))
     coordinator.start()
-    pending = set(range(1, len(args.submissions) + 1))
+    pending = set(range(1, len(args.submissions) + 1)) - set(reused)
     while pending:
         try:
             n, path, report, error = results.get(timeout=1.0)
@@ -140,29 +170,80 @@ def grade_all(args, server) -> int:
         if error:
             status = _error(error)
         if report is None:
-            rows.append(error_row(path, args.assignment, error))
-            not_gradable.append(rows[-1]["assignment"])
+            row = error_row(path, args.assignment, error)
+            not_gradable.append(row["assignment"])
+            csv.write([row])
             continue
-        rows.append(report_row(report))
         reports[n] = report
-        out = args.out or (out_dir / f"{n:03d}-{_slug(path)}.json" if out_dir else
-                           Path("results") / f"{_slug(path)}.json")
-        write_results(report, out)
+        out = plan["outs"].get(n) or args.out or _out_dir_or_default(args) / _name_of(report)
+        write_results(report, out)  # before its CSV row: a run killed in between still has the results to reuse
+        csv.write([report_row(report)])
         if many:
             print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
         text = render(report, color=sys.stdout.isatty())
         print(text.splitlines()[-1] if args.quiet else text, flush=True)
         print(f"  results: {out}\n", flush=True)
     if many:
-        _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, out_dir or Path("results"))
-    csv_path = _csv_path(args)
-    if csv_path:
+        _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, _out_dir_or_default(args))
+    if csv.path and csv.error is None:
+        print(f"grades: {csv.path}", flush=True)
+    return status or csv.status
+
+
+class _CsvWriter:
+    """grades.csv updated a row at a time; after a failure (the results.json files are still written) it stops
+    trying and says so once."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.status = path, 0
+        self.error: Exception | None = None
+
+    def write(self, rows: list[dict]) -> None:
+        from autograder.grades_csv import GradesCsvError, update_csv
+
+        if not self.path or not rows or self.error:
+            return
         try:
-            update_csv(csv_path, rows)
-            print(f"grades: {csv_path}", flush=True)
-        except (GradesCsvError, OSError) as exc:  # the results.json files are written; only the CSV is missing
-            status = _error(f"grades.csv not written: {exc}")
-    return status
+            update_csv(self.path, rows)
+        except (GradesCsvError, OSError) as exc:
+            self.error = exc
+            self.status = _error(f"grades.csv not written: {exc}")
+
+
+def _plan(args) -> dict:
+    """Which assignment each submission is and where its results go, before anything is graded: ``groups``
+    (assignment -> [(n, path)] to grade), ``errors`` ([(n, path, report or None, why)] that cannot be graded), ``outs``
+    (n -> results file) and ``fresh`` (numbers whose results --resume reuses). Raises BatchError when two
+    submissions would write one results file."""
+    from autograder.batch import check_unique, is_fresh, planned_name
+    from autograder.runner import GraderError, resolve_assignment
+
+    groups: dict[str, list] = {}
+    errors, outs, fresh = [], {}, []
+    writers: dict[Path, list[str]] = {}
+    for n, path in enumerate(args.submissions, start=1):
+        try:
+            assignment = resolve_assignment(path, args.assignment)
+        except GraderError as exc:  # this submission cannot be graded; the others still are
+            errors.append((n, path, None, str(exc)))
+            continue
+        except Exception as exc:  # noqa: BLE001  (a grader bug on one path costs that path, not the run)
+            errors.append((n, path, *_internal_error_report(args, path, exc)))
+            continue
+        outs[n] = args.out or _out_dir_or_default(args) / planned_name(path, assignment)
+        writers.setdefault(outs[n], []).append(str(path))
+        if args.resume and is_fresh(outs[n], path):
+            fresh.append(n)
+        else:
+            groups.setdefault(assignment, []).append((n, path))
+    check_unique(writers)
+    return {"groups": groups, "errors": errors, "outs": outs, "fresh": fresh}
+
+
+def _name_of(report) -> str:
+    from autograder.batch import result_name
+
+    return result_name(report.student, report.assignment)
 
 
 def _import_pytest() -> None:
@@ -193,6 +274,23 @@ def _class_summary(args, reports, not_gradable, out_dir: Path) -> None:
         print(f"warning: {figure} not written: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
+def rebuild(args) -> int:
+    """grades.csv, the class summary and summary.png from the results files in ``args.folders``."""
+    from autograder.batch import BatchError, read_folders
+    from autograder.grades_csv import GradesCsvError, report_row, update_csv
+
+    csv_path = args.csv or args.folders[0] / "grades.csv"
+    try:
+        found = read_folders(args.folders)
+        update_csv(csv_path, [report_row(report) for _, report in found])
+    except (BatchError, GradesCsvError, OSError) as exc:
+        return _error(str(exc))
+    print(f"rebuilt from {len(found)} results file(s)", flush=True)
+    _class_summary(args, [report for _, report in found], [], csv_path.parent)
+    print(f"grades: {csv_path}", flush=True)
+    return 0
+
+
 def export_gradebook(args) -> int:
     from autograder.gradebook import ExportError, export
 
@@ -202,6 +300,11 @@ def export_gradebook(args) -> int:
     except ExportError as exc:
         return _error(str(exc))
     return 0
+
+
+def _out_dir_or_default(args) -> Path:
+    """Where results files go: --out-dir, else ./results/."""
+    return _out_dir(args) or Path("results")
 
 
 def _out_dir(args) -> Path | None:
@@ -215,20 +318,10 @@ def _csv_path(args) -> Path | None:
     return args.csv or (out_dir / "grades.csv" if out_dir else None)
 
 
-def _grade_in_sessions(args, server, device: str, jobs: int, results: queue.Queue) -> None:
-    """Put (n, path, report, error) into ``results`` for every submission. Per assignment, ``jobs`` threads share a
-    queue of its submissions, and each thread grades its share in one pytest session (collected once, so a
-    submission costs its tests, not a pytest start-up)."""
-    from autograder.runner import GraderError, resolve_assignment
-
-    groups: dict[str, list] = {}
-    for n, path in enumerate(args.submissions, start=1):
-        try:
-            groups.setdefault(resolve_assignment(path, args.assignment), []).append((n, path))
-        except GraderError as exc:  # this submission cannot be graded; the others still are
-            results.put((n, path, None, str(exc)))
-        except Exception as exc:  # noqa: BLE001  (a grader bug on one path costs that path, not the run)
-            results.put((n, path, *_internal_error_report(args, path, exc)))
+def _grade_in_sessions(args, groups: dict, server, device: str, jobs: int, results: queue.Queue) -> None:
+    """Put (n, path, report, error) into ``results`` for every submission of ``groups`` (assignment -> [(n, path)]).
+    Per assignment, ``jobs`` threads share a queue of its submissions, and each thread grades its share in one
+    pytest session (collected once, so a submission costs its tests, not a pytest start-up)."""
     for assignment, batch in groups.items():
         todo: queue.Queue = queue.Queue()
         for item in batch:
@@ -293,11 +386,6 @@ def _internal_error_report(args, path: Path, exc: Exception):
     report.diagnostics.append("the grader failed on this submission (internal error); ask your instructor to regrade")
     report.internal_errors.append(parsing.format_exception(exc)[-3000:])
     return report, f"internal error while grading {path}: {type(exc).__name__}: {exc}"
-
-
-def _slug(path: Path) -> str:
-    name = "-".join(p for p in path.with_suffix("").parts[-2:] if p not in ("/", ".", ".."))
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "submission"
 
 
 def _error(message: str) -> int:

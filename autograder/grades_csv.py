@@ -9,11 +9,18 @@ flags, or why the grader could not run). A submission the grader could not grade
 Writing *updates* the file: rows of the (student, assignment) pairs graded now replace
 earlier ones, every other row stays, and rows are sorted by student. So regrading one late
 submission into the class's grades.csv neither loses the others nor lists the student twice.
+A batch writes each row as its submission finishes, so a killed run keeps every finished row.
+Each update holds an exclusive ``fcntl.flock`` on ``grades.csv.lock`` beside the file while it reads,
+merges and atomically replaces it (through a temporary file in the same folder): two processes
+writing one CSV (two shards of a class) never lose each other's rows.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,19 +89,31 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def update_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    """Write ``rows`` into ``path``, replacing earlier rows of the same student and assignment."""
-    old_header, old_rows = read_rows(path)
-    graded_now = {_key(row) for row in rows}
-    kept = [row for row in old_rows if _key(row) not in graded_now]
-    merged = sorted(kept + rows, key=lambda r: (r["student"], r["assignment"], r["submission"]))
-    header = _header(merged, old_header)
+    """Write ``rows`` into ``path``, replacing earlier rows of the same student and assignment, under the lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=header, restval="")
-        writer.writeheader()
-        writer.writerows(merged)
-    tmp.replace(path)  # a reader never sees half a file
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        old_header, old_rows = read_rows(path)
+        graded_now = {_key(row) for row in rows}
+        kept = [row for row in old_rows if _key(row) not in graded_now]
+        merged = sorted(kept + rows, key=lambda r: (r["student"], r["assignment"], r["submission"]))
+        _replace(path, _header(merged, old_header), merged)
+
+
+def _replace(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Write a temporary file beside ``path`` and rename it over ``path``: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=header, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        # mkstemp makes it 0600: keep the old file's mode, else the usual 0644
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _header(rows: list[dict[str, str]], old_header: list[str]) -> list[str]:

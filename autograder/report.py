@@ -97,6 +97,7 @@ def gradescope(report: GradeReport) -> dict:
             "max_score": report.max_score,
             "seed": report.seed,
             "review": report.review_by_exercise,  # per exercise: what the policy scan could not resolve
+            "review_lines": report.review,  # the same findings as the report prints them (rebuild's grades.csv)
             "strict": report.strict,
             "sandbox": report.sandbox,
             "internal_errors": report.internal_errors,

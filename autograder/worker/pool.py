@@ -6,6 +6,7 @@ while the server does the same.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ from autograder.worker.sandbox import uid_per_worker_possible
 from autograder.worker.uids import UidBlock
 
 SERVER_START_TIMEOUT = 120.0  # importing torch on a cold, busy machine can take a while
+FOLDER_PREFIX = "grader-"
+OWNER_LOCK = ".owner.lock"  # flock-ed by the grader for as long as it uses the folder
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -55,8 +58,10 @@ class WorkerServer:
     def __init__(self, optimizers: bool = True):
         """``optimizers=False`` starts faster when no assignment graded builds an optimizer (a5 does)."""
         self.optimizers = optimizers
-        self.tmp = tempfile.mkdtemp(prefix="grader-")
+        remove_stale_folders(Path(tempfile.gettempdir()))
+        self.tmp = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
         os.chmod(self.tmp, 0o711)  # a worker with a uid of its own must reach its private folder inside
+        self._owner = claim_folder(Path(self.tmp))
         self.lock = threading.Lock()
         # As root, each live worker gets a uid of its own from a block no other grader uses, so it
         # can neither signal nor read the grader, and everything it leaves behind dies with that uid.
@@ -157,6 +162,7 @@ class WorkerServer:
     def close(self) -> None:
         self._stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._owner.close()
         if self.uids:
             self.uids.release()
 
@@ -165,6 +171,32 @@ class WorkerServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def claim_folder(folder: Path):
+    """Hold an exclusive flock on ``folder/.owner.lock`` (the open file, returned, keeps it) until this process
+    closes it or dies. The lock file is locked under another name and then renamed, so another grader's
+    :func:`remove_stale_folders` never finds it unlocked."""
+    fd, name = tempfile.mkstemp(prefix=".owner-", dir=folder)
+    owner = os.fdopen(fd, "w")
+    fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(name, folder / OWNER_LOCK)
+    return owner
+
+
+def remove_stale_folders(root: Path) -> list[Path]:
+    """Delete the ``grader-*`` folders in ``root`` whose grader died (killed, so its ``close`` never ran): those
+    whose owner lock nobody holds. A folder without the lock file (being made, or an older grader's) is kept."""
+    removed = []
+    for folder in root.glob(FOLDER_PREFIX + "*"):
+        try:
+            with open(folder / OWNER_LOCK) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:  # no lock file, not ours to read, or locked: its grader is alive
+            continue
+    return removed
 
 
 class Worker:
