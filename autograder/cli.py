@@ -176,8 +176,8 @@ def _run(args, server, device: str, plan: dict) -> int:
             continue
         reports[n] = report
         out = plan["outs"].get(n) or args.out or _out_dir_or_default(args) / _name_of(report)
-        write_results(report, out)  # before its CSV row: a run killed in between still has the results to reuse
-        csv.write([report_row(report)])
+        csv.write([report_row(report)])  # then its results file: every results file --resume reuses has its row
+        write_results(report, out)
         if many:
             print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
         text = render(report, color=sys.stdout.isatty())
