@@ -14,6 +14,7 @@ when the grader itself could not run (an unreadable path, an unknown assignment)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import queue
 import sys
 import threading
@@ -131,21 +132,19 @@ def grade_all(args, server) -> int:
 
 
 def _run(args, server, device: str, plan: dict) -> int:
-    from autograder.batch import read_report
     from autograder.grades_csv import error_row, report_row
     from autograder.report import render, write_results
 
     many = len(args.submissions) > 1
     csv = _CsvWriter(_csv_path(args))
     reports, not_gradable = {}, []  # for the class summary: reports by submission number, assignments of the rest
-    reused = {n: read_report(plan["outs"][n]) for n in plan["fresh"]}
+    reused = plan["reused"]
     if args.resume:
         print(f"resume: {len(reused)} of {len(args.submissions)} submissions skipped "
               "(their results are newer than their notebooks)", flush=True)
     reports.update(reused)
     csv.write([report_row(report) for report in reused.values()])
-    todo = [item for items in plan["groups"].values() for item in items]
-    jobs = max(1, min(args.jobs or usable_cpus(), len(todo) or 1))
+    jobs = max(1, min(args.jobs or usable_cpus(), sum(map(len, plan["groups"].values())) or 1))
     if many:  # the class summary's figure needs matplotlib: import it while the workers grade
         threading.Thread(target=_import_plotting, daemon=True).start()
     status = 0
@@ -213,13 +212,13 @@ class _CsvWriter:
 def _plan(args) -> dict:
     """Which assignment each submission is and where its results go, before anything is graded: ``groups``
     (assignment -> [(n, path)] to grade), ``errors`` ([(n, path, report or None, why)] that cannot be graded), ``outs``
-    (n -> results file) and ``fresh`` (numbers whose results --resume reuses). Raises BatchError when two
-    submissions would write one results file."""
-    from autograder.batch import check_unique, is_fresh, planned_name
+    (n -> results file) and ``reused`` (n -> the report --resume reads back instead of grading; an unreadable
+    results file is graded again). Raises BatchError when two submissions would write one results file."""
+    from autograder.batch import BatchError, check_unique, is_fresh, planned_name, read_report
     from autograder.runner import GraderError, resolve_assignment
 
     groups: dict[str, list] = {}
-    errors, outs, fresh = [], {}, []
+    errors, outs, reused = [], {}, {}
     writers: dict[Path, list[str]] = {}
     for n, path in enumerate(args.submissions, start=1):
         try:
@@ -233,11 +232,12 @@ def _plan(args) -> dict:
         outs[n] = args.out or _out_dir_or_default(args) / planned_name(path, assignment)
         writers.setdefault(outs[n], []).append(str(path))
         if args.resume and is_fresh(outs[n], path):
-            fresh.append(n)
-        else:
+            with contextlib.suppress(BatchError):
+                reused[n] = read_report(outs[n])
+        if n not in reused:
             groups.setdefault(assignment, []).append((n, path))
     check_unique(writers)
-    return {"groups": groups, "errors": errors, "outs": outs, "fresh": fresh}
+    return {"groups": groups, "errors": errors, "outs": outs, "reused": reused}
 
 
 def _name_of(report) -> str:

@@ -86,7 +86,7 @@ def test_killed_batch_keeps_finished_rows_and_resume_grades_the_rest(full, tmp_p
     assert not list(tmp.glob("grader-*")), "the killed grader's folder is removed at the next start, and its own"
 
 
-def test_resume_regrades_a_notebook_newer_than_its_results(server, tmp_path):
+def test_resume_regrades_a_notebook_newer_than_its_results_or_a_broken_one(server, tmp_path):
     submission = tmp_path / "perfect" / "a1_attention"
     shutil.copytree(EXAMPLES / "perfect" / "a1_attention", submission)
     out = tmp_path / "out"
@@ -99,6 +99,9 @@ def test_resume_regrades_a_notebook_newer_than_its_results(server, tmp_path):
     _, stdout, _ = run_grade(server, [str(submission), "--out-dir", str(out), "--resume"])
     assert "resume: 0 of 1 submissions skipped" in stdout
     assert "score 37/37" in stdout  # graded again
+    result.write_text("{")  # a results file cut short: graded again, not reused
+    _, stdout, _ = run_grade(server, [str(submission), "--out-dir", str(out), "--resume"])
+    assert "resume: 0 of 1 submissions skipped" in stdout and "score 37/37" in stdout
 
 
 def test_rebuild_from_two_folders_equals_one_run(full, tmp_path, capsys):
