@@ -77,13 +77,21 @@ class _Allocations:
     """A TorchDispatchMode that records, for every aten op run while it is on, the storage of each tensor the op
     returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. uint8
     tensors are left out: they are the raw bytes the worker decodes arguments from, not the student's. It sees
-    the kernels reached from inside composite functions too (a built-in attention's T x T scores). Built lazily:
-    importing torch's dispatch machinery costs nothing for the suites that never measure."""
+    the kernels reached from inside composite functions too (a built-in attention's T x T scores). ``fresh`` sums
+    only new storages (returns with no alias in the op's schema: not views, not in-place results), so it grows
+    like the work done, not like the inputs every slice views. A TorchFunctionMode beside it counts the floating
+    values read out of torch (numpy(), tolist(), item(), float(t), ...): memory there is out of the recorder's
+    sight. Built lazily: importing torch's dispatch machinery costs nothing for the suites that never measure."""
 
     mode = None
+    exits = None
+    # Tensor methods that hand values to numpy or Python, where no aten op sees what is built from them.
+    EXITS = frozenset({"numpy", "tolist", "item", "__float__", "__int__", "__index__", "__complex__", "__array__",
+                       "__repr__", "__str__", "__format__", "__reduce_ex__", "__getstate__"})
 
     @classmethod
     def start(cls) -> None:
+        from torch.overrides import TorchFunctionMode
         from torch.utils._python_dispatch import TorchDispatchMode
 
         cls.stop()
@@ -91,27 +99,47 @@ class _Allocations:
         class Recorder(TorchDispatchMode):
             def __init__(self):
                 super().__init__()
-                self.largest, self.total, self.ops = 0, 0, 0
+                self.largest, self.total, self.ops, self.fresh = 0, 0, 0, 0
 
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 out = func(*args, **(kwargs or {}))
                 self.ops += 1
-                for t in out if isinstance(out, (tuple, list)) else (out,):
+                returns = func._schema.returns
+                for i, t in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
                     if isinstance(t, torch.Tensor) and t.dtype != torch.uint8:  # uint8: the wire's raw bytes
                         elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
                         self.largest, self.total = max(self.largest, elements), self.total + elements
+                        if i >= len(returns) or returns[i].alias_info is None:  # a new storage, not a view
+                            self.fresh += elements
                 return out
 
-        cls.mode = Recorder()
+        class Exits(TorchFunctionMode):
+            def __init__(self):
+                super().__init__()
+                self.exported = 0
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                name = getattr(func, "__name__", "")
+                if name in _Allocations.EXITS and args and isinstance(args[0], torch.Tensor) \
+                        and args[0].is_floating_point():
+                    self.exported += args[0].numel()
+                return func(*args, **(kwargs or {}))
+
+        cls.mode, cls.exits = Recorder(), Exits()
         cls.mode.__enter__()
+        cls.exits.__enter__()
 
     @classmethod
     def stop(cls) -> dict:
         mode, cls.mode = cls.mode, None
-        if mode is None:
-            return {"largest": -1, "total": -1, "ops": -1}
+        exits, cls.exits = cls.exits, None
+        if exits is not None:
+            exits.__exit__(None, None, None)
+        if mode is None or exits is None:
+            return {"largest": -1, "total": -1, "ops": -1, "fresh": -1, "exported": -1}
         mode.__exit__(None, None, None)
-        return {"largest": mode.largest, "total": mode.total, "ops": mode.ops}
+        return {"largest": mode.largest, "total": mode.total, "ops": mode.ops, "fresh": mode.fresh,
+                "exported": exits.exported}
 
 
 def record_allocations() -> None:
@@ -120,6 +148,7 @@ def record_allocations() -> None:
 
 
 def recorded_allocations() -> dict:
-    """Stop recording: the largest tensor storage created (elements), all of them together, and the number of ops;
-    -1 everywhere when nothing was recording (the recorder was switched off)."""
+    """Stop recording: the largest tensor storage created (elements), all of them together, the new storages alone
+    (``fresh``), the number of ops and the floating values read out of torch (``exported``); -1 everywhere when
+    nothing was recording (the recorder was switched off)."""
     return _Allocations.stop()
