@@ -78,7 +78,7 @@ class _Allocations:
     returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. uint8
     tensors are left out: they are the raw bytes the worker decodes arguments from, not the student's. It sees
     the kernels reached from inside composite functions too (a built-in attention's T x T scores). ``fresh`` sums
-    only new storages (returns with no alias in the op's schema: not views, not in-place results), so it grows
+    only new storages (none of the op's arguments holds them: not views, not in-place results), so it grows
     like the work done, not like the inputs every slice views. A TorchFunctionMode beside it counts the floating
     values read out of torch (numpy(), tolist(), item(), float(t), ...): memory there is out of the recorder's
     sight. Built lazily: importing torch's dispatch machinery costs nothing for the suites that never measure."""
@@ -87,12 +87,14 @@ class _Allocations:
     exits = None
     # Tensor methods that hand values to numpy or Python, where no aten op sees what is built from them.
     EXITS = frozenset({"numpy", "tolist", "item", "__float__", "__int__", "__index__", "__complex__", "__array__",
-                       "__repr__", "__str__", "__format__", "__reduce_ex__", "__getstate__"})
+                       "__repr__", "__str__", "__format__", "__reduce_ex__", "__getstate__", "__round__", "__floor__",
+                       "__ceil__", "__trunc__"})
 
     @classmethod
     def start(cls) -> None:
         from torch.overrides import TorchFunctionMode
         from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
 
         cls.stop()
 
@@ -104,12 +106,14 @@ class _Allocations:
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 out = func(*args, **(kwargs or {}))
                 self.ops += 1
-                returns = func._schema.returns
-                for i, t in enumerate(out if isinstance(out, (tuple, list)) else (out,)):
+                # a view, an in-place result or an _unsafe_view shares the storage of an argument: not new memory
+                shared = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
+                          if isinstance(t, torch.Tensor)}
+                for t in out if isinstance(out, (tuple, list)) else (out,):
                     if isinstance(t, torch.Tensor) and t.dtype != torch.uint8:  # uint8: the wire's raw bytes
                         elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
                         self.largest, self.total = max(self.largest, elements), self.total + elements
-                        if i >= len(returns) or returns[i].alias_info is None:  # a new storage, not a view
+                        if t.untyped_storage().data_ptr() not in shared:
                             self.fresh += elements
                 return out
 

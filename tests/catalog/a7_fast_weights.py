@@ -18,7 +18,7 @@ import nbformat
 
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review
-from tests.variants import Cheat, Variant, expect_failing, solution_path
+from tests.variants import Cheat, Variant, expect_failing, failures, solution_path
 
 EXERCISES = ("linear_attention", "recurrent_linear_attention", "delta_rule", "forward_cached", "generate_cached")
 
@@ -239,4 +239,86 @@ CHEATS = [
     Cheat("rec_pops_the_recorder", {RLA: "from torch.utils._python_dispatch import _pop_mode\n\n\n"
                                          + body(RLA, "    _pop_mode()\n" + LOOP_BY_PARALLEL)[RLA]},
           check=_recorder_switched_off),
+]
+
+
+# --- red team (branch reda7): routes around the allocation recorder ------------------------------------------
+
+# The T x T form in numpy when nothing asks for gradients (the memory check), the loop otherwise: no aten op sees
+# the (T, T) array, and torch.from_numpy brings back only the (T, d_v) output.
+NUMPY_QUADRATIC = """\
+    if q.requires_grad or k.requires_grad or v.requires_grad or state is not None:
+        return loop(q, k, v, eps, state)
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    a, b, c = fq.numpy(), fk.numpy(), v.numpy()
+    steps = torch.arange(q.shape[-2]).numpy()
+    sim = (a @ b.swapaxes(-1, -2)) * (steps[:, None] >= steps[None, :])  # (..., T, T), a numpy array
+    return torch.from_numpy((sim @ c) / (sim.sum(-1, keepdims=True) + eps)), (fk.transpose(-2, -1) @ v, fk.sum(-2))
+"""
+# The same in Python lists of floats (tolist), for the memory check's 4-dimensional inputs.
+LIST_QUADRATIC = """\
+    if q.requires_grad or k.requires_grad or v.requires_grad or state is not None or q.dim() != 4:
+        return loop(q, k, v, eps, state)
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    out = [[[] for _ in row] for row in fq.tolist()]
+    for b, (A2, B2, V2) in enumerate(zip(fq.tolist(), fk.tolist(), v.tolist())):
+        for h, (A, B, V) in enumerate(zip(A2, B2, V2)):
+            for i in range(len(A)):
+                sim = [sum(x * y for x, y in zip(A[i], B[j])) for j in range(i + 1)]  # row i of the T x T matrix
+                out[b][h].append([sum(s * V[j][c] for j, s in enumerate(sim)) / (sum(sim) + eps)
+                                  for c in range(len(V[0]))])
+    return torch.tensor(out, dtype=q.dtype), (fk.transpose(-2, -1) @ v, fk.sum(-2))
+"""
+# A loop with no T x T tensor that reads the whole prefix again at every step: T^2 / 2 work, O(T) memory.
+PREFIX_REREAD = """\
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if state is None else state[0]
+    z = q.new_zeros(*q.shape[:-2], q.shape[-1]) if state is None else state[1]
+    outs = []
+    for i in range(q.shape[-2]):
+        sim = (fk[..., : i + 1, :] * fq[..., i, None, :]).sum(-1)  # (..., i + 1): the prefix, read again
+        num = (sim[..., None] * v[..., : i + 1, :]).sum(-2) + (fq[..., i, :, None] * S).sum(-2)
+        den = sim.sum(-1, keepdim=True) + (fq[..., i, :] * z).sum(-1, keepdim=True) + eps
+        outs.append(num / den)
+    return torch.stack(outs, dim=-2), (S + fk.transpose(-2, -1) @ v, z + fk.sum(-2))
+"""
+# No cache kept between steps: each step re-reads the whole sequence with forward_cached in chunks of 4 tokens, so
+# no tensor is T x T and model(...) is never called.
+GEN_CHUNKED_REREAD = """\
+    if prompt.shape[1] + max_new_tokens > model.max_len:
+        raise ValueError(f"{prompt.shape[1]} + {max_new_tokens} tokens exceed max_len={model.max_len}")
+    tokens = prompt
+    for step in range(max_new_tokens):
+        cache = None
+        for t in range(0, tokens.shape[1], 4):
+            logits, cache = forward_cached(model, tokens[:, t:t + 4], cache)
+        tokens = torch.cat([tokens, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    return tokens
+"""
+
+
+def with_loop(source: str) -> dict[str, str]:
+    """recurrent_linear_attention running ``source``, with the solution's loop as the helper ``loop``."""
+    loop = solution(RLA).replace("def recurrent_linear_attention(", "def loop(", 1)
+    return {RLA: loop + "\n\n" + body(RLA, source)[RLA]}
+
+
+def _memory_check_fails(exercise: str, test: str, says: str):
+    def check(report: GradeReport) -> None:
+        expect_failing(report, [test], says)
+        lost = [t.name for t in report.tests if t.exercise == exercise and not t.passed and t.name != test]
+        assert not lost, f"only {test} should fail; results:\n{failures(report)}"
+    return check
+
+
+REC_MEMORY = "recurrent_builds_no_T_by_T_tensor"
+CHEATS += [
+    Cheat("rec_quadratic_in_numpy", with_loop(NUMPY_QUADRATIC),
+          check=_memory_check_fails(RLA, REC_MEMORY, "out of torch")),
+    Cheat("rec_quadratic_in_python_lists", with_loop(LIST_QUADRATIC),
+          check=_memory_check_fails(RLA, REC_MEMORY, "out of torch")),
+    Cheat("rec_rereads_the_prefix", body(RLA, PREFIX_REREAD),
+          check=_memory_check_fails(RLA, REC_MEMORY, "grows like T^2")),
+    Cheat("gen_rereads_the_prefix_in_chunks", body("generate_cached", GEN_CHUNKED_REREAD),
+          check=_memory_check_fails("generate_cached", "generate_cached_builds_no_T_by_T_tensor", "grows like T^2")),
 ]
