@@ -94,7 +94,6 @@ class _Allocations:
     def start(cls) -> None:
         from torch.overrides import TorchFunctionMode
         from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_leaves
 
         cls.stop()
 
@@ -107,8 +106,7 @@ class _Allocations:
                 out = func(*args, **(kwargs or {}))
                 self.ops += 1
                 # a view, an in-place result or an _unsafe_view shares the storage of an argument: not new memory
-                shared = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs))
-                          if isinstance(t, torch.Tensor)}
+                shared = {t.untyped_storage().data_ptr() for t in _tensors(args, kwargs)}
                 for t in out if isinstance(out, (tuple, list)) else (out,):
                     if isinstance(t, torch.Tensor) and t.dtype != torch.uint8:  # uint8: the wire's raw bytes
                         elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
@@ -144,6 +142,15 @@ class _Allocations:
         mode.__exit__(None, None, None)
         return {"largest": mode.largest, "total": mode.total, "ops": mode.ops, "fresh": mode.fresh,
                 "exported": exits.exported}
+
+
+def _tensors(args: tuple, kwargs: dict | None):
+    """The tensors among an aten op's arguments (a list argument's too: cat, stack)."""
+    for a in (*args, *(kwargs or {}).values()):
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
 
 
 def record_allocations() -> None:
