@@ -79,9 +79,10 @@ class _Allocations:
     tensors are left out: they are the raw bytes the worker decodes arguments from, not the student's. It sees
     the kernels reached from inside composite functions too (a built-in attention's T x T scores). ``fresh`` sums
     only new storages (none of the op's arguments holds them: not views, not in-place results), so it grows
-    like the work done, not like the inputs every slice views. A TorchFunctionMode beside it counts the floating
-    values read out of torch (numpy(), tolist(), item(), float(t), ...): memory there is out of the recorder's
-    sight. Built lazily: importing torch's dispatch machinery costs nothing for the suites that never measure."""
+    like the work done, not like the inputs every slice views. A TorchFunctionMode beside it counts the values
+    (bool and uint8 aside) read out of torch (numpy(), tolist(), item(), float(t), ...): memory there is out of
+    the recorder's sight. Built lazily: importing torch's dispatch machinery costs nothing for the suites that
+    never measure."""
 
     mode = None
     exits = None
@@ -123,7 +124,7 @@ class _Allocations:
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 name = getattr(func, "__name__", "")
                 if name in _Allocations.EXITS and args and isinstance(args[0], torch.Tensor) \
-                        and args[0].is_floating_point():
+                        and args[0].dtype not in (torch.bool, torch.uint8):  # ints count: floats cast to them
                     self.exported += args[0].numel()
                 return func(*args, **(kwargs or {}))
 
@@ -160,6 +161,6 @@ def record_allocations() -> None:
 
 def recorded_allocations() -> dict:
     """Stop recording: the largest tensor storage created (elements), all of them together, the new storages alone
-    (``fresh``), the number of ops and the floating values read out of torch (``exported``); -1 everywhere when
+    (``fresh``), the number of ops and the values read out of torch (``exported``); -1 everywhere when
     nothing was recording (the recorder was switched off)."""
     return _Allocations.stop()

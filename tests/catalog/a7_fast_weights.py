@@ -13,6 +13,7 @@ alone. ``tests/test_a7_catalog.py`` grades each variant on the tests of the exer
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import nbformat
 
@@ -321,4 +322,37 @@ CHEATS += [
           check=_memory_check_fails(RLA, REC_MEMORY, "grows like T^2")),
     Cheat("gen_rereads_the_prefix_in_chunks", body("generate_cached", GEN_CHUNKED_REREAD),
           check=_memory_check_fails("generate_cached", "generate_cached_builds_no_T_by_T_tensor", "grows like T^2")),
+]
+# The Python-list form again, with the features read out as integers (x * 2^50, rounded): not a float in sight.
+INT_QUADRATIC = LIST_QUADRATIC.replace("    fq, fk = F.elu(q) + 1, F.elu(k) + 1\n", """\
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+
+    def unscale(x):
+        return [unscale(y) for y in x] if isinstance(x, list) else x / 2**50
+
+    as_list = {id(t): unscale((t * 2**50).round().long().tolist()) for t in (fq, fk, v)}
+""", 1).replace("zip(fq.tolist(), fk.tolist(), v.tolist())", "zip(as_list[id(fq)], as_list[id(fk)], as_list[id(v)])")
+assert INT_QUADRATIC.count("as_list[") == 3
+# The prefix re-read with memory wasted on short inputs: the ratio of two lengths is all the growth check sees.
+PADDED_REREAD = PREFIX_REREAD.replace("    outs = []\n", """\
+    outs = []
+    waste = [q.new_zeros(2048) for _ in range(100 if q.shape[-2] < 200 else 0)]  # 204,800 elements: short T only
+""", 1)
+
+
+@dataclass
+class KnownLimit(Cheat):
+    """A route that still gets credit it should not: graded as a strict xfail whose reason is ``weakness``."""
+
+    weakness: str = ""
+
+
+CHEATS += [
+    Cheat("rec_quadratic_via_integers", with_loop(INT_QUADRATIC),
+          check=_memory_check_fails(RLA, REC_MEMORY, "out of torch")),
+    KnownLimit("rec_rereads_the_prefix_padding_short_calls", body(RLA, PADDED_REREAD),
+               check=_memory_check_fails(RLA, REC_MEMORY, "grows like T^2"),
+               weakness="the growth check compares two lengths, and code that wastes memory on the shorter one "
+                        "flattens the ratio; no absolute bound separates the two at T = 256: the solution creates "
+                        "59,448 new elements, a minimal prefix re-read only 2 x 256^2 / 2 = 65,536 more"),
 ]
