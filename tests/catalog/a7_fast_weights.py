@@ -116,6 +116,8 @@ MUTANTS = [
             fails=["recurrent_matches_linear_attention"], says="exclusive prefix"),
     Variant("rec_ignores_state", edit(RLA, ("    if state is None:\n", "    if True:\n")),
             fails=["recurrent_continues_from_a_state"], says="ignoring the state"),
+    Variant("rec_ignores_eps", edit(RLA, ("+ eps  # (..., 1)", "+ 1e-6  # (..., 1): the default, whatever eps is")),
+            fails=["recurrent_matches_linear_attention"], says="the eps passed in"),
     Variant("rec_materialises_T_by_T", body(RLA, LOOP_BY_PARALLEL),
             fails=["recurrent_builds_no_T_by_T_tensor"], says="T x T tensor"),
     Variant("rec_keeps_every_state", body(RLA, CUMSUM_STATES),

@@ -79,7 +79,7 @@ def test_recurrent_shapes(ctx):
 
 @hidden("recurrent_linear_attention", points=2, group="numerics")
 def test_recurrent_matches_linear_attention(ctx):
-    """gives linear attention's outputs and the final state S = sum phi(k) v^T, z = sum phi(k) (float64, float32)"""
+    """gives linear attention's outputs and final state S = sum phi(k) v^T, z = sum phi(k) (float64, float32, eps)"""
     for dtype in (torch.float64, torch.float32):
         q, k, v = qkv(ctx, (2, 2), 9, 4, 3)
         out, S, z = call_recurrent(ctx, *(t.to(dtype) for t in (q, k, v)))
@@ -89,6 +89,11 @@ def test_recurrent_matches_linear_attention(ctx):
         S_want, z_want = reference.linear_attention_state(k, v)
         expect_close(S, S_want, "the final S", **tol, hint="Return the state after the last step: (S, z)")
         expect_close(z, z_want, "the final z", **tol, hint="Return the state after the last step: (S, z)")
+    q, k, v = qkv(ctx, (2,), 6, 4, 3)  # an eps that shows: every other call leaves it at 1e-6
+    out, _, _ = call_recurrent(ctx, q, k, v, eps=0.5)
+    expect_close(out, reference.linear_attention(q, k, v, 0.5), "recurrent_linear_attention's out with eps=0.5",
+                 **TOL, suspects=recurrent_suspects(q, k, v, 0.5), hint="The denominator is phi(q_i) . z + eps, "
+                 "with the eps passed in")
 
 
 @hidden("recurrent_linear_attention", points=1, group="properties")
