@@ -8,8 +8,12 @@ judged in the grader. Called as ``ctx.builtin("optimizer", model, lr=1e-2)``.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
+
+from autograder import wire
 
 
 def optimizer(module: nn.Module, name: str = "AdamW", **options):
@@ -80,9 +84,9 @@ class _Allocations:
     the kernels reached from inside composite functions too (a built-in attention's T x T scores). ``fresh`` sums
     only new storages (none of the op's arguments holds them: not views, not in-place results), so it grows
     like the work done, not like the inputs every slice views. A TorchFunctionMode beside it counts the values
-    (bool and uint8 aside) read out of torch (numpy(), tolist(), item(), float(t), ...): memory there is out of
-    the recorder's sight. Built lazily: importing torch's dispatch machinery costs nothing for the suites that
-    never measure."""
+    of any dtype (bits and bytes too) read out of torch (numpy(), tolist(), item(), float(t), ...) by anyone but
+    the worker's wire encoder: memory there is out of the recorder's sight. Built lazily: importing torch's
+    dispatch machinery costs nothing for the suites that never measure."""
 
     mode = None
     exits = None
@@ -124,7 +128,7 @@ class _Allocations:
             def __torch_function__(self, func, types, args=(), kwargs=None):
                 name = getattr(func, "__name__", "")
                 if name in _Allocations.EXITS and args and isinstance(args[0], torch.Tensor) \
-                        and args[0].dtype not in (torch.bool, torch.uint8):  # ints count: floats cast to them
+                        and sys._getframe(1).f_code.co_filename != wire.__file__:  # not the worker's replies
                     self.exported += args[0].numel()
                 return func(*args, **(kwargs or {}))
 

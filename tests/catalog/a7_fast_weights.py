@@ -263,7 +263,7 @@ LIST_QUADRATIC = """\
     if q.requires_grad or k.requires_grad or v.requires_grad or state is not None or q.dim() != 4:
         return loop(q, k, v, eps, state)
     fq, fk = F.elu(q) + 1, F.elu(k) + 1
-    out = [[[] for _ in row] for row in fq.tolist()]
+    out = [[[] for _ in range(q.shape[1])] for _ in range(q.shape[0])]
     for b, (A2, B2, V2) in enumerate(zip(fq.tolist(), fk.tolist(), v.tolist())):
         for h, (A, B, V) in enumerate(zip(A2, B2, V2)):
             for i in range(len(A)):
@@ -358,3 +358,21 @@ CHEATS += [
                         "flattens the ratio; no absolute bound separates the two at T = 256: the solution creates "
                         "59,448 new elements, a minimal prefix re-read only 2 x 256^2 / 2 = 65,536 more"),
 ]
+# The Python-list form again, with the features read out as bool bit planes of (x + 64) * 2^44: only booleans leave.
+BITS_QUADRATIC = LIST_QUADRATIC.replace("    fq, fk = F.elu(q) + 1, F.elu(k) + 1\n", """\
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+
+    def combine(planes):
+        if isinstance(planes[0], list):
+            return [combine([p[i] for p in planes]) for i in range(len(planes[0]))]
+        return sum(int(bit) << b for b, bit in enumerate(planes)) / 2**44 - 64
+
+    def read_out(t):
+        n = ((t + 64) * 2**44).round().long()
+        return combine([((n >> b) & 1).bool().tolist() for b in range(52)])
+
+    as_list = {id(t): read_out(t) for t in (fq, fk, v)}
+""", 1).replace("zip(fq.tolist(), fk.tolist(), v.tolist())", "zip(as_list[id(fq)], as_list[id(fk)], as_list[id(v)])")
+assert BITS_QUADRATIC.count("as_list[") == 3
+CHEATS += [Cheat("rec_quadratic_via_bit_planes", with_loop(BITS_QUADRATIC),
+                 check=_memory_check_fails(RLA, REC_MEMORY, "out of torch"))]
