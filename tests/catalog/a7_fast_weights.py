@@ -82,12 +82,15 @@ READ_CACHE_ONLY = """\
             out, _ = scaled_dot_product_attention(q, cache[i][0], cache[i][1])
         else:
             out, _ = scaled_dot_product_attention(q, k_new, v_new, mask)"""
-READ_BEFORE_WRITE = """\
+# The recurrence's start: features, the state (zeros or the one given), the loop over the steps.
+LOOP_START = """\
     fq, fk = F.elu(q) + 1, F.elu(k) + 1
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if state is None else state[0]
     z = q.new_zeros(*q.shape[:-2], q.shape[-1]) if state is None else state[1]
     outs = []
     for i in range(q.shape[-2]):
+"""
+READ_BEFORE_WRITE = LOOP_START + """\
         outs.append((fq[..., i, :, None] * S).sum(-2) / ((fq[..., i, :] * z).sum(-1, keepdim=True) + eps))
         S = S + fk[..., i, :, None] * v[..., i, None, :]  # written after the read
         z = z + fk[..., i, :]
@@ -273,12 +276,7 @@ LIST_QUADRATIC = """\
     return torch.tensor(out, dtype=q.dtype), (fk.transpose(-2, -1) @ v, fk.sum(-2))
 """
 # A loop with no T x T tensor that reads the whole prefix again at every step: T^2 / 2 work, O(T) memory.
-PREFIX_REREAD = """\
-    fq, fk = F.elu(q) + 1, F.elu(k) + 1
-    S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if state is None else state[0]
-    z = q.new_zeros(*q.shape[:-2], q.shape[-1]) if state is None else state[1]
-    outs = []
-    for i in range(q.shape[-2]):
+PREFIX_REREAD = LOOP_START + """\
         sim = (fk[..., : i + 1, :] * fq[..., i, None, :]).sum(-1)  # (..., i + 1): the prefix, read again
         num = (sim[..., None] * v[..., : i + 1, :]).sum(-2) + (fq[..., i, :, None] * S).sum(-2)
         den = sim.sum(-1, keepdim=True) + (fq[..., i, :] * z).sum(-1, keepdim=True) + eps
