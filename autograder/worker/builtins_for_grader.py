@@ -93,7 +93,7 @@ class _Allocations:
     # Tensor methods that hand values to numpy or Python, where no aten op sees what is built from them.
     EXITS = frozenset({"numpy", "tolist", "item", "__float__", "__int__", "__index__", "__complex__", "__array__",
                        "__repr__", "__str__", "__format__", "__reduce_ex__", "__getstate__", "__round__", "__floor__",
-                       "__ceil__", "__trunc__"})
+                       "__ceil__", "__trunc__", "__bool__", "__contains__"})
 
     @classmethod
     def start(cls) -> None:

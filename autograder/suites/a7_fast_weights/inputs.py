@@ -75,7 +75,8 @@ def call_measured(ctx, name: str, *args, **kwargs):
 
 # A few scalars read out (a printed value, an .item() per generated token) are harmless; a computation in numpy or
 # Python lists reads every key out (as floats, integers or bit planes), at least 2 heads x 128 x d_k = 1,024 values
-# in the smallest measured call of the recurrences.
+# in the smallest measured call of the recurrences. Not counted: a data-dependent shape (x.nonzero().shape[0]), a
+# channel of a few bits per op.
 EXPORT_LIMIT = 64
 # Doubling the length of a measured call: linear work about doubles what it counts, re-reading the whole prefix
 # at every step about quadruples it (measured: 2.0 for the solutions, 3.7 to 3.8 for prefix re-reads).
