@@ -374,3 +374,11 @@ BITS_QUADRATIC = LIST_QUADRATIC.replace("    fq, fk = F.elu(q) + 1, F.elu(k) + 1
 assert BITS_QUADRATIC.count("as_list[") == 3
 CHEATS += [Cheat("rec_quadratic_via_bit_planes", with_loop(BITS_QUADRATIC),
                  check=_memory_check_fails(RLA, REC_MEMORY, "out of torch"))]
+CHEATS += [
+    # The mutant cache_full_mask_then_sliced with its (T, T) mask held as bytes: the recorder used to skip uint8
+    # (the worker's wire bytes) wherever it came from.
+    Cheat("cache_full_mask_in_uint8", edit("forward_cached", (MASK, "mask = torch.ones(T_past + T_new, T_past + T_new, "
+                                                                    "dtype=torch.uint8, device=tokens.device).tril()"
+                                                                    "[-T_new:].bool()")),
+          check=_memory_check_fails("forward_cached", "cache_step_builds_no_T_by_T_tensor", "T x T tensor")),
+]
