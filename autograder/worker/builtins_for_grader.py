@@ -8,8 +8,14 @@ judged in the grader. Called as ``ctx.builtin("optimizer", model, lr=1e-2)``.
 
 from __future__ import annotations
 
+import os
+import sys
+from types import CodeType, FrameType
+
 import torch
 from torch import nn
+
+from autograder import wire
 
 
 def optimizer(module: nn.Module, name: str = "AdamW", **options):
@@ -75,15 +81,25 @@ def context_lm(vocab_size: int, max_len: int, device: str = "cpu") -> ContextLM:
 
 class _Allocations:
     """A TorchDispatchMode that records, for every aten op run while it is on, the storage of each tensor the op
-    returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. uint8
-    tensors are left out: they are the raw bytes the worker decodes arguments from, not the student's. It sees
-    the kernels reached from inside composite functions too (a built-in attention's T x T scores). Built lazily:
-    importing torch's dispatch machinery costs nothing for the suites that never measure."""
+    returns: the largest one (in elements of its dtype), the sum over all of them, and the number of ops. The
+    uint8 views the worker's wire encoder makes of arguments and results are left out (``_for_the_wire``). It sees
+    the kernels reached from inside composite functions too (a built-in attention's T x T scores). ``fresh`` sums
+    only new storages (none of the op's arguments holds them: not views, not in-place results), so it grows
+    like the work done, not like the inputs every slice views. A TorchFunctionMode beside it counts the values
+    of any dtype (bits and bytes too) read out of torch (numpy(), tolist(), item(), float(t), ...) by anyone but
+    the worker's wire encoder: memory there is out of the recorder's sight. Built lazily: importing torch's
+    dispatch machinery costs nothing for the suites that never measure."""
 
     mode = None
+    exits = None
+    # Tensor methods that hand values to numpy or Python, where no aten op sees what is built from them.
+    EXITS = frozenset({"numpy", "tolist", "item", "__float__", "__int__", "__index__", "__complex__", "__array__",
+                       "__repr__", "__str__", "__format__", "__reduce_ex__", "__getstate__", "__round__", "__floor__",
+                       "__ceil__", "__trunc__", "__bool__", "__contains__"})
 
     @classmethod
     def start(cls) -> None:
+        from torch.overrides import TorchFunctionMode
         from torch.utils._python_dispatch import TorchDispatchMode
 
         cls.stop()
@@ -91,27 +107,76 @@ class _Allocations:
         class Recorder(TorchDispatchMode):
             def __init__(self):
                 super().__init__()
-                self.largest, self.total, self.ops = 0, 0, 0
+                self.largest, self.total, self.ops, self.fresh = 0, 0, 0, 0
 
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 out = func(*args, **(kwargs or {}))
                 self.ops += 1
+                # a view, an in-place result or an _unsafe_view shares the storage of an argument: not new memory
+                shared = {t.untyped_storage().data_ptr() for t in _tensors(args, kwargs)}
                 for t in out if isinstance(out, (tuple, list)) else (out,):
-                    if isinstance(t, torch.Tensor) and t.dtype != torch.uint8:  # uint8: the wire's raw bytes
+                    if isinstance(t, torch.Tensor) and not (t.dtype == torch.uint8 and _for_the_wire()):
                         elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
                         self.largest, self.total = max(self.largest, elements), self.total + elements
+                        if t.untyped_storage().data_ptr() not in shared:
+                            self.fresh += elements
                 return out
 
-        cls.mode = Recorder()
+        class Exits(TorchFunctionMode):
+            def __init__(self):
+                super().__init__()
+                self.exported = 0
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                name = getattr(func, "__name__", "")
+                if name in _Allocations.EXITS and args and isinstance(args[0], torch.Tensor) \
+                        and not _for_the_wire():
+                    self.exported += args[0].numel()
+                return func(*args, **(kwargs or {}))
+
+        cls.mode, cls.exits = Recorder(), Exits()
         cls.mode.__enter__()
+        cls.exits.__enter__()
 
     @classmethod
     def stop(cls) -> dict:
         mode, cls.mode = cls.mode, None
-        if mode is None:
-            return {"largest": -1, "total": -1, "ops": -1}
+        exits, cls.exits = cls.exits, None
+        if exits is not None:
+            exits.__exit__(None, None, None)
+        if mode is None or exits is None:
+            return {"largest": -1, "total": -1, "ops": -1, "fresh": -1, "exported": -1}
         mode.__exit__(None, None, None)
-        return {"largest": mode.largest, "total": mode.total, "ops": mode.ops}
+        return {"largest": mode.largest, "total": mode.total, "ops": mode.ops, "fresh": mode.fresh,
+                "exported": exits.exported}
+
+
+def _for_the_wire() -> bool:
+    """Whether the op now recorded runs for the worker's wire encoder or decoder (raw uint8 bytes, numpy() of
+    them), not for the student: the first caller outside this file, torch and the worker's trace mode
+    (runtime.Trace.__torch_function__) is autograder/wire.py."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and _passes_on(frame.f_code):
+        frame = frame.f_back
+    return frame is not None and frame.f_code.co_filename == wire.__file__
+
+
+TORCH_DIR = os.path.dirname(torch.__file__)
+RUNTIME_FILE = os.path.join(os.path.dirname(__file__), "runtime.py")
+
+
+def _passes_on(code: CodeType) -> bool:
+    return code.co_filename == __file__ or code.co_filename.startswith(TORCH_DIR) or (
+        code.co_filename == RUNTIME_FILE and code.co_name == "__torch_function__")
+
+
+def _tensors(args: tuple, kwargs: dict | None):
+    """The tensors among an aten op's arguments (a list argument's too: cat, stack)."""
+    for a in (*args, *(kwargs or {}).values()):
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (list, tuple)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
 
 
 def record_allocations() -> None:
@@ -120,6 +185,7 @@ def record_allocations() -> None:
 
 
 def recorded_allocations() -> dict:
-    """Stop recording: the largest tensor storage created (elements), all of them together, and the number of ops;
-    -1 everywhere when nothing was recording (the recorder was switched off)."""
+    """Stop recording: the largest tensor storage created (elements), all of them together, the new storages alone
+    (``fresh``), the number of ops and the values read out of torch (``exported``); -1 everywhere when
+    nothing was recording (the recorder was switched off)."""
     return _Allocations.stop()

@@ -13,12 +13,13 @@ alone. ``tests/test_a7_catalog.py`` grades each variant on the tests of the exer
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import nbformat
 
 from autograder.runner import GradeReport
 from tests.policy_checks import expect_forbidden, expect_needs_review
-from tests.variants import Cheat, Variant, expect_failing, solution_path
+from tests.variants import Cheat, Variant, expect_failing, failures, solution_path
 
 EXERCISES = ("linear_attention", "recurrent_linear_attention", "delta_rule", "forward_cached", "generate_cached")
 
@@ -81,12 +82,15 @@ READ_CACHE_ONLY = """\
             out, _ = scaled_dot_product_attention(q, cache[i][0], cache[i][1])
         else:
             out, _ = scaled_dot_product_attention(q, k_new, v_new, mask)"""
-READ_BEFORE_WRITE = """\
+# The recurrence's start: features, the state (zeros or the one given), the loop over the steps.
+LOOP_START = """\
     fq, fk = F.elu(q) + 1, F.elu(k) + 1
     S = q.new_zeros(*q.shape[:-2], q.shape[-1], v.shape[-1]) if state is None else state[0]
     z = q.new_zeros(*q.shape[:-2], q.shape[-1]) if state is None else state[1]
     outs = []
     for i in range(q.shape[-2]):
+"""
+READ_BEFORE_WRITE = LOOP_START + """\
         outs.append((fq[..., i, :, None] * S).sum(-2) / ((fq[..., i, :] * z).sum(-1, keepdim=True) + eps))
         S = S + fk[..., i, :, None] * v[..., i, None, :]  # written after the read
         z = z + fk[..., i, :]
@@ -115,6 +119,8 @@ MUTANTS = [
             fails=["recurrent_matches_linear_attention"], says="exclusive prefix"),
     Variant("rec_ignores_state", edit(RLA, ("    if state is None:\n", "    if True:\n")),
             fails=["recurrent_continues_from_a_state"], says="ignoring the state"),
+    Variant("rec_ignores_eps", edit(RLA, ("+ eps  # (..., 1)", "+ 1e-6  # (..., 1): the default, whatever eps is")),
+            fails=["recurrent_matches_linear_attention"], says="the eps passed in"),
     Variant("rec_materialises_T_by_T", body(RLA, LOOP_BY_PARALLEL),
             fails=["recurrent_builds_no_T_by_T_tensor"], says="T x T tensor"),
     Variant("rec_keeps_every_state", body(RLA, CUMSUM_STATES),
@@ -239,4 +245,140 @@ CHEATS = [
     Cheat("rec_pops_the_recorder", {RLA: "from torch.utils._python_dispatch import _pop_mode\n\n\n"
                                          + body(RLA, "    _pop_mode()\n" + LOOP_BY_PARALLEL)[RLA]},
           check=_recorder_switched_off),
+]
+
+
+# --- red team (branch reda7): routes around the allocation recorder ------------------------------------------
+
+# The T x T form in numpy when nothing asks for gradients (the memory check), the loop otherwise: no aten op sees
+# the (T, T) array, and torch.from_numpy brings back only the (T, d_v) output.
+NUMPY_QUADRATIC = """\
+    if q.requires_grad or k.requires_grad or v.requires_grad or state is not None:
+        return loop(q, k, v, eps, state)
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    a, b, c = fq.numpy(), fk.numpy(), v.numpy()
+    steps = torch.arange(q.shape[-2]).numpy()
+    sim = (a @ b.swapaxes(-1, -2)) * (steps[:, None] >= steps[None, :])  # (..., T, T), a numpy array
+    return torch.from_numpy((sim @ c) / (sim.sum(-1, keepdims=True) + eps)), (fk.transpose(-2, -1) @ v, fk.sum(-2))
+"""
+# The same in Python lists of floats (tolist), for the memory check's 4-dimensional inputs.
+LIST_QUADRATIC = """\
+    if q.requires_grad or k.requires_grad or v.requires_grad or state is not None or q.dim() != 4:
+        return loop(q, k, v, eps, state)
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    out = [[[] for _ in range(q.shape[1])] for _ in range(q.shape[0])]
+    for b, (A2, B2, V2) in enumerate(zip(fq.tolist(), fk.tolist(), v.tolist())):
+        for h, (A, B, V) in enumerate(zip(A2, B2, V2)):
+            for i in range(len(A)):
+                sim = [sum(x * y for x, y in zip(A[i], B[j])) for j in range(i + 1)]  # row i of the T x T matrix
+                out[b][h].append([sum(s * V[j][c] for j, s in enumerate(sim)) / (sum(sim) + eps)
+                                  for c in range(len(V[0]))])
+    return torch.tensor(out, dtype=q.dtype), (fk.transpose(-2, -1) @ v, fk.sum(-2))
+"""
+# A loop with no T x T tensor that reads the whole prefix again at every step: T^2 / 2 work, O(T) memory.
+PREFIX_REREAD = LOOP_START + """\
+        sim = (fk[..., : i + 1, :] * fq[..., i, None, :]).sum(-1)  # (..., i + 1): the prefix, read again
+        num = (sim[..., None] * v[..., : i + 1, :]).sum(-2) + (fq[..., i, :, None] * S).sum(-2)
+        den = sim.sum(-1, keepdim=True) + (fq[..., i, :] * z).sum(-1, keepdim=True) + eps
+        outs.append(num / den)
+    return torch.stack(outs, dim=-2), (S + fk.transpose(-2, -1) @ v, z + fk.sum(-2))
+"""
+# No cache kept between steps: each step re-reads the whole sequence with forward_cached in chunks of 4 tokens, so
+# no tensor is T x T and model(...) is never called.
+GEN_CHUNKED_REREAD = """\
+    if prompt.shape[1] + max_new_tokens > model.max_len:
+        raise ValueError(f"{prompt.shape[1]} + {max_new_tokens} tokens exceed max_len={model.max_len}")
+    tokens = prompt
+    for step in range(max_new_tokens):
+        cache = None
+        for t in range(0, tokens.shape[1], 4):
+            logits, cache = forward_cached(model, tokens[:, t:t + 4], cache)
+        tokens = torch.cat([tokens, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    return tokens
+"""
+
+
+def with_loop(source: str) -> dict[str, str]:
+    """recurrent_linear_attention running ``source``, with the solution's loop as the helper ``loop``."""
+    loop = solution(RLA).replace("def recurrent_linear_attention(", "def loop(", 1)
+    return {RLA: loop + "\n\n" + body(RLA, source)[RLA]}
+
+
+def _memory_check_fails(exercise: str, test: str, says: str):
+    def check(report: GradeReport) -> None:
+        expect_failing(report, [test], says)
+        lost = [t.name for t in report.tests if t.exercise == exercise and not t.passed and t.name != test]
+        assert not lost, f"only {test} should fail; results:\n{failures(report)}"
+    return check
+
+
+REC_MEMORY = "recurrent_builds_no_T_by_T_tensor"
+CHEATS += [
+    Cheat("rec_quadratic_in_numpy", with_loop(NUMPY_QUADRATIC),
+          check=_memory_check_fails(RLA, REC_MEMORY, "out of torch")),
+    Cheat("rec_quadratic_in_python_lists", with_loop(LIST_QUADRATIC),
+          check=_memory_check_fails(RLA, REC_MEMORY, "out of torch")),
+    Cheat("rec_rereads_the_prefix", body(RLA, PREFIX_REREAD),
+          check=_memory_check_fails(RLA, REC_MEMORY, "grows like T^2")),
+    Cheat("gen_rereads_the_prefix_in_chunks", body("generate_cached", GEN_CHUNKED_REREAD),
+          check=_memory_check_fails("generate_cached", "generate_cached_builds_no_T_by_T_tensor", "grows like T^2")),
+]
+# The Python-list form again, with the features read out as integers (x * 2^50, rounded): not a float in sight.
+INT_QUADRATIC = LIST_QUADRATIC.replace("    fq, fk = F.elu(q) + 1, F.elu(k) + 1\n", """\
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+
+    def unscale(x):
+        return [unscale(y) for y in x] if isinstance(x, list) else x / 2**50
+
+    as_list = {id(t): unscale((t * 2**50).round().long().tolist()) for t in (fq, fk, v)}
+""", 1).replace("zip(fq.tolist(), fk.tolist(), v.tolist())", "zip(as_list[id(fq)], as_list[id(fk)], as_list[id(v)])")
+assert INT_QUADRATIC.count("as_list[") == 3
+# The prefix re-read with memory wasted on short inputs: the ratio of two lengths is all the growth check sees.
+PADDED_REREAD = PREFIX_REREAD.replace("    outs = []\n", """\
+    outs = []
+    waste = [q.new_zeros(2048) for _ in range(100 if q.shape[-2] < 200 else 0)]  # 204,800 elements: short T only
+""", 1)
+
+
+@dataclass
+class KnownLimit(Cheat):
+    """A route that still gets credit it should not: graded as a strict xfail whose reason is ``weakness``."""
+
+    weakness: str = ""
+
+
+CHEATS += [
+    Cheat("rec_quadratic_via_integers", with_loop(INT_QUADRATIC),
+          check=_memory_check_fails(RLA, REC_MEMORY, "out of torch")),
+    KnownLimit("rec_rereads_the_prefix_padding_short_calls", body(RLA, PADDED_REREAD),
+               check=_memory_check_fails(RLA, REC_MEMORY, "grows like T^2"),
+               weakness="the growth check compares two lengths, and code that wastes memory on the shorter one "
+                        "flattens the ratio; no absolute bound separates the two at T = 256: the solution creates "
+                        "59,448 new elements, a minimal prefix re-read only 2 x 256^2 / 2 = 65,536 more"),
+]
+# The Python-list form again, with the features read out as bool bit planes of (x + 64) * 2^44: only booleans leave.
+BITS_QUADRATIC = LIST_QUADRATIC.replace("    fq, fk = F.elu(q) + 1, F.elu(k) + 1\n", """\
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+
+    def combine(planes):
+        if isinstance(planes[0], list):
+            return [combine([p[i] for p in planes]) for i in range(len(planes[0]))]
+        return sum(int(bit) << b for b, bit in enumerate(planes)) / 2**44 - 64
+
+    def read_out(t):
+        n = ((t + 64) * 2**44).round().long()
+        return combine([((n >> b) & 1).bool().tolist() for b in range(52)])
+
+    as_list = {id(t): read_out(t) for t in (fq, fk, v)}
+""", 1).replace("zip(fq.tolist(), fk.tolist(), v.tolist())", "zip(as_list[id(fq)], as_list[id(fk)], as_list[id(v)])")
+assert BITS_QUADRATIC.count("as_list[") == 3
+CHEATS += [Cheat("rec_quadratic_via_bit_planes", with_loop(BITS_QUADRATIC),
+                 check=_memory_check_fails(RLA, REC_MEMORY, "out of torch"))]
+CHEATS += [
+    # The mutant cache_full_mask_then_sliced with its (T, T) mask held as bytes: the recorder used to skip uint8
+    # (the worker's wire bytes) wherever it came from.
+    Cheat("cache_full_mask_in_uint8", edit("forward_cached", (MASK, "mask = torch.ones(T_past + T_new, T_past + T_new, "
+                                                                    "dtype=torch.uint8, device=tokens.device).tril()"
+                                                                    "[-T_new:].bool()")),
+          check=_memory_check_fails("forward_cached", "cache_step_builds_no_T_by_T_tensor", "T x T tensor")),
 ]

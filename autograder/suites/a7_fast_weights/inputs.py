@@ -63,10 +63,33 @@ def call_measured(ctx, name: str, *args, **kwargs):
     ctx.builtin("record_allocations")
     result = ctx.call_full(name, *args, **kwargs)
     stats = ctx.builtin("recorded_allocations")
-    if not isinstance(stats, dict) or int(stats.get("ops", -1)) <= 0:
+    if not isinstance(stats, dict) or int(stats.get("ops", -1)) <= 0 or int(stats.get("exported", -1)) < 0:
         fail(f"the grader could not observe what {name} allocates (its recorder was switched off or saw no "
              "operation)", "Do not change torch's dispatch or function modes")
+    if int(stats["exported"]) > EXPORT_LIMIT:
+        fail(f"{name} read {int(stats['exported']):,} values out of torch (numpy(), tolist(), "
+             "item(), float(...)) while the grader measured its memory: what is built from them there is out of "
+             "its sight", "Compute with torch operations on tensors only")
     return result, stats
+
+
+# A few scalars read out (a printed value, an .item() per generated token) are harmless; a computation in numpy or
+# Python lists reads every key out (as floats, integers or bit planes), at least 2 heads x 128 x d_k = 1,024 values
+# in the smallest measured call of the recurrences. Not counted: a data-dependent shape (x.nonzero().shape[0]), a
+# channel of a few bits per op.
+EXPORT_LIMIT = 64
+# Doubling the length of a measured call: linear work about doubles what it counts, re-reading the whole prefix
+# at every step about quadruples it (measured: 2.0 for the solutions, 3.7 to 3.8 for prefix re-reads).
+GROWTH_LIMIT = 2.5
+
+
+def expect_linear_work(short: dict, long: dict, key: str, what: str, hint: str) -> None:
+    """``long`` (twice the length of ``short``) counts at most GROWTH_LIMIT times as much ``key`` ("fresh":
+    elements of new storages; "ops": aten operations)."""
+    ratio = int(long[key]) / max(int(short[key]), 1)
+    if ratio > GROWTH_LIMIT:
+        fail(f"{what}: twice the length made {ratio:.1f} times the work ({key}: {int(short[key]):,} -> "
+             f"{int(long[key]):,}), it grows like T^2: the whole prefix is read again at every step", hint)
 
 
 def expect_small(stats: dict, bound: int, what: str, quadratic: int, per_step: int | None = None) -> None:

@@ -17,7 +17,16 @@ import torch
 from autograder.checks import expect_close, expect_equal, expect_tensor, expect_unchanged, fail
 from autograder.hidden import hidden
 from autograder.known_bugs.a7_fast_weights import cache_suspects, cached_greedy, greedy_suspects
-from autograder.suites.a7_fast_weights.inputs import LM, LM_TOL, call_measured, expect_small, expect_two, plain, wire
+from autograder.suites.a7_fast_weights.inputs import (
+    LM,
+    LM_TOL,
+    call_measured,
+    expect_linear_work,
+    expect_small,
+    expect_two,
+    plain,
+    wire,
+)
 
 HINT = ("Positions T_past .. T_past + T_new - 1; append the new keys and values to the cache, then attend with "
         "causal_mask(T_new, T_past + T_new)")
@@ -179,11 +188,13 @@ def test_generate_cached_equals_uncached_greedy(ctx):
 
 @hidden("generate_cached", points=2, group="properties")
 def test_generate_cached_builds_no_T_by_T_tensor(ctx):
-    """40 new tokens: never calls model(...) on the sequence, and no tensor grows like T x T"""
+    """40 new tokens: never calls model(...), no tensor grows like T x T, about twice the ops of 20 tokens"""
     lm = LM(max_len=48)
     model, state = lm.build(ctx)
     ctx.builtin("record_lengths", model)
     prompt = tokens_of(ctx, lm, 1, 2)
+    # 20 tokens first: a result remembered from the 40-token call cannot stand in for the work of the shorter one
+    _, half = call_measured(ctx, "generate_cached", model, prompt, 20)
     result, stats = call_measured(ctx, "generate_cached", model, prompt, 40)
     out = expect_tensor(result.value, "generate_cached(model, prompt, 40)", shape=(1, 42), dtype=torch.int64)
     lengths = ctx.builtin("recorded_lengths", model)
@@ -195,6 +206,10 @@ def test_generate_cached_builds_no_T_by_T_tensor(ctx):
                  hint="Cached decoding must give the same tokens as decoding without a cache")
     # the cached keys of 2 heads hold 2 * 41 * 8 = 656 elements; the scores of a whole-sequence pass 2 * 40 * 40
     expect_small(stats, 2 * 42 * lm.d_model, "generate_cached of 40 tokens", 2 * 40 * 40)
+    # a cache's new storages grow like T^2 (each step's torch.cat), so the work counted is the number of ops:
+    # one forward_cached per step, whatever the length, against several for a prefix re-read in chunks
+    expect_linear_work(half, stats, "ops", "generate_cached of 20 and 40 tokens",
+                       "Keep the cache from step to step: feed only the newest token, once")
 
 
 @hidden("generate_cached", points=1, group="hygiene")

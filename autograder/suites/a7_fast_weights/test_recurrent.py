@@ -27,6 +27,7 @@ from autograder.suites.a7_fast_weights.inputs import (
     FLOAT32_TOL,
     call_measured,
     expect_input_gradients,
+    expect_linear_work,
     expect_small,
     expect_two,
     qkv,
@@ -37,6 +38,7 @@ TOL = tolerance(torch.float64, 10)
 RECURRENT_HINT = "At each step write S = S + outer(phi(k_i), v_i) and z = z + phi(k_i), then read with phi(q_i)"
 DELTA_HINT = ("Features (elu + 1) / their sum; v_bar = S^T phi(k_i); S = S + beta_i outer(phi(k_i), v_i - v_bar); "
               "out_i = S^T phi(q_i) after the update")
+STEP_HINT = "Update one running state per step; never recompute it from the start of the sequence"
 # The memory check: batch 1, 2 heads, T = 256 steps, d_k = 4, d_v = 6.
 MEMORY = {"batch": (1, 2), "T": 256, "d_k": 4, "d_v": 6}
 
@@ -77,7 +79,7 @@ def test_recurrent_shapes(ctx):
 
 @hidden("recurrent_linear_attention", points=2, group="numerics")
 def test_recurrent_matches_linear_attention(ctx):
-    """gives linear attention's outputs and the final state S = sum phi(k) v^T, z = sum phi(k) (float64, float32)"""
+    """gives linear attention's outputs and final state S = sum phi(k) v^T, z = sum phi(k) (float64, float32, eps)"""
     for dtype in (torch.float64, torch.float32):
         q, k, v = qkv(ctx, (2, 2), 9, 4, 3)
         out, S, z = call_recurrent(ctx, *(t.to(dtype) for t in (q, k, v)))
@@ -87,6 +89,11 @@ def test_recurrent_matches_linear_attention(ctx):
         S_want, z_want = reference.linear_attention_state(k, v)
         expect_close(S, S_want, "the final S", **tol, hint="Return the state after the last step: (S, z)")
         expect_close(z, z_want, "the final z", **tol, hint="Return the state after the last step: (S, z)")
+    q, k, v = qkv(ctx, (2,), 6, 4, 3)  # an eps that shows: every other call leaves it at 1e-6
+    out, _, _ = call_recurrent(ctx, q, k, v, eps=0.5)
+    expect_close(out, reference.linear_attention(q, k, v, 0.5), "recurrent_linear_attention's out with eps=0.5",
+                 **TOL, suspects=recurrent_suspects(q, k, v, 0.5), hint="The denominator is phi(q_i) . z + eps, "
+                 "with the eps passed in")
 
 
 @hidden("recurrent_linear_attention", points=1, group="properties")
@@ -104,13 +111,15 @@ def test_recurrent_continues_from_a_state(ctx):
 
 @hidden("recurrent_linear_attention", points=2, group="properties")
 def test_recurrent_builds_no_T_by_T_tensor(ctx):
-    """one step at a time: at T = 256 no tensor larger than twice the inputs (no T x T, no state per step)"""
+    """one step at a time: at T = 256 no tensor above twice the inputs, and about twice T = 128's new memory"""
     q, k, v = qkv(ctx, MEMORY["batch"], MEMORY["T"], MEMORY["d_k"], MEMORY["d_v"])
     result, stats = call_measured(ctx, "recurrent_linear_attention", q, k, v)
     out, _ = expect_two(result.value, "recurrent_linear_attention", "(out, (S, z))")
     expect_close(out, reference.linear_attention(q, k, v), "out at T = 256", **TOL, hint=RECURRENT_HINT)
     bound, quadratic, per_step = memory_bound()
     expect_small(stats, bound, "recurrent_linear_attention at T = 256", quadratic, per_step)
+    _, half = call_measured(ctx, "recurrent_linear_attention", *(t[..., ::2, :] for t in (q, k, v)))
+    expect_linear_work(half, stats, "fresh", "recurrent_linear_attention at T = 128 and T = 256", STEP_HINT)
 
 
 @hidden("recurrent_linear_attention", points=1, group="gradients")
@@ -191,7 +200,7 @@ def test_delta_continues_from_a_state(ctx):
 
 @hidden("delta_rule", points=1, group="properties")
 def test_delta_builds_no_T_by_T_tensor(ctx):
-    """one step at a time: at T = 256 no tensor larger than twice the inputs (no T x T, no state per step)"""
+    """one step at a time: at T = 256 no tensor above twice the inputs, and about twice T = 128's new memory"""
     q, k, v = qkv(ctx, MEMORY["batch"], MEMORY["T"], MEMORY["d_k"], MEMORY["d_v"])
     beta = betas(ctx, *MEMORY["batch"], MEMORY["T"])
     result, stats = call_measured(ctx, "delta_rule", q, k, v, beta)
@@ -199,6 +208,8 @@ def test_delta_builds_no_T_by_T_tensor(ctx):
     expect_close(out, reference.delta_rule(q, k, v, beta)[0], "out at T = 256", **TOL, hint=DELTA_HINT)
     bound, quadratic, per_step = memory_bound()
     expect_small(stats, bound, "delta_rule at T = 256", quadratic, per_step)
+    _, half = call_measured(ctx, "delta_rule", *(t[..., ::2, :] for t in (q, k, v)), beta[..., ::2])
+    expect_linear_work(half, stats, "fresh", "delta_rule at T = 128 and T = 256", STEP_HINT)
 
 
 @hidden("delta_rule", points=1, group="gradients")
