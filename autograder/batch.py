@@ -96,3 +96,17 @@ def _by_key(found: list[tuple[Path, GradeReport]]) -> dict[Path, list[str]]:
     for path, report in found:
         by_key.setdefault(Path(result_name(report.student, report.assignment)), []).append(str(path))
     return by_key
+
+
+def shard(submissions: list[Path], spec: str) -> list[Path]:
+    """Shard ``spec`` = "I/N" (1 <= I <= N) of ``submissions``: every N-th one, from the I-th, in the order of their
+    paths as text. Each of N jobs given the same list grades a disjoint slice, together all of it, and the slices
+    differ in size by at most one; ``rebuild`` merges their folders."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise BatchError(f"--shard takes I/N, such as 2/8, not {spec!r}") from None
+    if not 1 <= index <= count:
+        raise BatchError(f"--shard {spec}: I must be between 1 and N")
+    ordered = sorted(submissions, key=str)
+    return ordered[index - 1::count]

@@ -52,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
                    help="submissions graded at once (default: the CPUs this process may use: its affinity mask, "
                         "capped by a container's CPU quota)")
     g.add_argument("--quiet", action="store_true", help="print only the score line of each submission")
+    g.add_argument("--shard", metavar="I/N",
+                   help="grade only shard I of N (every N-th submission in path order, from the I-th): N jobs given "
+                        "the same submissions grade disjoint slices; merge their --out-dir folders with rebuild")
     g.add_argument("--resume", action="store_true",
                    help="skip submissions whose results file is newer than their notebook (after a killed run) and "
                         "reuse those results for grades.csv and the summary")
@@ -119,12 +122,16 @@ def grade_all(args, server) -> int:
     import torch
     import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward needs it; load it while the server starts)
 
-    from autograder.batch import BatchError
+    from autograder.batch import BatchError, shard
     from autograder.runner import GraderError, resolve_device
 
     torch.set_num_threads(1)  # the grader's tensors are tiny; extra threads only contend with the workers
     try:
         device = resolve_device(args.device)  # once per run: one line, not an error (and a CSV row) per submission
+        if args.shard:
+            total = len(args.submissions)
+            args.submissions = shard(args.submissions, args.shard)
+            print(f"shard {args.shard}: {len(args.submissions)} of {total} submissions")
         plan = _plan(args)
     except (GraderError, BatchError) as exc:
         return _error(str(exc))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from autograder.batch import shard
 from autograder.cli import main
 from autograder.worker.pool import claim_folder, remove_stale_folders
 from tests.test_summary import run_grade
@@ -169,3 +170,36 @@ def test_stale_temporary_folders_are_removed(tmp_path):
         assert not dead.exists() and alive.exists() and unknown.exists()  # no lock file: not known to be ours
     finally:
         owner.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8])
+def test_shards_are_disjoint_balanced_and_cover_everything(count):
+    paths = [Path(f"submitted/student{i:02d}/a1_attention") for i in (7, 3, 11, 0, 5, 9, 1)]
+    slices = [shard(list(reversed(paths)), f"{i}/{count}") for i in range(1, count + 1)]
+    assert sorted(p for s in slices for p in s) == sorted(paths)  # every submission once
+    assert max(map(len, slices)) - min(map(len, slices)) <= 1
+    assert slices == [shard(paths, f"{i}/{count}") for i in range(1, count + 1)]  # whatever order the shell gave
+
+
+@pytest.mark.parametrize("spec", ["0/3", "4/3", "3", "a/b", "1/0"])
+def test_a_bad_shard_is_one_line_and_exit_2(server, spec):
+    status, _, stderr = run_grade(server, [*SUBMISSIONS, "--shard", spec])
+    assert status == 2 and "--shard" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_sharded_runs_merged_by_rebuild_equal_one_run(full, server, tmp_path, capsys):
+    """The cluster recipe of the README run locally: N shards into N folders, then rebuild."""
+    out, stdout = full
+    folders = [tmp_path / f"shard{i}" for i in (1, 2, 3, 4)]
+    for i, folder in enumerate(folders, start=1):  # 4 shards of the examples; more shards than jobs is fine
+        status, shard_stdout, _ = run_grade(server, [*SUBMISSIONS, "--shard", f"{i}/4", "--out-dir", str(folder),
+                                                     "--quiet"])
+        assert status == 0 and f"shard {i}/4:" in shard_stdout
+    assert main(["rebuild", *map(str, folders), "--csv", str(tmp_path / "grades.csv")]) == 0
+    assert (tmp_path / "grades.csv").read_text() == (out / "grades.csv").read_text()
+    assert summary_line(capsys.readouterr().out) == summary_line(stdout)
+
+
+def test_an_empty_shard_grades_nothing_and_succeeds(server, tmp_path):
+    status, stdout, _ = run_grade(server, [*SUBMISSIONS[:2], "--shard", "3/3", "--out-dir", str(tmp_path / "out")])
+    assert status == 0 and "shard 3/3: 0 of 2 submissions" in stdout
