@@ -121,9 +121,9 @@ def test_rebuild_from_two_folders_equals_one_run(full, tmp_path, capsys):
 
 def test_rebuild_refuses_two_results_of_one_student(full, tmp_path, capsys):
     out, _ = full
-    for shard in ("shard1", "shard2"):
-        (tmp_path / shard).mkdir()
-        shutil.copy(out / "perfect-a1_attention.json", tmp_path / shard)
+    for folder in ("shard1", "shard2"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(out / "perfect-a1_attention.json", tmp_path / folder)
     assert main(["rebuild", str(tmp_path / "shard1"), str(tmp_path / "shard2")]) == 2
     assert "same student and assignment" in capsys.readouterr().err
     assert not (tmp_path / "shard1" / "grades.csv").exists()
