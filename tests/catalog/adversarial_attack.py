@@ -760,8 +760,9 @@ def gpt2_init_(model, n_layers):
                 p.div_(math.sqrt(2 * n_layers))
     return model
 '''
-GIVEN_INIT = ("the given TransformerLM's __init__ does GPT-2's initialisation and given code is trusted: gpt2_init_ "
-              "can copy a fresh given model's weights and scale two matrices (8/8); fix the release (see route 13)")
+GIVEN_INIT = ("a limit of the release, like PASTED_GIVEN: a6's (and a7's) given TransformerLM.__init__ holds a5's "
+              "N(0, 0.02**2) loop, and given code is trusted, so gpt2_init_ can copy a fresh given model's weights "
+              "and scale two matrices (8/8); fix the release (see route 13)")
 LR_SCHEDULE_THROUGH_NN_INIT = '''\
 def lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
     """PyTorch's scheduler, reached as an attribute of nn.init's own `torch`."""
