@@ -6,8 +6,8 @@
                           (in eval() and train(), and in float32), gradients (only alpha learns at first)
     test_residual.py      ResiDual and ResiDualBlock: structure, the pair of streams, numerics (in eval() and train(),
                           and in float32), causality, gradients
-    test_gpt2_init.py     gpt2_init_: parameters kept in place, norms and biases, the standard deviations of the weights,
-                          which must be normal draws (kurtosis) that differ from layer to layer
+    test_gpt2_init.py     gpt2_init_: parameters kept in place, norms and biases, the standard deviations of the
+                          weights, which must be normal draws (kurtosis) that differ from layer to layer
     inputs.py             seeded inputs, random weights, builders that check the structure first
 
 Every expected value is computed in float64 in the grader's process by ``autograder/reference.py`` from the very
