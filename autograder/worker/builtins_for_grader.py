@@ -123,3 +123,11 @@ def recorded_allocations() -> dict:
     """Stop recording: the largest tensor storage created (elements), all of them together, and the number of ops;
     -1 everywhere when nothing was recording (the recorder was switched off)."""
     return _Allocations.stop()
+
+
+# --- a6: gpt2_init_ initialises in place -------------------------------------------------------------------------
+
+def parameter_ids(module: nn.Module) -> dict[str, int]:
+    """The identity of the tensor behind each parameter name of ``module``: an in-place initialisation keeps every
+    one, while assigning a new nn.Parameter (even one tied again by hand) changes it."""
+    return {name: id(p) for name, p in module.named_parameters(remove_duplicate=False)}

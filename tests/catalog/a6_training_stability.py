@@ -354,6 +354,32 @@ def check_one_draw(report) -> None:
     expect_full_marks(report, "lr_schedule", "ReZeroBlock", "ResiDual")
 
 
+INIT_REPLACES_AND_TIES_AGAIN = '''\
+def gpt2_init_(model, n_layers):
+    """New Parameters with GPT-2's statistics, and the tied weights tied again by hand: not in place."""
+    tied = model.lm_head.weight is model.tok_emb.weight
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            projection = name.endswith(("attn.out_proj", "ffn.down"))
+            std = 0.02 / math.sqrt(2 * n_layers) if projection else 0.02
+            module.weight = nn.Parameter(torch.empty_like(module.weight).normal_(0.0, std))
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias = nn.Parameter(torch.zeros_like(module.bias))
+        elif isinstance(module, LayerNorm):
+            module.weight = nn.Parameter(torch.ones_like(module.weight))
+            module.bias = nn.Parameter(torch.zeros_like(module.bias))
+    if tied:
+        model.lm_head.weight = model.tok_emb.weight
+    return model
+'''
+
+
+def check_replaces_and_ties_again(report) -> None:
+    result = by_name(report)["init_keeps_parameters"]
+    assert result.score == 0 and "new Parameter objects" in result.output, result.output
+    expect_full_marks(report, "lr_schedule", "ReZeroBlock", "ResiDual")
+
+
 CHEAT_CONSTANT_SCHEDULE = '''\
 def lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
     """Does nothing: min_lr at every step (the end of the schedule is right, and it is pure)."""
@@ -374,5 +400,7 @@ CHEATS = [
     Cheat("sys_exit_in_gpt2_init", {"gpt2_init_": CHEAT_EXIT}, check=check_exit),
     Cheat("init_fixed_pattern_with_the_right_std", {"gpt2_init_": INIT_FIXED_PATTERN}, check=check_fixed_pattern),
     Cheat("init_one_draw_copied_to_every_layer", {"gpt2_init_": INIT_ONE_DRAW_FOR_EVERY_LAYER}, check=check_one_draw),
+    Cheat("init_replaces_the_parameters_and_ties_again", {"gpt2_init_": INIT_REPLACES_AND_TIES_AGAIN},
+          check=check_replaces_and_ties_again),
     Cheat("lr_schedule_returns_min_lr", {"lr_schedule": CHEAT_CONSTANT_SCHEDULE}, check=check_constant_schedule),
 ]

@@ -44,8 +44,12 @@ def call(n_layers: int) -> str:
 
 @hidden("gpt2_init_", points=1, group="shapes")
 def test_init_keeps_parameters(ctx):
-    """initialises in place: returns the model, keeps every parameter's shape and dtype, keeps tied weights tied"""
-    model, returned, params, shapes = initialised(ctx, 2, tie_weights=True)
+    """initialises in place: returns the model, keeps every parameter (the same tensors, shapes and dtypes), keeps
+    tied weights tied"""
+    model, shapes = build_lm(ctx, 13, 64, 4, 2, 16, tie_weights=True)
+    before = ctx.builtin("parameter_ids", model)
+    returned = ctx.call("gpt2_init_", model, 2)
+    params = {name: value.tensor for name, value in model.parameters.items()}
     if not isinstance(returned, RemoteModule) or returned.id != model.id:
         fail(f"{call(2)} returned {getattr(returned, 'type_name', type(returned).__name__)}, expected the model itself",
              "Initialise in place and end with return model")
@@ -56,6 +60,12 @@ def test_init_keeps_parameters(ctx):
     if not ctx.builtin("shares_parameter", model, "lm_head.weight", "tok_emb.weight"):
         fail(f"after {call(2)} lm_head.weight and tok_emb.weight are no longer one tensor",
              "Initialise in place (nn.init.normal_, nn.init.zeros_): assigning new Parameters unties tied weights")
+    after = ctx.builtin("parameter_ids", model)
+    replaced = sorted(name for name in before if after.get(name) != before[name])
+    if replaced:
+        fail(f"after {call(2)} the model holds new Parameter objects for {replaced[:4]}",
+             "Initialise the existing parameters in place (nn.init.normal_(p, ...)); do not replace them: an "
+             "optimizer built before the call would still update the old ones")
 
 
 @hidden("gpt2_init_", points=2, group="numerics")
