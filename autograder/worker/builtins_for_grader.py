@@ -189,3 +189,11 @@ def recorded_allocations() -> dict:
     (``fresh``), the number of ops and the values read out of torch (``exported``); -1 everywhere when
     nothing was recording (the recorder was switched off)."""
     return _Allocations.stop()
+
+
+# --- a6: gpt2_init_ initialises in place -------------------------------------------------------------------------
+
+def parameter_ids(module: nn.Module) -> dict[str, int]:
+    """The identity of the tensor behind each parameter name of ``module``: an in-place initialisation keeps every
+    one, while assigning a new nn.Parameter (even one tied again by hand) changes it."""
+    return {name: id(p) for name, p in module.named_parameters(remove_duplicate=False)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import nbformat
 
-from tests.variants import Cheat, Variant, by_name, expect_full_marks, expect_no_credit, solution_path
+from tests.variants import Cheat, Variant, by_name, expect_full_marks, expect_no_credit, solution_path, tests_of
 
 EXERCISES = ("lr_schedule", "ReZeroBlock", "ResiDual", "gpt2_init_")
 SOURCES = {c.metadata["nbgrader"]["grade_id"]: c.source
@@ -133,6 +133,29 @@ MUTANTS = [
         "gpt2_init_", ("nn.init.normal_(module.weight, mean=0.0, std=0.02)",
                        "module.weight = nn.Parameter(module.weight.new_empty(module.weight.shape).normal_(0, 0.02))")),
             fails=["init_keeps_parameters"], says="do not replace them"),
+    # Red team (full_red_a6): wrong work that got full marks before the suite checked it.
+    Variant("init_uniform_with_the_right_std", patch(
+        "gpt2_init_", ("nn.init.normal_(module.weight, mean=0.0, std=0.02)",
+                       "nn.init.uniform_(module.weight, -0.02 * math.sqrt(3), 0.02 * math.sqrt(3))")),
+            fails=["init_weight_std"], says="kurtosis"),
+    Variant("rezero_no_alpha_while_training", patch(
+        "ReZeroBlock", ("return x + self.alpha * self.dropout(self.ffn(x))",
+                        "if self.training:\n            return x + self.dropout(self.ffn(x))\n"
+                        "        return x + self.alpha * self.dropout(self.ffn(x))")),
+            fails=["rezero_matches_reference"], says="train() mode"),
+    Variant("rezero_no_alpha_in_float32", patch(
+        "ReZeroBlock", ("return x + self.alpha * self.dropout(self.ffn(x))",
+                        "if x.dtype == torch.float32:\n            return x + self.dropout(self.ffn(x))\n"
+                        "        return x + self.alpha * self.dropout(self.ffn(x))")),
+            fails=["rezero_keeps_dtype_and_input"], says="do not branch on x.dtype"),
+    Variant("residual_skips_norm_dual_while_training", patch(
+        "ResiDual", ("return x + self.norm_dual(dual)",
+                     "return x + (dual if self.training else self.norm_dual(dual))")),
+            fails=["residual_matches_reference"], says="train() mode"),
+    Variant("residual_skips_norm_dual_in_float32", patch(
+        "ResiDual", ("return x + self.norm_dual(dual)",
+                     "return x + (dual if x.dtype == torch.float32 else self.norm_dual(dual))")),
+            fails=["residual_keeps_dtype_and_input"], says="do not branch on x.dtype"),
 ]
 
 # --- ALTERNATIVES -----------------------------------------------------------------------
@@ -259,9 +282,10 @@ class ReZeroBlock(nn.Module):
 
 def check_identity_rezero(report) -> None:
     results = by_name(report)
-    for name in ("rezero_is_identity_at_init", "rezero_keeps_dtype_and_input"):
-        assert results[name].score == 0 and "returned its input unchanged" in results[name].output, results[name].output
+    name = "rezero_is_identity_at_init"
+    assert results[name].score == 0 and "returned its input unchanged" in results[name].output, results[name].output
     assert results["rezero_matches_reference"].score == 0
+    assert results["rezero_keeps_dtype_and_input"].score == 0  # its float32 output is not the reference's
     expect_full_marks(report, "lr_schedule", "ResiDual", "gpt2_init_")
 
 
@@ -289,9 +313,94 @@ def check_exit(report) -> None:
     expect_full_marks(report, "lr_schedule", "ReZeroBlock", "ResiDual")
 
 
+INIT_FIXED_PATTERN = '''\
+def gpt2_init_(model, n_layers):
+    """No random draw: every weight a fixed +-std pattern, whose mean and std are exactly GPT-2's."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+            elif "norm" in name:
+                p.fill_(1.0)
+            else:
+                projection = name.endswith(("attn.out_proj.weight", "ffn.down.weight"))
+                std = 0.02 / math.sqrt(2 * n_layers) if projection else 0.02
+                signs = torch.ones(p.numel(), dtype=p.dtype)
+                signs[1::2] = -1.0
+                p.copy_((signs * std).reshape(p.shape))  # (numel,) -> p.shape
+    return model
+'''
+
+
+def check_fixed_pattern(report) -> None:
+    result = by_name(report)["init_weight_std"]
+    assert result.score == 0 and "kurtosis" in result.output, result.output
+    expect_full_marks(report, "lr_schedule", "ReZeroBlock", "ResiDual")
+
+
+INIT_ONE_DRAW_FOR_EVERY_LAYER = SOURCES["gpt2_init_"].replace("    return model\n", '''\
+    first = dict(model.blocks[0].named_parameters())
+    with torch.no_grad():  # every later block a copy of block 0: normal, the right std, one draw
+        for block in model.blocks[1:]:
+            for name, p in block.named_parameters():
+                p.copy_(first[name])
+    return model
+''', 1)
+
+
+def check_one_draw(report) -> None:
+    result = by_name(report)["init_weight_std"]
+    assert result.score == 0 and "hold the same values" in result.output, result.output
+    expect_full_marks(report, "lr_schedule", "ReZeroBlock", "ResiDual")
+
+
+INIT_REPLACES_AND_TIES_AGAIN = '''\
+def gpt2_init_(model, n_layers):
+    """New Parameters with GPT-2's statistics, and the tied weights tied again by hand: not in place."""
+    tied = model.lm_head.weight is model.tok_emb.weight
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            projection = name.endswith(("attn.out_proj", "ffn.down"))
+            std = 0.02 / math.sqrt(2 * n_layers) if projection else 0.02
+            module.weight = nn.Parameter(torch.empty_like(module.weight).normal_(0.0, std))
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                module.bias = nn.Parameter(torch.zeros_like(module.bias))
+        elif isinstance(module, LayerNorm):
+            module.weight = nn.Parameter(torch.ones_like(module.weight))
+            module.bias = nn.Parameter(torch.zeros_like(module.bias))
+    if tied:
+        model.lm_head.weight = model.tok_emb.weight
+    return model
+'''
+
+
+def check_replaces_and_ties_again(report) -> None:
+    result = by_name(report)["init_keeps_parameters"]
+    assert result.score == 0 and "new Parameter objects" in result.output, result.output
+    expect_full_marks(report, "lr_schedule", "ReZeroBlock", "ResiDual")
+
+
+CHEAT_CONSTANT_SCHEDULE = '''\
+def lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
+    """Does nothing: min_lr at every step (the end of the schedule is right, and it is pure)."""
+    return float(min_lr)
+'''
+
+
+def check_constant_schedule(report) -> None:
+    earned = {t.name: t.score for t in tests_of(report, "lr_schedule") if t.score}
+    assert set(earned) <= {"schedule_returns_a_float"}, f"a constant schedule earned {earned}"
+    expect_full_marks(report, "ReZeroBlock", "ResiDual", "gpt2_init_")
+
+
 CHEATS = [
     Cheat("lr_schedule_from_torch_optim", {"lr_schedule": CHEAT_TORCH_SCHEDULER}, check=check_torch_scheduler),
     Cheat("rezero_returns_its_input", {"ReZeroBlock": CHEAT_IDENTITY_REZERO}, check=check_identity_rezero),
     Cheat("residual_with_nn_multiheadattention", {"ResiDual": CHEAT_MHA_RESIDUAL}, check=check_mha_residual),
     Cheat("sys_exit_in_gpt2_init", {"gpt2_init_": CHEAT_EXIT}, check=check_exit),
+    Cheat("init_fixed_pattern_with_the_right_std", {"gpt2_init_": INIT_FIXED_PATTERN}, check=check_fixed_pattern),
+    Cheat("init_one_draw_copied_to_every_layer", {"gpt2_init_": INIT_ONE_DRAW_FOR_EVERY_LAYER}, check=check_one_draw),
+    Cheat("init_replaces_the_parameters_and_ties_again", {"gpt2_init_": INIT_REPLACES_AND_TIES_AGAIN},
+          check=check_replaces_and_ties_again),
+    Cheat("lr_schedule_returns_min_lr", {"lr_schedule": CHEAT_CONSTANT_SCHEDULE}, check=check_constant_schedule),
 ]

@@ -740,3 +740,61 @@ CASES: list[AttackCase] = [
     AttackCase(name, {"softmax": source}, weakness=SECOND_PASS.get(name),
                check=(caught_everywhere if name in STAR_IMPORTS else caught)("softmax", *A1_SIBLINGS))
     for name, source in SECOND_PASS_ROUTES.items()]
+
+# --- route 13 (a6_training_stability, full_red_a6): given code, torch.optim and norms by other routes ---------------
+# gpt2_init_ copies the weights of a freshly built given TransformerLM, whose __init__ already draws GPT-2's
+# N(0, 0.02**2) (a5's solution, given read-only in a6), and only scales the two residual projections itself: 8/8.
+# Trusted given code is not scanned and calling it is allowed, and the values it writes are real GPT-2 draws, so no
+# hidden test can tell. Remedy: drop the init loop from a6's given TransformerLM (only its visible test uses the class,
+# and gpt2_init_ is what the notebook calls), or let a policy name given classes an exercise may not call.
+A6 = ("lr_schedule", "ReZeroBlock", "ResiDual", "gpt2_init_")
+INIT_FROM_A_FRESH_GIVEN_MODEL = '''\
+def gpt2_init_(model, n_layers):
+    """The given TransformerLM's own initialisation, copied over; then the residual scaling."""
+    vocab_size, d_model = model.tok_emb.weight.shape
+    fresh = TransformerLM(vocab_size, d_model, 1, n_layers, model.max_len)
+    with torch.no_grad():
+        for (name, p), q in zip(model.named_parameters(), fresh.parameters()):
+            p.copy_(q)
+            if name.endswith(("attn.out_proj.weight", "ffn.down.weight")):
+                p.div_(math.sqrt(2 * n_layers))
+    return model
+'''
+GIVEN_INIT = ("a limit of the release, like PASTED_GIVEN: a6's (and a7's) given TransformerLM.__init__ holds a5's "
+              "N(0, 0.02**2) loop, and given code is trusted, so gpt2_init_ can copy a fresh given model's weights "
+              "and scale two matrices (8/8); fix the release (see route 13)")
+LR_SCHEDULE_THROUGH_NN_INIT = '''\
+def lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
+    """PyTorch's scheduler, reached as an attribute of nn.init's own `torch`."""
+    sgd = nn.init.torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=max_lr)
+    sched = nn.init.torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 1.0)
+    return float(sched.get_last_lr()[0])
+'''
+REZERO_NORM_IN_AN_ATTENTION_SUBCLASS = '''\
+class NormedMultiHeadAttention(MultiHeadAttention):
+    """Named like the given class, so the structure check passes; normalises its input without parameters."""
+
+    def forward(self, x, mask=None):
+        return super().forward(F.layer_norm(x, x.shape[-1:]), mask)
+
+
+class ReZeroBlock(nn.Module):
+    def __init__(self, d_model, n_heads, d_ff=None, dropout=0.0):
+        super().__init__()
+        self.attn = NormedMultiHeadAttention(d_model, n_heads)
+        self.ffn = FeedForward(d_model, d_ff, dropout=dropout)
+        self.alpha = nn.Parameter(torch.zeros(1))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, mask=None):
+        x = x + self.alpha * self.dropout(self.attn(x, mask))
+        return x + self.alpha * self.dropout(self.ffn(x))
+'''
+CASES += [
+    AttackCase("a6_gpt2_init_from_a_fresh_given_model", {"gpt2_init_": INIT_FROM_A_FRESH_GIVEN_MODEL},
+               assignment="a6_training_stability", check=caught("gpt2_init_", *A6[:3]), weakness=GIVEN_INIT),
+    AttackCase("a6_lr_scheduler_through_nn_init", {"lr_schedule": LR_SCHEDULE_THROUGH_NN_INIT},
+               assignment="a6_training_stability", check=caught("lr_schedule", *A6[1:])),
+    AttackCase("a6_rezero_norm_hidden_in_the_attention", {"ReZeroBlock": REZERO_NORM_IN_AN_ATTENTION_SUBCLASS},
+               assignment="a6_training_stability", check=caught("ReZeroBlock", A6[0], *A6[2:])),
+]

@@ -2,10 +2,12 @@
 
     test_lr_schedule.py   lr_schedule: every step against the reference and PyTorch's schedulers, the warm-up's ends,
                           min_lr at and after total_steps, purity
-    test_rezero.py        ReZeroBlock: structure (one alpha, no norm), the identity at initialisation, numerics,
-                          gradients (only alpha learns at first)
-    test_residual.py      ResiDual and ResiDualBlock: structure, the pair of streams, numerics, causality, gradients
-    test_gpt2_init.py     gpt2_init_: parameters kept in place, norms and biases, the standard deviations of the weights
+    test_rezero.py        ReZeroBlock: structure (one alpha, no norm), the identity at initialisation, numerics
+                          (in eval() and train(), and in float32), gradients (only alpha learns at first)
+    test_residual.py      ResiDual and ResiDualBlock: structure, the pair of streams, numerics (in eval() and train(),
+                          and in float32), causality, gradients
+    test_gpt2_init.py     gpt2_init_: parameters kept in place, norms and biases, the standard deviations of the
+                          weights, which must be normal draws (kurtosis) that differ from layer to layer
     inputs.py             seeded inputs, random weights, builders that check the structure first
 
 Every expected value is computed in float64 in the grader's process by ``autograder/reference.py`` from the very

@@ -166,7 +166,27 @@ def expect_gradients(result, state: dict, x: torch.Tensor, g: torch.Tensor, orac
 
 
 def expect_output(ctx, module, x: torch.Tensor, mask, want: torch.Tensor, suspects: dict, what: str, hint: str) -> None:
-    """The module's float64 output on (x, mask) equals ``want`` (a known bug among ``suspects`` is named)."""
+    """The module's float64 output on (x, mask) equals ``want`` (a known bug among ``suspects`` is named), in eval()
+    and again in train() mode: with dropout 0 (the default) both compute the same function, so a module that does
+    something else while training is caught (the module is left in eval())."""
     got = ctx.forward(module, x, mask).value
     expect_tensor(got, f"{what} output", shape=tuple(x.shape), dtype=torch.float64)
     expect_close(got, want, f"{what} output", **OUTPUT_TOL, suspects=suspects, hint=hint)
+    module.set_mode(train=True, dtype=torch.float64)
+    got = ctx.forward(module, x, mask).value
+    module.set_mode(train=False, dtype=torch.float64)
+    expect_close(got, want, f"{what} output in train() mode (dropout 0)", **OUTPUT_TOL, suspects=suspects,
+                 hint="With dropout 0, train() and eval() compute the same function: do not branch on "
+                      "self.training (nn.Dropout already does what differs)")
+
+
+# A float32 output against the float64 reference of the same weights: 10x the per-op float32 tolerance of
+# checks.TOLERANCES for a whole block or stack; every bug we know of moves outputs by more than 1e-2.
+FLOAT32_TOL = tolerance(torch.float32, 10)
+
+
+def expect_same_in_float32(result, want: torch.Tensor, what: str) -> None:
+    """A float32 call's output equals the float64 reference ``want`` within float32 roundoff: the module computes
+    the same function in both dtypes (nothing keyed on the dtype)."""
+    expect_close(result.value, want, f"{what} float32 output (against the float64 reference)", **FLOAT32_TOL,
+                 hint="float32 and float64 inputs must go through the same computation: do not branch on x.dtype")

@@ -134,6 +134,10 @@ def test_schedule_ends_exactly_at_min_lr(ctx):
     for config in ((1.0, 5, 24, 0.1), (3e-4, 0, 20, 3e-5), (1e-3, 6, 30, 0.0)):
         max_lr, W, N, min_lr = config
         decay = rates(ctx, range(W, N + 1), *config)
+        if not decay[0] > decay[-1]:  # max_lr > min_lr in every config: a constant passes nothing below
+            fail(f"{call(*config)} is {decay[0].item():.6g} at step warmup_steps = {W} and {decay[-1].item():.6g} at "
+                 f"total_steps = {N}: it does not fall after the warm-up",
+                 "After the warm-up the cosine falls from max_lr to min_lr")
         if (decay[1:] > decay[:-1]).any():
             step = W + 1 + int((decay[1:] > decay[:-1]).nonzero()[0])
             fail(f"{call(*config)} rises at step {step} ({decay[step - W - 1].item():.6g} -> "
@@ -155,6 +159,9 @@ def test_schedule_is_pure(ctx):
     shuffled = torch.empty(30, dtype=torch.float64)
     for step in order:
         shuffled[step] = rate(ctx, step, *config)
+    if torch.all(in_order == in_order[0]):
+        fail(f"{call(*config)} is {in_order[0].item():.6g} at every step 0..29: it does not depend on the step",
+             "lr_schedule is a function of step: a warm-up, then a cosine")
     for step in torch.nonzero(shuffled != in_order).flatten().tolist()[:1]:
         fail(f"{call(*config)} at step {step} gave {in_order[step].item():.6g} when the steps were asked for in "
              f"order and {shuffled[step].item():.6g} when they were asked for shuffled",

@@ -23,6 +23,7 @@ from autograder.suites.a6_training_stability.inputs import (
     check_residual,
     expect_gradients,
     expect_output,
+    expect_same_in_float32,
     random_state,
 )
 from autograder.suites.common import (
@@ -119,7 +120,7 @@ def test_residual_gradients_match(ctx):
 
 @hidden("ResiDual", points=1, group="hygiene")
 def test_residual_keeps_dtype_and_input(ctx):
-    """keeps the input's dtype, leaves the input unmodified, is deterministic in eval()"""
+    """keeps the input's dtype, leaves the input unmodified, is deterministic in eval(), computes the same in float32"""
     state = None  # one set of weights for both dtypes: the liveness rule compares the two results
     for dtype in FLOATS:
         model, state, what = build_residual(ctx, 16, 2, 2, dtype=dtype, state=state)
@@ -127,3 +128,5 @@ def test_residual_keeps_dtype_and_input(ctx):
         first = ctx.forward(model, x)
         expect_keeps_dtype_device_input(ctx, first, x, f"{what} ({dtype_name(dtype)})", dtype)
         expect_deterministic(ctx.forward(model, x), first, f"{what} forward")
+        if dtype == torch.float32:
+            expect_same_in_float32(first, reference.residual(state, x, n_heads=2), what)

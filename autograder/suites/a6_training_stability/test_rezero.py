@@ -21,6 +21,7 @@ from autograder.suites.a6_training_stability.inputs import (
     check_rezero,
     expect_gradients,
     expect_output,
+    expect_same_in_float32,
 )
 from autograder.suites.common import (
     FLOATS,
@@ -104,10 +105,12 @@ def test_rezero_gradients_match(ctx):
 
 @hidden("ReZeroBlock", points=1, group="hygiene")
 def test_rezero_keeps_dtype_and_input(ctx):
-    """keeps the input's dtype, leaves the input unmodified, is deterministic in eval()"""
+    """keeps the input's dtype, leaves the input unmodified, is deterministic in eval(), computes the same in float32"""
     for dtype in FLOATS:
-        block, _, what = build_rezero(ctx, 16, 2, dtype=dtype)
+        block, state, what = build_rezero(ctx, 16, 2, dtype=dtype)
         x = ctx.randn(2, 5, 16, dtype=dtype)
         first = ctx.forward(block, x)
         expect_keeps_dtype_device_input(ctx, first, x, f"{what} ({dtype_name(dtype)})", dtype)
         expect_deterministic(ctx.forward(block, x), first, f"{what} forward")
+        if dtype == torch.float32:
+            expect_same_in_float32(first, reference.rezero_block(state, x, n_heads=2), what)
