@@ -742,11 +742,10 @@ CASES: list[AttackCase] = [
     for name, source in SECOND_PASS_ROUTES.items()]
 
 # --- route 13 (a6_training_stability, full_red_a6): given code, torch.optim and norms by other routes ---------------
-# gpt2_init_ copies the weights of a freshly built given TransformerLM, whose __init__ already draws GPT-2's
-# N(0, 0.02**2) (a5's solution, given read-only in a6), and only scales the two residual projections itself: 8/8.
-# Trusted given code is not scanned and calling it is allowed, and the values it writes are real GPT-2 draws, so no
-# hidden test can tell. Remedy: drop the init loop from a6's given TransformerLM (only its visible test uses the class,
-# and gpt2_init_ is what the notebook calls), or let a policy name given classes an exercise may not call.
+# gpt2_init_ copied the weights of a freshly built given TransformerLM, whose __init__ drew GPT-2's N(0, 0.02**2)
+# (a5's solution, given read-only in a6), and only scaled the two residual projections itself: 8/8, since trusted
+# given code is not scanned. Closed in the release: a6's given TransformerLM keeps PyTorch's default initialisation,
+# so the copy brings default draws (uniform Linear weights, non-zero biases) and earns the shapes point only.
 A6 = ("lr_schedule", "ReZeroBlock", "ResiDual", "gpt2_init_")
 INIT_FROM_A_FRESH_GIVEN_MODEL = '''\
 def gpt2_init_(model, n_layers):
@@ -760,9 +759,6 @@ def gpt2_init_(model, n_layers):
                 p.div_(math.sqrt(2 * n_layers))
     return model
 '''
-GIVEN_INIT = ("a limit of the release, like PASTED_GIVEN: a6's (and a7's) given TransformerLM.__init__ holds a5's "
-              "N(0, 0.02**2) loop, and given code is trusted, so gpt2_init_ can copy a fresh given model's weights "
-              "and scale two matrices (8/8); fix the release (see route 13)")
 LR_SCHEDULE_THROUGH_NN_INIT = '''\
 def lr_schedule(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
     """PyTorch's scheduler, reached as an attribute of nn.init's own `torch`."""
@@ -792,7 +788,7 @@ class ReZeroBlock(nn.Module):
 '''
 CASES += [
     AttackCase("a6_gpt2_init_from_a_fresh_given_model", {"gpt2_init_": INIT_FROM_A_FRESH_GIVEN_MODEL},
-               assignment="a6_training_stability", check=caught("gpt2_init_", *A6[:3]), weakness=GIVEN_INIT),
+               assignment="a6_training_stability", check=all_of(at_most("gpt2_init_", 1), full_marks(*A6[:3]))),
     AttackCase("a6_lr_scheduler_through_nn_init", {"lr_schedule": LR_SCHEDULE_THROUGH_NN_INIT},
                assignment="a6_training_stability", check=caught("lr_schedule", *A6[1:])),
     AttackCase("a6_rezero_norm_hidden_in_the_attention", {"ReZeroBlock": REZERO_NORM_IN_AN_ATTENTION_SUBCLASS},
