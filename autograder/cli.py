@@ -22,6 +22,7 @@ from pathlib import Path
 
 from autograder import parsing
 from autograder.cpus import usable_cpus
+from autograder.gradescope import VISIBILITIES
 from autograder.suites import SUITES
 
 
@@ -65,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
     strictness.add_argument("--lenient", dest="strict", action="store_false",
                             help="code that needs review keeps its points and is only flagged in the report, "
                                  "results.json and grades.csv")
+    g.add_argument("--visibility", choices=VISIBILITIES, default="visible",
+                   help="when Gradescope shows students the tests and the output (results.json's visibility, "
+                        "top level and per test; default visible)")
+    gs = sub.add_parser("gradescope", help="build an assignment's Gradescope autograder zip (autograder/gradescope.py)")
+    gs.add_argument("assignment", choices=list(SUITES), metavar="ASSIGNMENT", help="the assignment id")
+    gs.add_argument("--out", type=Path, help="the zip, or a folder for <ASSIGNMENT>-gradescope.zip (default: results/)")
+    gs.add_argument("--visibility", choices=VISIBILITIES, default="visible",
+                    help="when students see the tests and the output on Gradescope (default visible)")
     r = sub.add_parser("rebuild", help="regenerate grades.csv and the class summary from results folders "
                                        "(also merges the folders of several runs)")
     r.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="folders of results files (grade --out-dir)")
@@ -86,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return export_gradebook(args)
     if args.command == "rebuild":
         return rebuild(args)
+    if args.command == "gradescope":
+        return gradescope(args)
     if args.out and len(args.submissions) > 1:
         return _error("--out takes one submission; use --out-dir for several")
     for path in args.submissions:
@@ -183,7 +194,7 @@ def _run(args, server, device: str, plan: dict) -> int:
         reports[n] = report
         out = plan["outs"].get(n) or args.out or _out_dir_or_default(args) / _name_of(report)
         csv.write([report_row(report)])  # then its results file: every results file --resume reuses has its row
-        write_results(report, out)
+        write_results(report, out, visibility=args.visibility)
         if many:
             print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
         text = render(report, color=sys.stdout.isatty())
@@ -295,6 +306,17 @@ def rebuild(args) -> int:
     print(f"rebuilt from {len(found)} results file(s)", flush=True)
     _class_summary(args, [report for _, report in found], [], csv_path.parent)
     print(f"grades: {csv_path}", flush=True)
+    return 0
+
+
+def gradescope(args) -> int:
+    from autograder.gradescope import build
+
+    try:
+        path = build(args.assignment, args.out, args.visibility)
+    except OSError as exc:
+        return _error(f"autograder zip not written: {exc}")
+    print(f"autograder zip: {path} (upload it as the assignment's autograder on Gradescope)", flush=True)
     return 0
 
 

@@ -60,11 +60,12 @@ def printable_copy(report: GradeReport) -> GradeReport:
                    sandbox={printable(k): printable(v) for k, v in report.sandbox.items()})
 
 
-def gradescope(report: GradeReport) -> dict:
+def gradescope(report: GradeReport, visibility: str = "visible") -> dict:
     """results.json as Gradescope's autograder specification describes it.
 
     ``extra_data`` is stored by Gradescope and never shown to students: internal errors (tracebacks that name
-    hidden-suite files) go there and to stderr only.
+    hidden-suite files) go there and to stderr only. ``visibility`` (one of ``gradescope.VISIBILITIES``) is when
+    students see the tests and the output, at the top level and on every test; the grader's stdout stays hidden.
     """
     report = printable_copy(report)
     return {
@@ -72,7 +73,7 @@ def gradescope(report: GradeReport) -> dict:
         "execution_time": round(report.execution_time, 3),
         "output": "\n".join(report.diagnostics)
         or f"{report.assignment}: {sum(t.passed for t in report.tests)}/{len(report.tests)} tests passed",
-        "visibility": "visible",
+        "visibility": visibility,
         "stdout_visibility": "hidden",
         "tests": [
             {
@@ -83,7 +84,7 @@ def gradescope(report: GradeReport) -> dict:
                 "status": "passed" if t.passed else "failed",
                 "output": t.output,
                 "tags": [t.exercise, t.group],
-                "visibility": "visible",
+                "visibility": visibility,
             }
             for i, t in enumerate(report.tests, start=1)
         ],
@@ -105,8 +106,8 @@ def gradescope(report: GradeReport) -> dict:
     }
 
 
-def write_results(report: GradeReport, path: Path) -> None:
+def write_results(report: GradeReport, path: Path, visibility: str = "visible") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(gradescope(report), indent=2) + "\n")
+    tmp.write_text(json.dumps(gradescope(report, visibility), indent=2) + "\n")
     tmp.replace(path)  # never a half-written results.json

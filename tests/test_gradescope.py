@@ -1,0 +1,176 @@
+"""The Gradescope autograder package (issue 11, autograder/gradescope.py): what the zip holds and leaves out,
+and `run_autograder` grading a perfect, a wrong and a broken submission in a fake /autograder root, under
+Docker's default capabilities (setpriv), into Gradescope's results path with the visibility chosen.
+
+On this machine Python lives under /root (mode 700) and setpriv leaves no CAP_SYS_ADMIN to unmask it, so the
+workers run without a uid of their own; the layers asserted are those that must hold anyway (Landlock, seccomp,
+rlimits, capabilities dropped). Gradescope's image puts Python in /opt (setup.sh), where the uid layer is on too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from autograder.gradescope import VISIBILITIES, build
+from autograder.suites import SUITES
+from tests.variants import REPO
+
+pytestmark = pytest.mark.engine
+ASSIGNMENT = "a1_attention"
+VISIBILITY = "after_published"  # not the default: results.json must carry the one chosen
+EXAMPLES = REPO / "examples" / "submissions"
+# Docker's default capability set (moby's oci/caps/defaults.go); setpriv drops every other one.
+DOCKER_CAPS = ("chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
+               "net_bind_service", "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap")
+REQUIRED = ("setup.sh", "run_autograder", "pyproject.toml", "README.md", "constraints.txt", "scripts/setup-env.sh",
+            "autograder/cli.py", "autograder/reference.py", "autograder/policy.py", "autograder/release.py",
+            "autograder/worker/sandbox.py", "autograder/suites/conftest.py", "autograder/suites/pytest.ini",
+            *(f"autograder/suites/{a}/__init__.py" for a in SUITES),
+            *(f"autograder/known_bugs/{a}.py" for a in SUITES))
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    return build(ASSIGNMENT, tmp_path_factory.mktemp("zip"), VISIBILITY)
+
+
+def unpack(package: Path, source: Path) -> None:
+    """Unpack as Gradescope does, keeping the executable bits."""
+    with zipfile.ZipFile(package) as archive:
+        for info in archive.infolist():
+            path = Path(archive.extract(info, source))
+            path.chmod(info.external_attr >> 16 & 0o777)
+
+
+def start_autograder(root: Path) -> subprocess.Popen:
+    """Gradescope's ``run_autograder`` in the fake root ``root``, as root with Docker's capabilities only."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
+    caps = ",".join(f"+{c}" for c in DOCKER_CAPS)
+    argv = [str(root / "source" / "run_autograder")]
+    if shutil.which("setpriv") and os.geteuid() == 0:
+        argv = ["setpriv", f"--bounding-set=-all,{caps}", "--inh-caps=-all", *argv]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def graded(package, tmp_path_factory) -> dict[str, dict]:
+    """results.json of each example submission, graded by run_autograder in a fresh fake /autograder."""
+    runs = {}
+    for name in ("perfect", "partly_wrong", "broken_json"):  # three containers at once, as Gradescope runs them
+        root = tmp_path_factory.mktemp(name)
+        unpack(package, root / "source")
+        (root / "submission").mkdir()
+        shutil.copy(EXAMPLES / name / ASSIGNMENT / "attention.ipynb", root / "submission")
+        runs[name] = root, start_autograder(root)
+    results = {}
+    for name, (root, process) in runs.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+        results[name] = json.loads((root / "results" / "results.json").read_text())
+    return results
+
+
+def test_the_zip_holds_what_grading_needs(package):
+    names = set(zipfile.ZipFile(package).namelist())
+    assert set(REQUIRED) <= names
+    releases = {p.relative_to(REPO).as_posix() for p in (REPO / "assignments").glob("*/*.ipynb")}
+    assert releases == {n for n in names if n.endswith(".ipynb")}  # every release (matching), nothing else
+
+
+def test_the_zip_holds_no_solution_catalog_or_example(package):
+    archive = zipfile.ZipFile(package)
+    names = archive.namelist()
+    for name in names:
+        assert not re.match(r"(solutions|tests|examples|lectures|results|\.git)/", name), name
+        assert Path(name).name not in ("gradebook.db", "results.json", "grades.csv"), name
+    contents = [archive.read(n).decode("utf-8", "replace") for n in names]
+    for notebook in (REPO / "solutions").glob("*/*.ipynb"):
+        for block in solution_blocks(notebook):
+            assert not any(block in text for text in contents), f"{notebook.name}'s solution is in the zip: {block}"
+
+
+def solution_blocks(notebook: Path) -> list[str]:
+    """The code between ### BEGIN SOLUTION and ### END SOLUTION in a solution notebook."""
+    cells = json.loads(notebook.read_text())["cells"]
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells]
+    found = re.findall(r"### BEGIN SOLUTION\n(.*?)\n\s*### END SOLUTION", "\n".join(sources), re.S)
+    return [block.strip() for block in found if len(block.strip()) > 40]
+
+
+def test_the_scripts_reuse_the_one_setup(package):
+    archive = zipfile.ZipFile(package)
+    setup = archive.read("setup.sh").decode()
+    assert "scripts/setup-env.sh" in setup and "chmod -R a+rX" in setup
+    assert not re.search(r"torch\s*==", setup)  # the version is pinned once, in scripts/setup-env.sh
+    script = archive.read("run_autograder").decode()
+    assert f"ASSIGNMENT={ASSIGNMENT}\n" in script and f"VISIBILITY={VISIBILITY}\n" in script
+    modes = {i.filename: i.external_attr >> 16 & 0o777 for i in archive.infolist()}
+    assert modes["run_autograder"] == modes["setup.sh"] == 0o755
+
+
+def test_a_perfect_submission_gets_full_marks(graded):
+    results = graded["perfect"]
+    assert results["score"] == results["extra_data"]["max_score"] > 0
+    assert all(t["status"] == "passed" for t in results["tests"])
+
+
+def test_a_partly_wrong_submission_names_its_failures(graded):
+    results = graded["partly_wrong"]
+    assert 0 < results["score"] < results["extra_data"]["max_score"]
+    failed = [t for t in results["tests"] if t["status"] == "failed"]
+    assert failed and all(t["name"] and t["output"] for t in failed)
+
+
+def test_a_broken_notebook_scores_zero_and_says_why(graded):
+    results = graded["broken_json"]
+    assert results["score"] == 0
+    assert "not valid notebook JSON" in results["output"]
+
+
+def test_results_carry_the_visibility_chosen(graded):
+    assert VISIBILITY in VISIBILITIES
+    for results in graded.values():
+        assert results["visibility"] == VISIBILITY and results["stdout_visibility"] == "hidden"
+        assert {t["visibility"] for t in results["tests"]} == {VISIBILITY}
+
+
+def test_the_sandbox_holds_under_dockers_default_capabilities(graded):
+    layers = graded["perfect"]["extra_data"]["sandbox"]
+    assert layers["landlock"].startswith("on") and layers["no_new_processes"].startswith("on"), layers
+    assert layers["rlimit_nproc"] == "on" and layers["session"] == "on"
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        assert layers["namespaces"].startswith("off")  # setpriv really took CAP_SYS_ADMIN away, as Docker does
+        assert "on" in (layers.get("capabilities_dropped"), layers["unprivileged_uid"])
+
+
+def test_results_json_is_written_even_when_the_grader_cannot_run(package, tmp_path):
+    unpack(package, tmp_path / "source")  # no submission folder at all: the grader refuses with one line
+    process = start_autograder(tmp_path)
+    process.communicate(timeout=600)
+    assert process.returncode == 0
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert results["score"] == 0 and results["output"].startswith("Not graded: cannot read")
+    assert results["visibility"] == VISIBILITY
+
+
+def test_the_dockerfile_builds_the_same_environment():
+    """Not built here (no Docker daemon): it starts from the official image, copies only files that exist and
+    that the zip is made of, and runs the zip's setup.sh."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
+    copies = re.findall(r"^COPY (.+) \S+$", dockerfile, re.M)
+    sources = [s for line in copies for s in line.split()]
+    assert sources and all((REPO / s).exists() for s in sources), sources
+    assert not any(s.split("/")[0] in ("solutions", "tests", "examples", "lectures", ".") for s in sources)
+    assert "python -m autograder gradescope" in dockerfile and "bash /autograder/source/setup.sh" in dockerfile
+    assert 'ENTRYPOINT ["/autograder/run_autograder"]' in dockerfile
