@@ -2,9 +2,10 @@
 and `run_autograder` grading a perfect, a wrong and a broken submission in a fake /autograder root, under
 Docker's default capabilities (setpriv), into Gradescope's results path with the visibility chosen.
 
-On this machine Python lives under /root (mode 700) and setpriv leaves no CAP_SYS_ADMIN to unmask it, so the
-workers run without a uid of their own; the layers asserted are those that must hold anyway (Landlock, seccomp,
-rlimits, capabilities dropped). Gradescope's image puts Python in /opt (setup.sh), where the uid layer is on too.
+Under those capabilities the workers get no namespaces (no CAP_SYS_ADMIN) but must keep Landlock, seccomp, rlimits
+and no capability; a uid of their own too when other users can read this Python, as setup.sh makes it on
+Gradescope (measured with setup.sh's own /opt-style environment: `unprivileged_uid: on`). On this machine Python
+lives under /root (mode 700) and without CAP_SYS_ADMIN it cannot be unmasked, so there the uid layer is off.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -63,11 +65,27 @@ def start_autograder(root: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def graded(package, tmp_path_factory) -> dict[str, dict]:
+def roots():
+    """A fake /autograder per call, in /tmp as Gradescope's is under /: others may pass through it (pytest's own
+    temporary folders are mode 700, which would hide the package, and so Python, from the workers' uids)."""
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(Path(tempfile.mkdtemp(prefix=f"gradescope-{name}-")))
+        made[-1].chmod(0o755)
+        return made[-1]
+
+    yield make
+    for root in made:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def graded(package, roots) -> dict[str, dict]:
     """results.json of each example submission, graded by run_autograder in a fresh fake /autograder."""
     runs = {}
     for name in ("perfect", "partly_wrong", "broken_json"):  # three containers at once, as Gradescope runs them
-        root = tmp_path_factory.mktemp(name)
+        root = roots(name)
         unpack(package, root / "source")
         (root / "submission").mkdir()
         shutil.copy(EXAMPLES / name / ASSIGNMENT / "attention.ipynb", root / "submission")
@@ -150,15 +168,25 @@ def test_the_sandbox_holds_under_dockers_default_capabilities(graded):
     assert layers["rlimit_nproc"] == "on" and layers["session"] == "on"
     if os.geteuid() == 0 and shutil.which("setpriv"):
         assert layers["namespaces"].startswith("off")  # setpriv really took CAP_SYS_ADMIN away, as Docker does
-        assert "on" in (layers.get("capabilities_dropped"), layers["unprivileged_uid"])
+        if all(others_can_enter(p) for p in {sys.prefix, sys.base_prefix}):  # as setup.sh makes it on Gradescope
+            assert layers["unprivileged_uid"].startswith("on"), layers
+        else:  # a pyenv under /root (this machine): no uid of its own, but no capability either
+            assert layers["capabilities_dropped"] == "on", layers
 
 
-def test_results_json_is_written_even_when_the_grader_cannot_run(package, tmp_path):
-    unpack(package, tmp_path / "source")  # no submission folder at all: the grader refuses with one line
-    process = start_autograder(tmp_path)
+def others_can_enter(folder: str) -> bool:
+    """Whether every folder down to ``folder`` lets other users through (mode o+x)."""
+    path = Path(folder).resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
+
+
+def test_results_json_is_written_even_when_the_grader_cannot_run(package, roots):
+    root = roots("no_submission")
+    unpack(package, root / "source")  # no submission folder at all: the grader refuses with one line
+    process = start_autograder(root)
     process.communicate(timeout=600)
     assert process.returncode == 0
-    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 0 and results["output"].startswith("Not graded: cannot read")
     assert results["visibility"] == VISIBILITY
 

@@ -8,20 +8,22 @@ set -euo pipefail
 SOURCE="$(cd "$(dirname "$0")" && pwd)"   # /autograder/source on Gradescope
 VENV=/opt/transformer-course
 
-# constraints.txt pins numpy and IPython releases that need Python 3.11 or newer. Ubuntu 24.04's python3 is
-# 3.12; Ubuntu 22.04's is 3.10, so there the python3.11 package (universe) is installed.
+# constraints.txt pins releases that need Python 3.11.5 or newer (numpy and IPython need 3.11, soupsieve 3.11.5).
+# Ubuntu 24.04's python3 is 3.12; the official python images' is current. Elsewhere apt is asked for a newer
+# Python, and when none is good enough the set-up stops and says so.
+usable() { command -v "$1" >/dev/null && "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11, 5))'; }
 python=""
 for candidate in python3 python3.13 python3.12 python3.11; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-        python="$candidate"
-        break
-    fi
+    usable "$candidate" && { python="$candidate"; break; }
 done
 if [ -z "$python" ] && command -v apt-get >/dev/null; then
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3.11 python3.11-venv
-    python=python3.11
+    apt-get update -q
+    for candidate in python3.12 python3.11; do
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$candidate" "$candidate-venv" >/dev/null 2>&1 \
+            && usable "$candidate" && { python="$candidate"; break; }
+    done
 fi
-[ -n "$python" ] || { echo "setup.sh: no Python 3.11 or newer; choose Ubuntu 24.04 as the base image" >&2; exit 1; }
+[ -n "$python" ] || { echo "setup.sh: no Python 3.11.5 or newer; choose Ubuntu 24.04 as the base image" >&2; exit 1; }
 # Debian and Ubuntu ship venv's pip bootstrap (ensurepip) in a package of its own.
 if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
     version="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
