@@ -83,12 +83,15 @@ def roots():
 @pytest.fixture(scope="module")
 def graded(package, roots) -> dict[str, dict]:
     """results.json of each example submission, graded by run_autograder in a fresh fake /autograder."""
+    notebooks = {name: EXAMPLES / name / ASSIGNMENT / "attention.ipynb" for name in ("perfect", "partly_wrong",
+                                                                                      "broken_json")}
+    notebooks["a2_release"] = REPO / "assignments" / "a2_masking" / "masking.ipynb"  # another assignment's
     runs = {}
-    for name in ("perfect", "partly_wrong", "broken_json"):  # three containers at once, as Gradescope runs them
+    for name, notebook in notebooks.items():  # all at once, as Gradescope runs its containers
         root = roots(name)
         unpack(package, root / "source")
         (root / "submission").mkdir()
-        shutil.copy(EXAMPLES / name / ASSIGNMENT / "attention.ipynb", root / "submission")
+        shutil.copy(notebook, root / "submission")
         runs[name] = root, start_autograder(root)
     results = {}
     for name, (root, process) in runs.items():
@@ -153,6 +156,22 @@ def test_a_broken_notebook_scores_zero_and_says_why(graded):
     results = graded["broken_json"]
     assert results["score"] == 0
     assert "not valid notebook JSON" in results["output"]
+
+
+def test_another_assignments_notebook_is_recognised_from_the_zips_releases(graded):
+    results = graded["a2_release"]
+    assert results["score"] == 0 and "a2_masking's notebook" in results["output"], results["output"]
+
+
+def test_grade_writes_visible_unless_told_otherwise():
+    from autograder.cli import parser
+    from autograder.report import gradescope
+    from autograder.runner import GradeReport
+
+    assert parser().parse_args(["grade", "x.ipynb"]).visibility == "visible"
+    report = GradeReport(assignment=ASSIGNMENT, submission="x.ipynb", notebook=None)
+    assert gradescope(report)["visibility"] == "visible"
+    assert gradescope(report, "hidden")["visibility"] == "hidden"
 
 
 def test_results_carry_the_visibility_chosen(graded):
