@@ -221,3 +221,7 @@ def test_the_dockerfile_builds_the_same_environment():
     assert not any(s.split("/")[0] in ("solutions", "tests", "examples", "lectures", ".") for s in sources)
     assert "python -m autograder gradescope" in dockerfile and "bash /autograder/source/setup.sh" in dockerfile
     assert 'ENTRYPOINT ["/autograder/run_autograder"]' in dockerfile
+    rules = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert rules[0] == "*"  # the build context is only what the rules let back in
+    allowed = [rule[1:] for rule in rules if rule.startswith("!")]
+    assert all(any(s == a or s.startswith(a + "/") for a in allowed) for s in sources), (sources, allowed)
