@@ -6,6 +6,8 @@
 ``python -m autograder export-gradebook RESULTS... [--db gradebook.db]`` files graded results into nbgrader's
 gradebook (see ``autograder/gradebook.py`` for why that is a step of its own). Grading several submissions ends
 with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
+``python -m autograder gradescope ASSIGNMENT [--out DIR_OR_ZIP] [--visibility V]`` builds the assignment's
+Gradescope autograder zip (``autograder/gradescope.py``).
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
 when the grader itself could not run (an unreadable path, an unknown assignment).
