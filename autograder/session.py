@@ -150,6 +150,9 @@ class Session:
         self.worker_scope: str | None = None
         self.load_report: dict | None = None
         self.load_failure: str | None = None  # set once loading itself crashed or hung
+        # Set when a worker's hello (sent before any student code ran) showed this machine cannot sandbox it as a
+        # grade requires: the submission is not graded at all (no results, no grades.csv row), never given a 0.
+        self.environment_failure: str | None = None
         self.sandbox_layers: dict = {}
         self.deadline: float | None = None
         self.device_lost = False  # the worker's GPU context broke: the next test gets a fresh worker
@@ -213,6 +216,7 @@ class Session:
         started = time.monotonic()
         limit = min(LOAD_TIME_LIMIT, self.budget_left())
         worker = self.server.spawn()
+        self._check_environment(worker, limit)
         try:
             header, _ = worker.request(
                 {"op": "load", "cells": self.program, "device": self.device, "seed": self.seed, "trace": self.trace},
@@ -230,9 +234,6 @@ class Session:
             self._note_layers(worker)
             self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "
                                  "sys.exit/os._exit at the top level of a cell?")
-            if worker.sandbox is None:  # it never reported its sandbox: it stopped before any student code ran
-                self.load_failure = ("not graded: the worker stopped while entering its sandbox, before running any "
-                                     "code (see the worker server's log and the README's Security model)")
             raise WorkerLost(self.load_failure) from None
         self._note_layers(worker)
         if not header.get("ok"):
@@ -246,6 +247,23 @@ class Session:
         if self.deadline is not None:
             self.deadline += time.monotonic() - started
         return worker
+
+    def _check_environment(self, worker: Worker, limit: float) -> None:
+        """Read the worker's hello before sending it anything; a worker that stopped before saying it, or that
+        lacks layers a grade requires (``sandbox.missing_layers``) when weaker grading was not allowed, makes the
+        submission not graded. Only the hello counts: it is sent before student code runs, so no submission can
+        forge it (a refusal in a later reply is the student's code talking, and costs the student)."""
+        try:
+            worker.hello(limit)
+            problem = worker.environment_problem(getattr(self.server, "allow_weaker", False))
+        except wire.WireError as exc:
+            problem = f"the worker stopped while entering its sandbox, before running any code ({exc})"
+        if problem:
+            worker.kill()
+            self._note_layers(worker)
+            self.environment_failure = problem
+            self.load_failure = f"not graded: environment ({problem})"
+            raise WorkerLost(self.load_failure)
 
     def _note_layers(self, worker: Worker) -> None:
         """The layers the first worker reported before any student code ran (the load reply's word is not taken),

@@ -58,6 +58,10 @@ LIMITS = {
 
 LAYERS: dict[str, str] = {}
 UNSAFE: str | None = None  # set when student code must not run here at all (the runtime refuses to load it)
+# Set by the worker server from its command line (``zygote --allow-weaker-sandbox``), before it forks any worker:
+# the instructor's permission to grade without the layers ``missing_layers`` requires. A worker inherits it and
+# only reads it; student code runs in a forked worker, so it can never set it for the server or another worker.
+ALLOW_WEAKER = False
 SERVER_TMP = tempfile.gettempdir()  # the server's folder, holding every worker's private folder
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -74,6 +78,11 @@ def enter(uid: int | None = None) -> dict[str, str]:
         if not python_readable_by_others():
             _layer("python_unmasked", _unmask_python)
         _layer("proc_private", _private_proc)
+    else:
+        why = (f"off: no mount namespace ({LAYERS['namespaces']})" if root else
+               "off: needs a mount namespace, which only a root grader makes")
+        for name in ("disk_quota", "course_folders_hidden", "devices_minimal", "proc_private"):
+            LAYERS[name] = why
     _layer("stdio_detached", _detach_stdio)
     for name, value in LIMITS.items():
         _layer(name.lower(), lambda name=name, value=value: _limit(name, value))
@@ -92,11 +101,58 @@ def enter(uid: int | None = None) -> dict[str, str]:
         LAYERS["unprivileged_uid"] = "off: the grader is not root, so the worker runs as the grader's user"
     landlocked = _layer("landlock", lambda: _landlock(private)) is not None
     _layer("no_new_processes", _no_new_processes)
-    if os.geteuid() == 0 and not landlocked:
+    global UNSAFE
+    missing = missing_layers(LAYERS)
+    if os.geteuid() == 0 and not landlocked and not (ALLOW_WEAKER and _no_capabilities()):
         # uid 0 owns nearly every file and sysctl, capabilities or not: only Landlock keeps it off them.
-        global UNSAFE
         UNSAFE = "the worker would run as root with no Landlock to confine it (" + LAYERS["unprivileged_uid"] + ")"
+    elif missing and not ALLOW_WEAKER:
+        UNSAFE = "the worker lacks " + describe_missing(missing)  # a second wall: the grader refuses first
     return LAYERS
+
+
+# --- what a grade requires ----------------------------------------------------------------
+
+def missing_layers(layers: dict[str, str]) -> dict[str, str]:
+    """The one definition of what grading requires, from the layers a worker reported before any student
+    code ran; returns {layer: its "off: ..." reason} for what is missing (empty: grade).
+
+    Student code must be unable to read the course's hidden files and must not run as root:
+
+    - Landlock on: whatever the uid, the worker reads only Python and the system folders, writes only its
+      private folder, and ``enter`` dropped every capability of a root worker (or it exited); or
+    - an unprivileged uid of its own AND the course's hidden folders covered in its mount namespace: the uid
+      cannot write the grader's files or reach its memory, the covers keep the suites and solutions out of
+      reach even where other users may read them. Both need a root grader with CAP_SYS_ADMIN.
+
+    Never root without Landlock (capabilities dropped or not, uid 0 owns the repository, the grader's code and
+    every root process's memory): that case lacks the uid, so it is missing here too. A non-root grader without
+    Landlock is also missing: its worker reads whatever the grader's user can, the hidden suites included.
+    """
+    def on(name: str) -> bool:
+        return layers.get(name, "").startswith("on")
+
+    if on("landlock") or (on("unprivileged_uid") and on("course_folders_hidden")):
+        return {}
+    return {name: layers.get(name, "off: not reported").removeprefix("off: ")
+            for name in ("landlock", "unprivileged_uid", "course_folders_hidden") if not on(name)}
+
+
+def describe_missing(missing: dict[str, str]) -> str:
+    """``landlock (Landlock is not available in this kernel), unprivileged_uid (...)``: one line's worth."""
+    return ", ".join(f"{name} ({why})" for name, why in missing.items())
+
+
+def layers_on(layers: dict[str, str]) -> str:
+    """The layers that are on, by name: what a weaker grade still gets."""
+    return ", ".join(name for name, state in layers.items() if state.startswith("on")) or "none"
+
+
+def _no_capabilities() -> bool:
+    """Whether this process holds no capability at all (effective, permitted and bounding sets empty)."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    return all(int(fields[k], 16) == 0 for k in ("CapEff", "CapPrm", "CapBnd"))
 
 
 def uid_per_worker_possible() -> bool:
