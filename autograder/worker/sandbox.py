@@ -79,7 +79,7 @@ def enter(uid: int | None = None) -> dict[str, str]:
             _layer("python_unmasked", _unmask_python)
         _layer("proc_private", _private_proc)
     else:
-        why = (f"off: no mount namespace ({LAYERS['namespaces']})" if root else
+        why = (f"off: no mount namespace ({LAYERS['namespaces'].removeprefix('off: ')})" if root else
                "off: needs a mount namespace, which only a root grader makes")
         for name in ("disk_quota", "course_folders_hidden", "devices_minimal", "proc_private"):
             LAYERS[name] = why
