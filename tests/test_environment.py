@@ -23,10 +23,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from autograder.worker import sandbox
 from autograder.worker.sandbox import PACKAGE_ROOT, landlock_abi, missing_layers, python_readable_by_others
 
 pytestmark = pytest.mark.engine
@@ -119,13 +121,14 @@ def test_no_landlock_no_sys_admin_refuses_with_status_3_or_grades_weaker_when_al
     allowed = grade(tmp_path, submission, "--allow-weaker-sandbox", prefix=WITHOUT_SYS_ADMIN, env={"NO_LANDLOCK": "1"})
     assert allowed.returncode == 0, allowed.stderr
     warnings = [line for line in allowed.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and "as uid 0 it can still read and write every file" in warnings[0], allowed.stderr
+    assert len(warnings) == 1 and "as uid 0 it can read every file" in warnings[0], allowed.stderr
     results = results_of(tmp_path)
     assert results["score"] == results["extra_data"]["max_score"] == 37
     extra = results["extra_data"]
     assert extra["sandbox_weaker_allowed"] is True
     assert extra["sandbox_missing"] == ["course_folders_hidden", "landlock", "unprivileged_uid"]
     assert extra["sandbox"]["capabilities_dropped"] == "on" and extra["sandbox"]["no_new_processes"].startswith("on")
+    assert extra["sandbox"]["files_read_only"].startswith("on")  # uid 0 owns the grader's files: none is written
     assert extra["sandbox"]["namespaces"].startswith("off")
     assert "alice" in (tmp_path / "results" / "grades.csv").read_text()
 
@@ -192,3 +195,30 @@ def test_the_requirement_in_one_place():
     assert set(missing_layers({"landlock": off, "unprivileged_uid": off, "course_folders_hidden": "on"})) == {
         "landlock", "unprivileged_uid"}
     assert set(missing_layers({})) == {"landlock", "unprivileged_uid", "course_folders_hidden"}
+
+
+@pytest.fixture
+def open_folder():
+    """A folder every parent of which other users may enter (pytest's tmp_path lies in a folder only root may)."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_without_a_mount_namespace_closed_modes_keep_the_course_folders_from_a_workers_uid(open_folder, monkeypatch):
+    """Simulates a course folder in a container without CAP_SYS_ADMIN: the hidden folders count as out of reach of a
+    worker's uid only when other users can neither enter them (a folder they may enter but not list still opens
+    test_softmax.py by name) nor read the hidden files."""
+    tmp_path = open_folder
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "autograder" / "suites").mkdir(parents=True)
+    (tmp_path / "gradebook.db").write_text("")
+    for path, mode in ((tmp_path, 0o755), (tmp_path / "solutions", 0o700), (tmp_path / "autograder", 0o755),
+                       (tmp_path / "autograder" / "suites", 0o711), (tmp_path / "gradebook.db", 0o600)):
+        path.chmod(mode)
+    monkeypatch.setattr(sandbox, "PACKAGE_ROOT", tmp_path)
+    with pytest.raises(OSError, match=r"other users may read autograder/suites$"):
+        sandbox._course_folders_closed("off: no mount namespace")
+    (tmp_path / "autograder").chmod(0o750)
+    assert sandbox._course_folders_closed("off: no mount namespace") == (
+        "not readable by other users: solutions, autograder/suites, gradebook.db")

@@ -302,8 +302,9 @@ class Worker:
 
 
 HELLO_TIMEOUT = 60.0  # a worker reports its sandbox within milliseconds of its fork; the server may still be starting
-REMEDY = ("run the grader on Linux 5.13+ with Landlock enabled, or as root with CAP_SYS_ADMIN (Docker: --cap-add "
-          "SYS_ADMIN) and a Python other users can read")
+REMEDY = ("run the grader on Linux 5.13+ with Landlock enabled, or as root with a Python other users can read and "
+          "either CAP_SYS_ADMIN (Docker: --cap-add SYS_ADMIN) or the course's hidden folders closed to other users "
+          "(chmod -R o-rwx solutions tests autograder/suites)")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -334,10 +335,11 @@ def preflight(server: WorkerServer) -> tuple[dict[str, str], str | None]:
                server.allow_weaker else "")
         raise SandboxUnavailable(f"cannot sandbox student code here: {problem}; {REMEDY}{how}")
     if missing:
-        risk = ""
+        risk = "; it can read the course's hidden folders (the suites and solutions)"
         if "unprivileged_uid" in missing and "landlock" in missing:
-            who = "the grader's user" if "not root" in missing["unprivileged_uid"] else "uid 0"
-            risk = f"; as {who} it can still read and write every file {who} owns, the grader's included"
+            risk = ("; as the grader's user it can read and write whatever that user can, the grader's code included"
+                    if "not root" in missing["unprivileged_uid"] else
+                    "; as uid 0 it can read every file, the hidden suites and solutions included (writing none)")
         return layers, (f"grading with a weaker sandbox (--allow-weaker-sandbox): missing {describe_missing(missing)};"
                         f" student code runs with: {layers_on(layers)}{risk}")
     return layers, None
