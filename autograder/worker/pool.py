@@ -6,6 +6,7 @@ while the server does the same.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -226,11 +227,19 @@ class Worker:
         from autograder import wire
 
         deadline = time.monotonic() + timeout
-        try:
+        with self._killed_on_failure():
             if self.sandbox is None:
                 self._read_hello(deadline)
             wire.send(self.sock, header, buffers)
             return wire.recv(self.sock, deadline)
+
+    @contextlib.contextmanager
+    def _killed_on_failure(self):
+        """A failed exchange costs the worker its life; a socket error is re-raised as ``wire.PeerClosed``."""
+        from autograder import wire
+
+        try:
+            yield
         except wire.WireError:
             self.kill()
             raise
@@ -253,17 +262,9 @@ class Worker:
 
     def hello(self, timeout: float) -> dict[str, str]:
         """The layers this worker entered, read (once) before anything is sent to it."""
-        from autograder import wire
-
         if self.sandbox is None:
-            try:
+            with self._killed_on_failure():
                 self._read_hello(time.monotonic() + timeout)
-            except wire.WireError:
-                self.kill()
-                raise
-            except OSError as exc:
-                self.kill()
-                raise wire.PeerClosed(str(exc)) from None
         assert self.sandbox is not None
         return self.sandbox
 
