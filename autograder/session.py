@@ -80,8 +80,9 @@ def load_error(device: str, error) -> str:
     error = error if isinstance(error, dict) else {}
     message = wire.printable(error.get("message") or "").strip().splitlines()
     first = wire.shorten(message[0], 300) if message else ""
-    if error.get("type") == "SandboxError":
-        return f"not graded: {first}; run the grader as root on Linux 5.13+ (see the README's Security model)"
+    if error.get("type") == "SandboxError":  # a real refusal is read from the hello, before any student code ran
+        return wire.printable(f"the worker's load reply, sent after the notebook's code ran, claims a sandbox refusal "
+                              f"({first}); a real one comes before any student code, so the notebook is graded as is")
     if error.get("type") == "DeviceError":
         return f"the worker cannot use device {device} ({first}); grade with --device cpu instead"
     return wire.printable(f"the worker could not load the notebook ({error.get('type')}: {first})")

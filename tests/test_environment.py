@@ -222,3 +222,30 @@ def test_without_a_mount_namespace_closed_modes_keep_the_course_folders_from_a_w
     (tmp_path / "autograder").chmod(0o750)
     assert sandbox._course_folders_closed("off: no mount namespace") == (
         "not readable by other users: solutions, autograder/suites, gradebook.db")
+
+
+FORGED_REFUSAL = """
+import autograder.wire as wire
+_send = wire.send
+def send(sock, header, buffers=()):
+    if header.get("ok") is True and "cells" in header:  # the load reply, after this cell ran
+        header = {"ok": False, "error": {"type": "SandboxError", "message": "the worker would run as root"}}
+    return _send(sock, header, buffers)
+wire.send = send
+"""
+
+
+def test_a_refusal_forged_by_student_code_is_no_environment_failure(server):
+    """Simulates a submission that, on this machine's full sandbox, rewrites its worker's load reply into the
+    runtime's sandbox refusal to dodge a 0: only the message a worker sends before any student code runs decides
+    that the environment failed, so this one is the student's failure (the submission is graded, and scores 0)."""
+    from autograder.session import Session, WorkerLost
+
+    session = Session(server, [{"index": 0, "grade_id": None, "source": FORGED_REFUSAL}], seed=0, device="cpu",
+                      trace=[], time_limit=30)
+    try:
+        with pytest.raises(WorkerLost, match="sent after the notebook's code ran, claims a sandbox refusal"):
+            session.call("anything")
+        assert session.environment_failure is None and missing_layers(session.sandbox_layers) == {}
+    finally:
+        session.close()
