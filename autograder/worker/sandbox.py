@@ -30,7 +30,10 @@ Layers, in the order applied:
 
 Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader in the
 worker's first message, before any student code runs (``zygote._become_worker``), and from there into
-``results.json``; nothing the worker says later about its sandbox is read.
+``results.json``; nothing the worker says later about its sandbox is read. What a grade requires of the
+layers is defined once, in ``missing_layers``: the grader refuses a worker that lacks it (``grade`` exits
+with status 3) unless the instructor allowed weaker grading (``ALLOW_WEAKER``); then a root worker without
+Landlock also gets a second seccomp filter that makes every file read-only (``_read_only_files``).
 """
 
 from __future__ import annotations
