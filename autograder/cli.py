@@ -10,7 +10,10 @@ with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
 Gradescope autograder zip (``autograder/gradescope.py``).
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
-when the grader itself could not run (an unreadable path, an unknown assignment).
+when the grader itself could not run (an unreadable path, an unknown assignment); 3, with one line on stderr,
+when this machine cannot sandbox student code as a grade requires (``sandbox.missing_layers``): before anything
+is graded, or for the submissions whose worker reported so (they get no results file and no grades.csv row, so
+``--resume`` grades them later). ``--allow-weaker-sandbox`` grades with the strongest layers available instead.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true",
                    help="skip submissions whose results file is newer than their notebook (after a killed run) and "
                         "reuse those results for grades.csv and the summary")
+    g.add_argument("--allow-weaker-sandbox", action="store_true",
+                   help="where this machine cannot sandbox student code as a grade requires (exit status 3), grade "
+                        "with the strongest layers it has; results.json records the layers and this permission")
     strictness = g.add_mutually_exclusive_group()
     strictness.add_argument("--strict", dest="strict", action="store_true", default=True,
                             help="code the policy scan cannot resolve (\"needs review\") scores 0 for its exercise "
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_import_pytest, daemon=True).start()
     from autograder.worker.pool import WorkerServer
 
-    with WorkerServer(optimizers=_needs_optimizers(args)) as server:
+    with WorkerServer(optimizers=_needs_optimizers(args),
+                      allow_weaker=getattr(args, "allow_weaker_sandbox", False)) as server:
         return grade_all(args, server)
 
 
@@ -137,8 +144,15 @@ def grade_all(args, server) -> int:
 
     from autograder.batch import BatchError, shard
     from autograder.runner import GraderError, resolve_device
+    from autograder.worker.pool import SandboxUnavailable, preflight
 
     torch.set_num_threads(1)  # the grader's tensors are tiny; extra threads only contend with the workers
+    try:  # before anything is graded or written: the environment is never the student's fault
+        warning = preflight(server)[1]
+    except SandboxUnavailable as exc:
+        return _environment_error(str(exc))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     try:
         device = resolve_device(args.device)  # once per run: one line, not an error (and a CSV row) per submission
         if args.shard:
@@ -168,6 +182,7 @@ def _run(args, server, device: str, plan: dict) -> int:
     if many:  # the class summary's figure needs matplotlib: import it while the workers grade
         threading.Thread(target=_import_plotting, daemon=True).start()
     status = 0
+    not_graded = 0  # submissions whose worker could not be sandboxed: no results, no row, exit status 3
     results: queue.Queue = queue.Queue()  # (n, path, report, error), as each submission is done
     for error in plan["errors"]:
         results.put(error)
@@ -193,6 +208,10 @@ def _run(args, server, device: str, plan: dict) -> int:
             not_gradable.append(row["assignment"])
             csv.write([row])
             continue
+        if report.environment_error:  # the machine's fault, not the student's: no 0 anywhere, --resume regrades it
+            not_graded += 1
+            print(f"not graded: environment ({report.environment_error}): {path}", file=sys.stderr, flush=True)
+            continue
         reports[n] = report
         out = plan["outs"].get(n) or args.out or _out_dir_or_default(args) / _name_of(report)
         csv.write([report_row(report)])  # then its results file: every results file --resume reuses has its row
@@ -206,6 +225,9 @@ def _run(args, server, device: str, plan: dict) -> int:
         _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, _out_dir_or_default(args))
     if csv.path and csv.error is None:
         print(f"grades: {csv.path}", flush=True)
+    if not_graded:
+        return _environment_error(f"{not_graded} submission(s) not graded: this machine could not sandbox their "
+                                  "workers (lines above); fix it, then run the same command with --resume")
     return status or csv.status
 
 
@@ -422,3 +444,11 @@ def _internal_error_report(args, path: Path, exc: Exception):
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+ENVIRONMENT_STATUS = 3  # this machine cannot sandbox student code as a grade requires
+
+
+def _environment_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return ENVIRONMENT_STATUS

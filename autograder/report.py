@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autograder.runner import GradeReport
 from autograder.wire import printable
+from autograder.worker.sandbox import missing_layers
 
 
 def render(report: GradeReport, color: bool = False) -> str:
@@ -101,6 +102,9 @@ def gradescope(report: GradeReport, visibility: str = "visible") -> dict:
             "review_lines": report.review,  # the same findings as the report prints them (rebuild's grades.csv)
             "strict": report.strict,
             "sandbox": report.sandbox,
+            # grade --allow-weaker-sandbox: graded even where sandbox.missing_layers(sandbox) names missing layers
+            "sandbox_weaker_allowed": report.weaker_sandbox_allowed,
+            "sandbox_missing": sorted(missing_layers(report.sandbox)) if report.sandbox else [],
             "internal_errors": report.internal_errors,
         },
     }

@@ -62,6 +62,10 @@ class GradeReport:
     wrong_notebook: str | None = None  # set when the notebook is another assignment's: nothing is graded
     blocked: dict[str, str] = field(default_factory=dict)  # exercise -> why none of its tests can earn points
     internal_errors: list[str] = field(default_factory=list)  # tracebacks for the instructor, never for the student
+    # Set when this machine could not sandbox the submission's worker as a grade requires (a worker's hello said
+    # so, before any student code ran): the submission is not graded, and no results or grades.csv row is written.
+    environment_error: str | None = None
+    weaker_sandbox_allowed: bool = False  # grade --allow-weaker-sandbox: graded even where layers were missing
 
     @property
     def score(self) -> float:
@@ -177,6 +181,8 @@ class Grading:
                 self.session.close()
                 _withhold_points_of_input_ignoring_code(report.tests, self.spec, self.log)
                 report.sandbox = self.session.sandbox_layers
+                report.environment_error = self.session.environment_failure
+                report.weaker_sandbox_allowed = getattr(self.server, "allow_weaker", False)
                 if self.submission is not None:
                     report.diagnostics += _cell_errors(self.session.load_report, self.submission)
                 if self.session.load_failure:

@@ -80,8 +80,9 @@ def load_error(device: str, error) -> str:
     error = error if isinstance(error, dict) else {}
     message = wire.printable(error.get("message") or "").strip().splitlines()
     first = wire.shorten(message[0], 300) if message else ""
-    if error.get("type") == "SandboxError":
-        return f"not graded: {first}; run the grader as root on Linux 5.13+ (see the README's Security model)"
+    if error.get("type") == "SandboxError":  # a real refusal is read from the hello, before any student code ran
+        return wire.printable(f"the worker's load reply, sent after the notebook's code ran, claims a sandbox refusal "
+                              f"({first}); a real one comes before any student code, so the notebook is graded as is")
     if error.get("type") == "DeviceError":
         return f"the worker cannot use device {device} ({first}); grade with --device cpu instead"
     return wire.printable(f"the worker could not load the notebook ({error.get('type')}: {first})")
@@ -150,6 +151,9 @@ class Session:
         self.worker_scope: str | None = None
         self.load_report: dict | None = None
         self.load_failure: str | None = None  # set once loading itself crashed or hung
+        # Set when a worker's hello (sent before any student code ran) showed this machine cannot sandbox it as a
+        # grade requires: the submission is not graded at all (no results, no grades.csv row), never given a 0.
+        self.environment_failure: str | None = None
         self.sandbox_layers: dict = {}
         self.deadline: float | None = None
         self.device_lost = False  # the worker's GPU context broke: the next test gets a fresh worker
@@ -213,6 +217,7 @@ class Session:
         started = time.monotonic()
         limit = min(LOAD_TIME_LIMIT, self.budget_left())
         worker = self.server.spawn()
+        self._check_environment(worker, limit)
         try:
             header, _ = worker.request(
                 {"op": "load", "cells": self.program, "device": self.device, "seed": self.seed, "trace": self.trace},
@@ -230,9 +235,6 @@ class Session:
             self._note_layers(worker)
             self.load_failure = (f"the notebook's code ended the worker while its cells were loading ({exc}): "
                                  "sys.exit/os._exit at the top level of a cell?")
-            if worker.sandbox is None:  # it never reported its sandbox: it stopped before any student code ran
-                self.load_failure = ("not graded: the worker stopped while entering its sandbox, before running any "
-                                     "code (see the worker server's log and the README's Security model)")
             raise WorkerLost(self.load_failure) from None
         self._note_layers(worker)
         if not header.get("ok"):
@@ -246,6 +248,23 @@ class Session:
         if self.deadline is not None:
             self.deadline += time.monotonic() - started
         return worker
+
+    def _check_environment(self, worker: Worker, limit: float) -> None:
+        """Read the worker's hello before sending it anything; a worker that stopped before saying it, or that
+        lacks layers a grade requires (``sandbox.missing_layers``) when weaker grading was not allowed, makes the
+        submission not graded. Only the hello counts: it is sent before student code runs, so no submission can
+        forge it (a refusal in a later reply is the student's code talking, and costs the student)."""
+        try:
+            worker.hello(limit)
+            problem = worker.environment_problem(getattr(self.server, "allow_weaker", False))
+        except wire.WireError as exc:
+            problem = f"the worker stopped while entering its sandbox, before running any code ({exc})"
+        if problem:
+            worker.kill()
+            self._note_layers(worker)
+            self.environment_failure = problem
+            self.load_failure = f"not graded: environment ({problem})"
+            raise WorkerLost(self.load_failure)
 
     def _note_layers(self, worker: Worker) -> None:
         """The layers the first worker reported before any student code ran (the load reply's word is not taken),

@@ -6,6 +6,7 @@ while the server does the same.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -20,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from autograder.worker.sandbox import uid_per_worker_possible
+from autograder.worker.sandbox import describe_missing, layers_on, missing_layers, uid_per_worker_possible
 from autograder.worker.uids import UidBlock
 
 SERVER_START_TIMEOUT = 120.0  # importing torch on a cold, busy machine can take a while
@@ -55,9 +56,15 @@ class WorkerServer:
     If it dies (student code found a way to kill it), the next ``spawn`` starts a new one.
     """
 
-    def __init__(self, optimizers: bool = True):
-        """``optimizers=False`` starts faster when no assignment graded builds an optimizer (a5 does)."""
+    def __init__(self, optimizers: bool = True, allow_weaker: bool = False):
+        """``optimizers=False`` starts faster when no assignment graded builds an optimizer (a5 does).
+        ``allow_weaker``: the instructor lets workers that lack layers a grade requires (``sandbox.missing_layers``)
+        run student code anyway, with the strongest layers this machine gives (``grade --allow-weaker-sandbox``)."""
         self.optimizers = optimizers
+        self.allow_weaker = allow_weaker
+        from autograder.worker.zygote import not_dumpable
+
+        not_dumpable()  # as root: a worker left as uid 0 (the weaker sandbox) cannot write this process's memory
         remove_stale_folders(Path(tempfile.gettempdir()))
         self.tmp = tempfile.mkdtemp(prefix=FOLDER_PREFIX)
         os.chmod(self.tmp, 0o711)  # a worker with a uid of its own must reach its private folder inside
@@ -75,7 +82,8 @@ class WorkerServer:
         self.log = open(os.path.join(self.tmp, "server.log"), "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autograder.worker.zygote", str(theirs.fileno()),
-             *([] if self.optimizers else ["--no-optimizers"])],
+             *([] if self.optimizers else ["--no-optimizers"]),
+             *(["--allow-weaker-sandbox"] if self.allow_weaker else [])],
             pass_fds=[theirs.fileno()],
             env=worker_environment(self.tmp),
             cwd=self.tmp,
@@ -213,16 +221,25 @@ class Worker:
         self.server = server
         self.alive = True
         self.sandbox: dict[str, str] | None = None  # the layers, from the message sent before any student code ran
+        self.unsafe: str | None = None  # the worker's own refusal to load student code, from the same message
 
     def request(self, header: dict, buffers: Sequence[bytes] = (), timeout: float = 10.0):
         from autograder import wire
 
         deadline = time.monotonic() + timeout
-        try:
+        with self._killed_on_failure():
             if self.sandbox is None:
                 self._read_hello(deadline)
             wire.send(self.sock, header, buffers)
             return wire.recv(self.sock, deadline)
+
+    @contextlib.contextmanager
+    def _killed_on_failure(self):
+        """A failed exchange costs the worker its life; a socket error is re-raised as ``wire.PeerClosed``."""
+        from autograder import wire
+
+        try:
+            yield
         except wire.WireError:
             self.kill()
             raise
@@ -240,6 +257,26 @@ class Worker:
                 isinstance(k, str) and isinstance(v, str) for k, v in layers.items()):
             raise wire.WireError("the worker did not report its sandbox first")
         self.sandbox = {k[:64]: v[:300] for k, v in list(layers.items())[:64]}
+        unsafe = hello.get("unsafe")
+        self.unsafe = unsafe[:500] if isinstance(unsafe, str) else None if unsafe is None else "unreadable"
+
+    def hello(self, timeout: float) -> dict[str, str]:
+        """The layers this worker entered, read (once) before anything is sent to it."""
+        if self.sandbox is None:
+            with self._killed_on_failure():
+                self._read_hello(time.monotonic() + timeout)
+        assert self.sandbox is not None
+        return self.sandbox
+
+    def environment_problem(self, allow_weaker: bool) -> str | None:
+        """Why this worker must not run student code, from its hello (read before any student code ran): the
+        layers a grade requires are missing and weaker grading was not allowed, or the worker refused by itself.
+        None: it may."""
+        assert self.sandbox is not None
+        missing = missing_layers(self.sandbox)
+        if missing and not allow_weaker:
+            return "missing " + describe_missing(missing)
+        return self.unsafe
 
     def kill(self) -> None:
         if not self.alive:
@@ -263,3 +300,47 @@ class Worker:
             except OSError:
                 pass
             self.kill()
+
+
+HELLO_TIMEOUT = 60.0  # a worker reports its sandbox within milliseconds of its fork; the server may still be starting
+REMEDY = ("run the grader on Linux 5.13+ with Landlock enabled, or as root with a Python other users can read and "
+          "either CAP_SYS_ADMIN (Docker: --cap-add SYS_ADMIN) or the course's hidden folders closed to other users "
+          "(chmod -R o-rwx solutions tests autograder/suites)")
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot sandbox student code as a grade requires (``sandbox.missing_layers``)."""
+
+
+def preflight(server: WorkerServer) -> tuple[dict[str, str], str | None]:
+    """Before any submission is graded: spawn one worker, read the layers it reports before any student code could
+    run (none is ever sent to it), kill it. Returns (its layers, a warning line when weaker grading goes ahead);
+    raises ``SandboxUnavailable`` with one line for the instructor when grading must not go ahead."""
+    from autograder import wire
+
+    try:
+        worker = server.spawn()
+    except (OSError, RuntimeError) as exc:
+        raise SandboxUnavailable(f"cannot sandbox student code here: no worker could be started ({exc})") from None
+    try:
+        layers = worker.hello(HELLO_TIMEOUT)
+    except wire.WireError as exc:
+        raise SandboxUnavailable("cannot sandbox student code here: the probe worker stopped while entering its "
+                                f"sandbox ({exc}; see the README's Security model)") from None
+    finally:
+        worker.kill()
+    missing = missing_layers(layers)
+    problem = worker.environment_problem(server.allow_weaker)
+    if problem:
+        how = (f"; or pass --allow-weaker-sandbox to grade with: {layers_on(layers)}" if missing and not
+               server.allow_weaker else "")
+        raise SandboxUnavailable(f"cannot sandbox student code here: {problem}; {REMEDY}{how}")
+    if missing:
+        risk = "; it can read the course's hidden folders (the suites and solutions)"
+        if "unprivileged_uid" in missing and "landlock" in missing:
+            risk = ("; as the grader's user it can read and write whatever that user can, the grader's code included"
+                    if "not root" in missing["unprivileged_uid"] else
+                    "; as uid 0 it can read every file, the hidden suites and solutions included (writing none)")
+        return layers, (f"grading with a weaker sandbox (--allow-weaker-sandbox): missing {describe_missing(missing)};"
+                        f" student code runs with: {layers_on(layers)}{risk}")
+    return layers, None

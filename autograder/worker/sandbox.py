@@ -30,7 +30,10 @@ Layers, in the order applied:
 
 Each layer that could not be applied is recorded, not fatal: ``LAYERS`` goes to the grader in the
 worker's first message, before any student code runs (``zygote._become_worker``), and from there into
-``results.json``; nothing the worker says later about its sandbox is read.
+``results.json``; nothing the worker says later about its sandbox is read. What a grade requires of the
+layers is defined once, in ``missing_layers``: the grader refuses a worker that lacks it (``grade`` exits
+with status 3) unless the instructor allowed weaker grading (``ALLOW_WEAKER``); then a root worker without
+Landlock also gets a second seccomp filter that makes every file read-only (``_read_only_files``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ LIMITS = {
 
 LAYERS: dict[str, str] = {}
 UNSAFE: str | None = None  # set when student code must not run here at all (the runtime refuses to load it)
+# Set by the worker server from its command line (``zygote --allow-weaker-sandbox``), before it forks any worker:
+# the instructor's permission to grade without the layers ``missing_layers`` requires. A worker inherits it and
+# only reads it; student code runs in a forked worker, so it can never set it for the server or another worker.
+ALLOW_WEAKER = False
 SERVER_TMP = tempfile.gettempdir()  # the server's folder, holding every worker's private folder
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -74,6 +81,14 @@ def enter(uid: int | None = None) -> dict[str, str]:
         if not python_readable_by_others():
             _layer("python_unmasked", _unmask_python)
         _layer("proc_private", _private_proc)
+    else:
+        why = (f"off: no mount namespace ({LAYERS['namespaces'].removeprefix('off: ')})" if root else
+               "off: needs a mount namespace, which only a root grader makes")
+        LAYERS.setdefault("namespaces", why)
+        for name in ("disk_quota", "course_folders_hidden", "devices_minimal", "proc_private"):
+            LAYERS[name] = why
+        if root:  # a worker with a uid of its own is kept out by the folders' modes instead, where they do
+            _layer("course_folders_hidden", lambda: _course_folders_closed(why))
     _layer("stdio_detached", _detach_stdio)
     for name, value in LIMITS.items():
         _layer(name.lower(), lambda name=name, value=value: _limit(name, value))
@@ -92,11 +107,64 @@ def enter(uid: int | None = None) -> dict[str, str]:
         LAYERS["unprivileged_uid"] = "off: the grader is not root, so the worker runs as the grader's user"
     landlocked = _layer("landlock", lambda: _landlock(private)) is not None
     _layer("no_new_processes", _no_new_processes)
-    if os.geteuid() == 0 and not landlocked:
+    global UNSAFE
+    missing = missing_layers(LAYERS)
+    if os.geteuid() == 0 and not landlocked and ALLOW_WEAKER:
+        # Root without Landlock, allowed by the instructor: uid 0 still owns the grader's files, so nothing is
+        # written anywhere (the worker needs no file of its own to grade).
+        _layer("files_read_only", _read_only_files)
+    if os.geteuid() == 0 and not landlocked and not (
+            ALLOW_WEAKER and _no_capabilities() and LAYERS.get("files_read_only", "").startswith("on")):
         # uid 0 owns nearly every file and sysctl, capabilities or not: only Landlock keeps it off them.
-        global UNSAFE
         UNSAFE = "the worker would run as root with no Landlock to confine it (" + LAYERS["unprivileged_uid"] + ")"
+    elif missing and not ALLOW_WEAKER:
+        UNSAFE = "the worker lacks " + describe_missing(missing)  # a second wall: the grader refuses first
     return LAYERS
+
+
+# --- what a grade requires ----------------------------------------------------------------
+
+def missing_layers(layers: dict[str, str]) -> dict[str, str]:
+    """The one definition of what grading requires, from the layers a worker reported before any student
+    code ran; returns {layer: its "off: ..." reason} for what is missing (empty: grade).
+
+    Student code must be unable to read the course's hidden files and must not run as root:
+
+    - Landlock on: whatever the uid, the worker reads only Python and the system folders, writes only its
+      private folder, and ``enter`` dropped every capability of a root worker (or it exited); or
+    - an unprivileged uid of its own AND the course's hidden folders out of its reach: the uid cannot write the
+      grader's files or reach its memory, and the hidden folders are covered in its mount namespace (a root grader
+      with CAP_SYS_ADMIN) or, without one, closed to other users by their modes (``_course_folders_closed``: in a
+      container with Docker's default capabilities, ``chmod -R o-rwx`` on them is enough).
+
+    Never root without Landlock (capabilities dropped or not, uid 0 owns the repository, the grader's code and
+    every root process's memory): that case lacks the uid, so it is missing here too. A non-root grader without
+    Landlock is also missing: its worker reads whatever the grader's user can, the hidden suites included.
+    """
+    def on(name: str) -> bool:
+        return layers.get(name, "").startswith("on")
+
+    if on("landlock") or (on("unprivileged_uid") and on("course_folders_hidden")):
+        return {}
+    return {name: layers.get(name, "off: not reported").removeprefix("off: ")
+            for name in ("landlock", "unprivileged_uid", "course_folders_hidden") if not on(name)}
+
+
+def describe_missing(missing: dict[str, str]) -> str:
+    """``landlock (Landlock is not available in this kernel), unprivileged_uid (...)``: one line's worth."""
+    return ", ".join(f"{name} ({why})" for name, why in missing.items())
+
+
+def layers_on(layers: dict[str, str]) -> str:
+    """The layers that are on, by name: what a weaker grade still gets."""
+    return ", ".join(name for name, state in layers.items() if state.startswith("on")) or "none"
+
+
+def _no_capabilities() -> bool:
+    """Whether this process holds no capability at all (effective, permitted and bounding sets empty)."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    return all(int(fields[k], 16) == 0 for k in ("CapEff", "CapPrm", "CapBnd"))
 
 
 def uid_per_worker_possible() -> bool:
@@ -307,6 +375,25 @@ def _hide_course_folders() -> str:
     return ", ".join(hidden) or "none here"
 
 
+def _course_folders_closed(why: str) -> str:
+    """Without a mount namespace: whether other users (a worker's uid of its own) are kept out of every hidden
+    folder and file by its mode or a parent's, e.g. after ``chmod -R o-rwx solutions tests autograder/suites``."""
+    present = [PACKAGE_ROOT / n for n in (*HIDDEN_FOLDERS, *HIDDEN_FILES) if (PACKAGE_ROOT / n).exists()]
+    open_to_others = [str(p.relative_to(PACKAGE_ROOT)) for p in present if not _closed_to_others(p)]
+    if open_to_others:
+        raise OSError(f"{why.removeprefix('off: ')}, and other users may read {', '.join(open_to_others)}")
+    return "not readable by other users: " + ", ".join(str(p.relative_to(PACKAGE_ROOT)) for p in present)
+
+
+def _closed_to_others(path: Path) -> bool:
+    """A folder on the way (the folder itself included) that others may not enter, or a file they may not read.
+    (A folder they may enter but not list still opens its files by name: test_softmax.py is easy to guess.)
+    Access control lists are not read: a folder that uses them to let others in is not seen here."""
+    on_the_way = [*reversed(path.parents)] + ([path] if path.is_dir() else [])
+    return any(not f.stat().st_mode & 0o001 for f in on_the_way) or (
+        not path.is_dir() and not path.stat().st_mode & 0o004)
+
+
 def _minimal_dev() -> str:
     """A /dev holding only the harmless devices and a GPU's: no disk, loop device or console can
     be opened, whatever Landlock and the uid do (root without capabilities still owns them)."""
@@ -404,12 +491,7 @@ def _no_new_processes() -> str:
     refused = {**REFUSED[machine], **IO_URING, **KERNEL_SURFACE[machine], **IPC[machine]}
     prog = _filter_program(AUDIT_ARCH[machine], refused, CLONE[machine],
                            kill_from=X32_BIT if machine == "x86_64" else None)
-    filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
-    program = _Program(len(prog), filters)
-    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
-    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "seccomp filter refused")
+    _install(prog)
     return ("threads only; no new sockets, namespaces, file handles, io_uring, SysV IPC, message queues, bpf, ptrace "
             "or other-architecture calls")
 
@@ -439,6 +521,49 @@ def _filter_program(arch: int, refused: dict[int, int], clone: int,
     prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, KILL)]
     prog += [(RET, 0, 0, ERRNO | errno) for errno in errnos]
     return prog
+
+
+# What changes a file or folder, on x86_64: creat, truncate, rename(at,at2), unlink(at), rmdir, mkdir(at), link(at),
+# symlink(at), chmod, fchmod(at,at2), chown, fchown, lchown, fchownat, mknod(at), the six *xattr that set or remove,
+# utime(s), utimensat, futimesat; openat2 says ENOSYS (its flags sit in a struct), so the C library uses openat.
+FILE_CHANGES = (85, 76, 82, 264, 316, 87, 263, 84, 83, 258, 86, 265, 88, 266, 90, 91, 268, 452, 92, 93, 94, 260,
+                133, 259, 188, 189, 190, 197, 198, 199, 132, 235, 280, 261)
+OPEN, OPENAT, OPENAT2 = 2, 257, 437
+OPEN_FOR_WRITING = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000  # O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND
+EACCES = 13
+
+
+def _read_only_files() -> str:
+    """A second seccomp filter for a root worker without Landlock (the weaker sandbox): no file is created,
+    opened for writing, renamed, deleted or changed, anywhere: uid 0 owns the grader's code, the course and
+    /proc/<pid>/mem of every root process. Reading stays possible (the reason this sandbox is weaker)."""
+    if os.uname().machine != "x86_64":
+        raise OSError("the read-only filter is written for x86_64 only")
+    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
+    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+    n = 3 + len(FILE_CHANGES) + 3 + 4  # the tests, then ALLOW at n, EACCES at n + 1, ENOSYS at n + 2
+    prog = [(LD, 0, 0, 4), (JEQ, 0, n - 2, AUDIT_ARCH["x86_64"]), (LD, 0, 0, 0)]
+    for nr in FILE_CHANGES:
+        prog.append((JEQ, n + 1 - len(prog) - 1, 0, nr))
+    prog.append((JEQ, n + 2 - len(prog) - 1, 0, OPENAT2))
+    prog.append((JEQ, 1, 0, OPEN))  # to its flags: args[1]
+    prog.append((JEQ, 2, n - len(prog) - 1, OPENAT))  # to its flags: args[2]; anything else: allowed
+    prog.append((LD, 0, 0, 24))
+    prog.append((JSET, n + 1 - len(prog) - 1, n - len(prog) - 1, OPEN_FOR_WRITING))
+    prog.append((LD, 0, 0, 32))
+    prog.append((JSET, n + 1 - len(prog) - 1, n - len(prog) - 1, OPEN_FOR_WRITING))
+    prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, ERRNO | EACCES), (RET, 0, 0, ERRNO | ENOSYS)]
+    assert len(prog) == n + 3
+    _install(prog)
+    return "no file opened for writing, created, renamed, deleted or changed"
+
+
+def _install(prog: list[tuple[int, int, int, int]]) -> None:
+    filters = (_Filter * len(prog))(*[_Filter(*ins) for ins in prog])
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS) failed")
+    if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_Program(len(prog), filters)), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter refused")
 
 
 # --- Landlock (Linux >= 5.13), through raw system calls ----------------------------------

@@ -14,7 +14,8 @@ Protocol on the control socket (inherited as file descriptor ``argv[1]``):
   double-forked or not, become the server's children once the worker is gone: every child
   that is not a live worker is killed. With a uid, every process of that uid is killed too.
 
-EOF on the control socket ends the server.
+EOF on the control socket ends the server. ``--allow-weaker-sandbox`` after the descriptor is the instructor's
+permission to run student code in workers that lack layers a grade requires (``sandbox.missing_layers``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,19 @@ def serve(control: socket.socket) -> None:
         workers.add(pid)
         os.close(fds[0])
         control.sendall(struct.pack("<q", pid))
+
+
+PR_SET_DUMPABLE = 4
+
+
+def not_dumpable() -> None:
+    """As root, make this process non-dumpable: a worker left as uid 0 without capabilities (the weaker sandbox)
+    could otherwise open ``/proc/<pid>/mem`` of a same-uid process and write into it. Forked workers inherit it,
+    so neither can they reach each other's."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def _subreaper() -> None:
@@ -156,6 +170,11 @@ def main() -> None:
     if sys.path and os.path.realpath(sys.path[0]) == os.path.realpath(os.getcwd()):
         sys.path.pop(0)
     control = socket.socket(fileno=int(sys.argv[1]))
+    from autograder.worker import sandbox
+
+    # The grader's word, on the command line it started this server with; no worker can change it for the server.
+    sandbox.ALLOW_WEAKER = "--allow-weaker-sandbox" in sys.argv[2:]
+    not_dumpable()
     preload(optimizers="--no-optimizers" not in sys.argv[2:])
     control.sendall(b"ready")
     serve(control)
