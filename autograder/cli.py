@@ -3,9 +3,9 @@
 ``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]
 [--out-dir DIR] [--csv grades.csv] [--resume]`` grades; ``python -m autograder rebuild DIR [DIR ...]
 [--csv grades.csv]`` regenerates grades.csv and the class summary from results folders (``autograder/batch.py``);
-``python -m autograder export-gradebook RESULTS... [--db gradebook.db]`` files graded results into nbgrader's
-gradebook (see ``autograder/gradebook.py`` for why that is a step of its own). Grading several submissions ends
-with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
+``python -m autograder export-gradebook RESULTS... [--db gradebook.db] [--course-dir DIR] [--due-date DATE]`` files
+graded results into nbgrader's gradebook and autograded/ folders (see ``autograder/gradebook.py`` for why that is
+a step of its own). Grading several submissions ends with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
 when the grader itself could not run (an unreadable path, an unknown assignment).
@@ -77,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--db", default="gradebook.db",
                    help="the gradebook: a sqlite file or an SQLAlchemy URL "
                         "(default: ./gradebook.db, the course folder's)")
+    e.add_argument("--course-dir", type=Path,
+                   help="the nbgrader course folder: its nbgrader_config.py (late-penalty plugin) is read and "
+                        "autograded/<student>/<assignment>/ written there for generate_feedback and formgrader "
+                        "(default: the gradebook's folder)")
+    e.add_argument("--due-date", help="the assignments' due date, when the gradebook has none "
+                                      "(as nbgrader reads it, e.g. '2026-12-01 17:00:00 UTC'): late penalties use it")
     return p
 
 
@@ -302,7 +308,7 @@ def export_gradebook(args) -> int:
     from autograder.gradebook import ExportError, export
 
     try:
-        for line in export(args.results, args.db):
+        for line in export(args.results, args.db, args.course_dir, args.due_date):
             print(line, flush=True)
     except ExportError as exc:
         return _error(str(exc))

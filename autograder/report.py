@@ -10,6 +10,7 @@ from itertools import groupby
 from pathlib import Path
 
 from autograder.runner import GradeReport
+from autograder.timestamps import submission_time
 from autograder.wire import printable
 
 
@@ -101,6 +102,9 @@ def gradescope(report: GradeReport) -> dict:
             "strict": report.strict,
             "sandbox": report.sandbox,
             "internal_errors": report.internal_errors,
+            # for export-gradebook: the notebook refused as another assignment's, and when it was submitted
+            "wrong_notebook": report.wrong_notebook,
+            **submission_time(report.submission, report.notebook),
         },
     }
 
