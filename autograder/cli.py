@@ -5,7 +5,8 @@
 [--csv grades.csv]`` regenerates grades.csv and the class summary from results folders (``autograder/batch.py``);
 ``python -m autograder export-gradebook RESULTS... [--db gradebook.db] [--course-dir DIR] [--due-date DATE]`` files
 graded results into nbgrader's gradebook and autograded/ folders (see ``autograder/gradebook.py`` for why that is
-a step of its own). Grading several submissions ends with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
+a step of its own). Grading several submissions ends with a class summary (``autograder/summary.py``) and
+``<out-dir>/summary.png``.
 
 Exit status 0 whenever grading ran, whatever the score; 2, with one line on stderr,
 when the grader itself could not run (an unreadable path, an unknown assignment).

@@ -385,7 +385,8 @@ def set_due_dates(gb, assignments: list[str], due_date: str | None) -> Iterator[
     try:
         wanted = parse_utc(due_date)
     except (ValueError, OverflowError):
-        raise ExportError(f"--due-date {due_date!r} is not a date nbgrader reads (e.g. '2026-12-01 17:00:00 UTC')")
+        raise ExportError(f"--due-date {due_date!r} is not a date nbgrader reads "
+                          "(e.g. '2026-12-01 17:00:00 UTC')") from None
     for name in assignments:
         current = gb.find_assignment(name).duedate
         if current is not None and current != wanted:
