@@ -16,6 +16,7 @@ feedback: the assignment's release notebook, under the expected name, opening wi
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 from pathlib import Path
@@ -26,13 +27,12 @@ SECRET = "submission_secret.txt"
 SANITIZE = ["ClearOutput", "DeduplicateIds", "OverwriteKernelspec", "OverwriteCells", "CheckCellMetadata"]
 
 
-def write_autograded(coursedir, db_url: str, result, plan) -> tuple[Path, list[str]]:
-    """Write ``result``'s autograded folder; returns the notebook's path and notes for the instructor."""
+def write_autograded(coursedir, db_url: str, result, plan) -> bool:
+    """Write ``result``'s autograded folder; returns whether it made up a submission_secret.txt."""
     import nbformat
 
     dest = Path(coursedir.format_path(coursedir.autograded_directory, result.student, result.assignment))
     dest.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
     source = _submitted_notebook(coursedir, result, plan.notebook)
     nb, why = _read(source, result)
     if why:
@@ -43,8 +43,7 @@ def write_autograded(coursedir, db_url: str, result, plan) -> tuple[Path, list[s
     _show_hidden_tests(nb, result, plan)
     path = dest / f"{plan.notebook}.ipynb"
     nbformat.write(nb, path)
-    notes += _submission_files(source, dest, result)
-    return path, notes
+    return _submission_files(source, dest, result)
 
 
 def _submitted_notebook(coursedir, result, notebook: str) -> Path | None:
@@ -83,8 +82,10 @@ def _sanitize(nb, db_url: str, result, notebook: str):
 
     resources = {"nbgrader": {"notebook": notebook, "assignment": result.assignment, "student": result.student,
                               "db_url": db_url}}
+    quiet = logging.getLogger("autograder.nbgrader")
+    quiet.setLevel(logging.ERROR)  # their per-cell warnings: the grader's report already says what was edited
     for name in SANITIZE:
-        nb, resources = getattr(preprocessors, name)().preprocess(nb, resources)
+        nb, resources = getattr(preprocessors, name)(log=quiet).preprocess(nb, resources)
     return nb
 
 
@@ -102,19 +103,16 @@ def _show_hidden_tests(nb, result, plan) -> None:
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
 
 
-def _submission_files(source: Path | None, dest: Path, result) -> list[str]:
+def _submission_files(source: Path | None, dest: Path, result) -> bool:
     """timestamp.txt and submission_secret.txt, copied as autograde copies them, or made when the submission
-    had none (``release_feedback`` stops at a folder without them)."""
+    had none (``release_feedback`` stops at a folder without them); returns whether a secret was made up."""
     folder = source.parent if source else None
-    notes = []
     for name in (STAMP, SECRET):
         if folder and (folder / name).is_file():
             shutil.copy(folder / name, dest / name)
     if not (dest / STAMP).is_file() and result.submitted_at:
         (dest / STAMP).write_text(result.submitted_at_text())
-    if not (dest / SECRET).is_file():  # kept across re-exports, so a released feedback file keeps its name
-        (dest / SECRET).write_text(secrets.token_hex(64))
-        notes.append(f"note: {result.student}/{result.assignment}: no {SECRET} in the submission (not collected "
-                     f"through nbgrader's exchange); wrote a new one, so `fetch_feedback` will not find it: hand "
-                     f"the student feedback/{result.student}/{result.assignment}/ directly")
-    return notes
+    if (dest / SECRET).is_file():  # kept across re-exports, so a released feedback file keeps its name
+        return not (folder and (folder / SECRET).is_file())
+    (dest / SECRET).write_text(secrets.token_hex(64))
+    return True

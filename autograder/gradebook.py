@@ -119,18 +119,12 @@ def export(paths: list[Path], db: str, course_dir: Path | None = None, due_date:
             score, max_score = write_result(gb, result, plans[result.assignment])
             late_note = assign_late_penalty(gb, result, plans[result.assignment], late)
             yield f"{result.student}  {result.assignment}  {score:g}/{max_score:g}{late_note}"
-            if result.submitted_at_source == "mtime" and not _timestamp(result):
-                yield (f"note: {result.student}/{result.assignment}: no timestamp.txt, so no submission time in the "
-                       f"gradebook and no late penalty (the notebook's mtime was {result.submitted_at})")
+    untimed = [f"{r.student}/{r.assignment}" for r in results if not _timestamp(r)]
+    if untimed:
+        yield (f"note: no timestamp.txt for {', '.join(untimed)}: no submission time in the gradebook, so no late "
+               "penalty (results.json keeps the notebook's mtime, which nbgrader never uses)")
     yield f"exported {len(results)} result(s) into {db} ({len(new_students)} new student(s))"
-    from autograder.autograded import write_autograded
-
-    for result in results:  # after the gradebook is closed: nbgrader's preprocessors open it themselves
-        path, notes = write_autograded(coursedir, _db_url(db)[0], result, plans[result.assignment])
-        yield from notes
-    if results:
-        folder = Path(coursedir.format_path(coursedir.autograded_directory, "*", "*"))
-        yield f"autograded notebooks: {folder} (now `nbgrader generate_feedback <assignment>`)"
+    yield from write_autograded_folders(coursedir, _db_url(db)[0], results, plans)
 
 
 # --- reading results -----------------------------------------------------------------------
@@ -354,6 +348,31 @@ def _timestamp(result: GradedResult) -> dict:
         return {"timestamp": parse_utc(text)} if text else {}
     except (OSError, UnicodeDecodeError, ValueError, OverflowError):
         return {}  # an unreadable date must not cost the student the grade; the submission just has no time
+
+
+def write_autograded_folders(coursedir, db_url: str, results: list[GradedResult], plans) -> Iterator[str]:
+    """After the gradebook is closed (nbgrader's preprocessors open it themselves): one folder per result; one that
+    nbgrader's own checks refuse is skipped with a warning, as the grades are already in."""
+    from autograder.autograded import write_autograded
+
+    written, unsecret = 0, []
+    for result in results:
+        try:
+            made_secret = write_autograded(coursedir, db_url, result, plans[result.assignment])
+        except Exception as exc:  # noqa: BLE001  (nbgrader autograde would stop on this notebook too)
+            yield (f"warning: autograded notebook of {result.student}/{result.assignment} not written: "
+                   f"{type(exc).__name__}: {exc}")
+            continue
+        written += 1
+        if made_secret:
+            unsecret.append(result.student)
+    if unsecret:
+        yield (f"note: no submission_secret.txt (not collected through nbgrader's exchange) for {', '.join(unsecret)}: "
+               "wrote new ones so release_feedback runs, but fetch_feedback cannot find their feedback: hand them "
+               "feedback/<student>/<assignment>/ directly")
+    if written:
+        folder = coursedir.format_path(coursedir.autograded_directory, "*", "*")
+        yield f"autograded: {written} notebook(s) in {folder}; next: nbgrader generate_feedback <assignment>"
 
 
 # --- the course: its configuration, due dates and late penalties ----------------------------
