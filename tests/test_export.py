@@ -320,11 +320,12 @@ def nbgrader_api(root: Path):
     return NbGraderAPI(config=PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config())
 
 
-def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_included(graded, course, tmp_path,
+def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_included(graded, course, server, tmp_path,
                                                                                    monkeypatch):
     """submitted/ as nbgrader's collect leaves it, graded, exported, then nbgrader's generate_feedback and
-    release_feedback: each student's feedback shows the hidden tests, a broken notebook says why it was not graded,
-    and the late submission loses what the course's late-submission plugin says."""
+    release_feedback: each student's feedback shows the hidden tests, a broken notebook and another assignment's
+    say why they were not graded, a misnamed notebook is graded under the expected name, and the late submission
+    loses what the course's late-submission plugin says."""
     from nbgrader.utils import notebook_hash
 
     from autograder.timestamps import submission_time
@@ -345,6 +346,13 @@ def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_inclu
         result["extra_data"].update(submission=str(folder), notebook=str(folder / "attention.ipynb"),
                                     **submission_time(folder, folder / "attention.ipynb"))
         (results / f"{student}.json").write_text(json.dumps(result))
+    odd = {"wrong": (REPO / "assignments" / "a2_masking" / "masking.ipynb", "attention.ipynb"),
+           "misnamed": (EXAMPLES / "perfect" / "a1_attention" / "attention.ipynb", "attention_final.ipynb")}
+    for student, (notebook, name) in odd.items():
+        (root / "submitted" / student / "a1_attention").mkdir(parents=True)
+        shutil.copy(notebook, root / "submitted" / student / "a1_attention" / name)
+    folders = [str(root / "submitted" / student / "a1_attention") for student in odd]
+    assert grade_all(parser().parse_args(["grade", *folders, "--out-dir", str(results), "--quiet"]), server) == 0
     assert main(["export-gradebook", str(results), "--db", str(root / "gradebook.db"), "--due-date", DUE]) == 0
 
     with open_gradebook(root / "gradebook.db") as gb:
@@ -353,11 +361,12 @@ def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_inclu
         assert gb.find_submission("a1_attention", "partly_wrong").score == by_student["partly_wrong"]["score"]
     monkeypatch.chdir(root)  # the course's db_url is relative, as in nbgrader's own config
     api = nbgrader_api(root)
-    assert api.get_autograded_students("a1_attention") == set(STAMPS)  # formgrader's "autograded" check
+    students = [*STAMPS, *odd]
+    assert api.get_autograded_students("a1_attention") == set(students)  # formgrader's "autograded" check
     assert api.generate_feedback("a1_attention")["success"]
     assert api.release_feedback("a1_attention")["success"]
     pages = {}
-    for student in STAMPS:
+    for student in students:
         feedback = root / "feedback" / student / "a1_attention"
         pages[student] = (feedback / "attention.html").read_text()
         secret = (feedback / "submission_secret.txt").read_text()
@@ -369,3 +378,5 @@ def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_inclu
     assert "Late submission penalty" in pages["partly_wrong"]
     assert "Late submission penalty" not in pages["perfect"] and "✗" not in pages["perfect"]
     assert "This notebook was not graded:" in pages["broken_json"] and "not valid notebook JSON" in pages["broken_json"]
+    assert "This notebook was not graded:" in pages["wrong"] and "this is a2_masking's notebook" in pages["wrong"]
+    assert "(Score: 37.0 / 37.0)" in pages["misnamed"] and "✗" not in pages["misnamed"]
