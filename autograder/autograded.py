@@ -90,17 +90,33 @@ def _sanitize(nb, db_url: str, result, notebook: str):
 
 
 def _show_hidden_tests(nb, result, plan) -> None:
-    """The first grade cell of each exercise shows its hidden tests as the cell's output."""
+    """The first grade cell of each exercise shows its hidden tests as the cell's output; exercises whose grade
+    cell the notebook lacks (one written from scratch) are shown in a cell added at the end."""
     import nbformat
 
     first_cells = {cells[0][0]: exercise for exercise, cells in plan.grade_cells.items() if cells}
+    shown = set()
     for cell in nb.cells:
         exercise = first_cells.get(((cell.metadata.get("nbgrader") or {}).get("grade_id")))
-        if exercise is None or cell.cell_type != "code":
+        if exercise is None or cell.cell_type != "code" or exercise in shown:
             continue
+        cell.outputs = [_listing(result, [exercise])]
+        shown.add(exercise)
+    missing = [e for e in result.exercises if e not in shown]
+    if missing:
+        cell = nbformat.v4.new_code_cell("# The hidden tests of the exercises whose test cell is not in this notebook")
+        cell.outputs = [_listing(result, missing)]
+        nb.cells.append(cell)
+
+
+def _listing(result, exercises: list[str]):
+    import nbformat
+
+    lines = []
+    for exercise in exercises:
         score, max_score = result.exercises[exercise]
-        text = "\n".join([f"Hidden tests of {exercise}: {score:g}/{max_score:g} points", *result.tests[exercise]])
-        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
+        lines += [f"Hidden tests of {exercise}: {score:g}/{max_score:g} points", *result.tests[exercise]]
+    return nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n")
 
 
 def _submission_files(source: Path | None, dest: Path, result) -> bool:

@@ -368,8 +368,8 @@ def write_autograded_folders(coursedir, db_url: str, results: list[GradedResult]
             unsecret.append(result.student)
     if unsecret:
         yield (f"note: no submission_secret.txt (not collected through nbgrader's exchange) for {', '.join(unsecret)}: "
-               "wrote new ones so release_feedback runs, but fetch_feedback cannot find their feedback: hand them "
-               "feedback/<student>/<assignment>/ directly")
+               "made one up (kept on re-export) so release_feedback runs, but fetch_feedback cannot find their "
+               "feedback: hand them feedback/<student>/<assignment>/ directly")
     if written:
         folder = coursedir.format_path(coursedir.autograded_directory, "*", "*")
         yield f"autograded: {written} notebook(s) in {folder}; next: nbgrader generate_feedback <assignment>"
