@@ -16,12 +16,12 @@ feedback: the assignment's release notebook, under the expected name, opening wi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-import shutil
 from pathlib import Path
 
-from autograder.timestamps import STAMP
+from autograder.timestamps import STAMP, small_text
 
 SECRET = "submission_secret.txt"
 SANITIZE = ["ClearOutput", "DeduplicateIds", "OverwriteKernelspec", "OverwriteCells", "CheckCellMetadata"]
@@ -122,13 +122,16 @@ def _listing(result, exercises: list[str]):
 def _submission_files(source: Path | None, dest: Path, result) -> bool:
     """timestamp.txt and submission_secret.txt, copied as autograde copies them, or made when the submission
     had none (``release_feedback`` stops at a folder without them); returns whether a secret was made up."""
-    folder = source.parent if source else None
-    for name in (STAMP, SECRET):
-        if folder and (folder / name).is_file():
-            shutil.copy(folder / name, dest / name)
-    if not (dest / STAMP).is_file() and result.submitted_at:
+    copied: dict[str, str] = {}
+    for name in (STAMP, SECRET):  # never a link or a large file: the folder is the student's
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            copied[name] = small_text(source.parent / name, 1024) if source else ""
+        if copied.get(name):
+            (dest / name).write_text(copied[name])
+    if not copied.get(STAMP) and result.submitted_at:
         (dest / STAMP).write_text(result.submitted_at_text())
-    if (dest / SECRET).is_file():  # kept across re-exports, so a released feedback file keeps its name
-        return not (folder and (folder / SECRET).is_file())
-    (dest / SECRET).write_text(secrets.token_hex(64))
+    if copied.get(SECRET):
+        return False
+    if not (dest / SECRET).is_file():  # kept across re-exports, so a released feedback file keeps its name
+        (dest / SECRET).write_text(secrets.token_hex(64))
     return True

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 STAMP = "timestamp.txt"
+MAX_STAMP_BYTES = 256  # nbgrader writes about 30
 
 
 def submission_time(submission: str | Path, notebook: str | Path | None) -> dict:
@@ -24,7 +25,7 @@ def submission_time(submission: str | Path, notebook: str | Path | None) -> dict
     folder = Path(submission)
     folder = folder.parent if folder.suffix == ".ipynb" else folder
     try:
-        text = (folder / STAMP).read_text(encoding="utf-8").strip()
+        text = small_text(folder / STAMP).strip()
         return {"submitted_at": _iso(parse_utc(text)), "submitted_at_source": STAMP, "timestamp_txt": text}
     except (OSError, UnicodeDecodeError, ValueError, OverflowError):
         pass  # no timestamp.txt, or one nbgrader could not read either: fall back to the file's time
@@ -34,6 +35,14 @@ def submission_time(submission: str | Path, notebook: str | Path | None) -> dict
     except OSError:
         return {"submitted_at": None, "submitted_at_source": None, "timestamp_txt": None}
     return {"submitted_at": mtime.isoformat(), "submitted_at_source": "mtime", "timestamp_txt": None}
+
+
+def small_text(path: Path, limit: int = MAX_STAMP_BYTES) -> str:
+    """The file's text, if it is a small regular file and no link: the folder is the student's, and the grader
+    may run as root (a link to /dev/zero or to another user's file is not read). Raises OSError or ValueError."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
+        raise ValueError(f"{path} is not a small regular file")
+    return path.read_text(encoding="utf-8")
 
 
 def _iso(naive_utc: datetime) -> str:

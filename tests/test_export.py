@@ -380,3 +380,15 @@ def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_inclu
     assert "This notebook was not graded:" in pages["broken_json"] and "not valid notebook JSON" in pages["broken_json"]
     assert "This notebook was not graded:" in pages["wrong"] and "this is a2_masking's notebook" in pages["wrong"]
     assert "(Score: 37.0 / 37.0)" in pages["misnamed"] and "✗" not in pages["misnamed"]
+
+
+def test_a_timestamp_txt_that_is_a_link_or_large_is_not_read(tmp_path):
+    from autograder.timestamps import submission_time
+
+    (tmp_path / "attention.ipynb").write_text("{}")
+    (tmp_path / "elsewhere.txt").write_text("2026-11-20 10:30:00 UTC")
+    (tmp_path / "timestamp.txt").symlink_to(tmp_path / "elsewhere.txt")
+    assert submission_time(tmp_path, tmp_path / "attention.ipynb")["submitted_at_source"] == "mtime"
+    (tmp_path / "timestamp.txt").unlink()
+    (tmp_path / "timestamp.txt").write_text("2026-11-20 10:30:00 UTC" + " " * 1000)
+    assert submission_time(tmp_path, tmp_path / "attention.ipynb")["submitted_at_source"] == "mtime"
