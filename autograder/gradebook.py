@@ -339,12 +339,14 @@ def _timestamp(result: GradedResult) -> dict:
     it did, from the submission folder; nbgrader autograde reads the same file."""
     from nbgrader.utils import parse_utc
 
+    from autograder.timestamps import small_text
+
     try:
         text = result.timestamp_txt
         if text is None and result.submission:
             folder = Path(result.submission)
             stamp = (folder.parent if folder.suffix == ".ipynb" else folder) / "timestamp.txt"
-            text = stamp.read_text(encoding="utf-8").strip() if stamp.is_file() else None
+            text = small_text(stamp).strip() if stamp.is_file() else None
         return {"timestamp": parse_utc(text)} if text else {}
     except (OSError, UnicodeDecodeError, ValueError, OverflowError):
         return {}  # an unreadable date must not cost the student the grade; the submission just has no time
