@@ -358,6 +358,7 @@ def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_inclu
     with open_gradebook(root / "gradebook.db") as gb:
         penalties = {s: gb.find_submission("a1_attention", s).late_submission_penalty for s in STAMPS}
         assert penalties == {"perfect": 0.0, "partly_wrong": 5.0, "broken_json": 0.0}
+        assert gb.find_submission("a1_attention", "broken_json").timestamp is None  # an mtime is never used
         assert gb.find_submission("a1_attention", "partly_wrong").score == by_student["partly_wrong"]["score"]
     monkeypatch.chdir(root)  # the course's db_url is relative, as in nbgrader's own config
     api = nbgrader_api(root)
@@ -392,3 +393,14 @@ def test_a_timestamp_txt_that_is_a_link_or_large_is_not_read(tmp_path):
     (tmp_path / "timestamp.txt").unlink()
     (tmp_path / "timestamp.txt").write_text("2026-11-20 10:30:00 UTC" + " " * 1000)
     assert submission_time(tmp_path, tmp_path / "attention.ipynb")["submitted_at_source"] == "mtime"
+
+
+def test_a_due_date_other_than_the_gradebooks_is_refused_before_anything_is_written(graded, course, tmp_path, capsys):
+    _, out = graded
+    db = gradebook_db(course, tmp_path)
+    with open_gradebook(db) as gb:
+        gb.update_or_create_assignment("a1_attention", duedate="2026-12-01 17:00:00 UTC")
+    before = db.read_bytes()
+    assert main(["export-gradebook", str(out), "--db", str(db), "--due-date", "2026-12-02 17:00:00 UTC"]) == 2
+    assert "a1_attention is due 2026-12-01 17:00:00 UTC in the gradebook" in capsys.readouterr().err
+    assert db.read_bytes() == before and not (tmp_path / "autograded").exists()
