@@ -17,6 +17,7 @@ feedback: the assignment's release notebook, under the expected name, opening wi
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import secrets
 from pathlib import Path
@@ -37,7 +38,8 @@ def write_autograded(coursedir, db_url: str, result, plan) -> bool:
     nb, why = _read(source, result)
     if why:
         nb = nbformat.read(_release_notebook(coursedir, result.assignment, plan.notebook), as_version=4)
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**This notebook was not graded:** {why}\n\n"
+        # escaped: the reason may quote a file name the student chose, and formgrader renders this cell as HTML
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**This notebook was not graded:** {html.escape(why)}\n\n"
                                                           "Below is the assignment's release, not your work."))
     nb = _sanitize(nb, db_url, result, plan.notebook)
     _show_hidden_tests(nb, result, plan)
