@@ -3,9 +3,11 @@
 ``python -m autograder grade SUBMISSION [SUBMISSION ...] [--assignment ID] [--out results.json]
 [--out-dir DIR] [--csv grades.csv] [--resume]`` grades; ``python -m autograder rebuild DIR [DIR ...]
 [--csv grades.csv]`` regenerates grades.csv and the class summary from results folders (``autograder/batch.py``);
-``python -m autograder export-gradebook RESULTS... [--db gradebook.db]`` files graded results into nbgrader's
-gradebook (see ``autograder/gradebook.py`` for why that is a step of its own). Grading several submissions ends
-with a class summary (``autograder/summary.py``) and ``<out-dir>/summary.png``.
+``python -m autograder export-gradebook RESULTS... [--db gradebook.db] [--course-dir DIR] [--due-date DATE]`` files
+graded results into nbgrader's gradebook and autograded/ folders (see ``autograder/gradebook.py`` for why that is
+a step of its own); ``python -m autograder student-release OUT [--through ASSIGNMENT]`` copies what to hand
+students (``autograder/student_release.py``). Grading several submissions ends with a class summary
+(``autograder/summary.py``) and ``<out-dir>/summary.png``.
 ``python -m autograder gradescope ASSIGNMENT [--out DIR_OR_ZIP] [--visibility V]`` builds the assignment's
 Gradescope autograder zip (``autograder/gradescope.py``).
 
@@ -94,6 +96,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--db", default="gradebook.db",
                    help="the gradebook: a sqlite file or an SQLAlchemy URL "
                         "(default: ./gradebook.db, the course folder's)")
+    e.add_argument("--course-dir", type=Path,
+                   help="the nbgrader course folder: its nbgrader_config.py (late-penalty plugin) is read and "
+                        "autograded/<student>/<assignment>/ written there for generate_feedback and formgrader "
+                        "(default: the gradebook's folder)")
+    e.add_argument("--due-date", help="the assignments' due date, when the gradebook has none "
+                                      "(as nbgrader reads it, e.g. '2026-12-01 17:00:00 UTC'): late penalties use it")
+    s = sub.add_parser("student-release", help="copy what to hand students (releases, lectures, the notebook check) "
+                                               "into a new folder: never solutions, suites or tests")
+    s.add_argument("out", type=Path, metavar="OUT", help="a new or empty folder")
+    s.add_argument("--through", choices=list(SUITES),
+                   help="the last assignment to include, in course order (default: all)")
     return p
 
 
@@ -105,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return rebuild(args)
     if args.command == "gradescope":
         return gradescope(args)
+    if args.command == "student-release":
+        return student_release(args)
     if args.out and len(args.submissions) > 1:
         return _error("--out takes one submission; use --out-dir for several")
     for path in args.submissions:
@@ -348,10 +363,21 @@ def export_gradebook(args) -> int:
     from autograder.gradebook import ExportError, export
 
     try:
-        for line in export(args.results, args.db):
+        for line in export(args.results, args.db, args.course_dir, args.due_date):
             print(line, flush=True)
     except ExportError as exc:
         return _error(str(exc))
+    return 0
+
+
+def student_release(args) -> int:
+    from autograder.student_release import student_release as write
+
+    try:
+        lines = write(args.out, args.through)
+    except (ValueError, OSError) as exc:
+        return _error(str(exc))
+    print("\n".join([f"student release: {args.out}", *lines]), flush=True)
     return 0
 
 

@@ -10,12 +10,19 @@ What it writes mirrors ``nbgrader autograde`` (``converters/autograde.py`` and
 ``preprocessors/saveautogrades.py``), through nbgrader's own ``Gradebook`` API:
 
 - the student, created when new (``update_or_create_student``);
-- the submission (``update_or_create_submission``), with the time in the submission
-  folder's ``timestamp.txt`` when that folder is at hand, as autograde reads it;
+- the submission (``update_or_create_submission``), with the time of nbgrader's ``timestamp.txt`` that
+  ``grade`` recorded in results.json (``extra_data.timestamp_txt``, parsed again by nbgrader's ``parse_utc``),
+  else the file itself when the submission folder is at hand; a time the grader took from the notebook's mtime
+  is not used, as autograde never uses one (formgrader then sees the submission as graded);
 - every grade cell of an exercise: ``auto_score``; a manual score a person already gave is
   kept and wins, and the cell is flagged for review, as autograde does;
 - every exercise's solution cell: an ``auto_comment`` naming the failed hidden tests and
-  why, which formgrader shows next to the student's code.
+  why, which formgrader shows next to the student's code;
+- the late penalty, as autograde's ``AssignLatePenalties`` gives it: the course's configured
+  ``LateSubmissionPlugin`` (default: none) on each notebook's score, when the submission is later than
+  the assignment's due date (``--due-date`` sets one the gradebook lacks);
+- ``autograded/<student>/<assignment>/``, what ``generate_feedback`` and formgrader read
+  (``autograder/autograded.py``), after the gradebook is closed.
 
 Exercise ``E`` of a hidden suite maps to the grade cell ``test_E`` (or ``test_E_*``) and the
 solution cell ``E`` of the assignment's notebook, the names the solution notebooks use. The
@@ -56,6 +63,21 @@ class GradedResult:
     exercises: dict[str, tuple[float, float]]  # exercise -> (score, max_score), in the suite's order
     failures: dict[str, list[str]]             # exercise -> one line per failed hidden test
     notes: list[str]                           # the report's diagnostics about the whole notebook
+    tests: dict[str, list[str]]                # exercise -> one line per hidden test, passed or failed
+    notebook: str | None = None                # the notebook graded
+    wrong_notebook: str | None = None          # why the notebook was refused as another assignment's
+    submitted_at: str | None = None            # ISO 8601 (results.json's extra_data)
+    submitted_at_source: str | None = None     # "timestamp.txt" or "mtime"
+    timestamp_txt: str | None = None           # nbgrader's timestamp.txt, as it was
+
+    def submitted_at_text(self) -> str:
+        """What a timestamp.txt for this submission says (nbgrader's default ``timestamp_format``)."""
+        if self.timestamp_txt:
+            return self.timestamp_txt
+        from datetime import datetime, timezone
+
+        when = datetime.fromisoformat(self.submitted_at or "").astimezone(timezone.utc)
+        return when.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
 
 @dataclass
@@ -67,10 +89,11 @@ class NotebookPlan:
     solution_cells: set[str]
 
 
-def export(paths: list[Path], db: str) -> Iterator[str]:
-    """Export the results at ``paths`` (files or folders of them) into ``db``; yields what to print.
+def export(paths: list[Path], db: str, course_dir: Path | None = None, due_date: str | None = None) -> Iterator[str]:
+    """Export the results at ``paths`` (files or folders of them) into ``db`` and the autograded folders of the
+    course at ``course_dir`` (default: the gradebook's folder); yields what to print.
 
-    Everything is checked (results readable, gradebook there, assignments known) before
+    Everything is checked (results readable, gradebook there, assignments known, due dates) before
     anything is written, so a mistake leaves the gradebook as it was.
     """
     results: list = []
@@ -84,15 +107,24 @@ def export(paths: list[Path], db: str) -> Iterator[str]:
     results, duplicates = newest_per_student(results)
     yield from duplicates
     with open_gradebook(db) as gb:
+        config, coursedir = load_course(course_dir, db)
         plans = {}
         for assignment, sample in _one_per_assignment(results).items():
             plans[assignment] = plan_for(gb, assignment, sample, db)
             yield from plan_notes(assignment, sample, plans[assignment])
+        yield from set_due_dates(gb, list(plans), due_date)
         new_students = {r.student for r in results} - {s.id for s in gb.students}
+        late = late_penalties(config)
         for result in results:
             score, max_score = write_result(gb, result, plans[result.assignment])
-            yield f"{result.student}  {result.assignment}  {score:g}/{max_score:g}"
+            late_note = assign_late_penalty(gb, result, plans[result.assignment], late)
+            yield f"{result.student}  {result.assignment}  {score:g}/{max_score:g}{late_note}"
+    untimed = [f"{r.student}/{r.assignment}" for r in results if not _timestamp(r)]
+    if untimed:
+        yield (f"note: no timestamp.txt for {', '.join(untimed)}: no submission time in the gradebook, so no late "
+               "penalty (results.json keeps the notebook's mtime, which nbgrader never uses)")
     yield f"exported {len(results)} result(s) into {db} ({len(new_students)} new student(s))"
+    yield from write_autograded_folders(coursedir, _db_url(db)[0], results, plans)
 
 
 # --- reading results -----------------------------------------------------------------------
@@ -118,7 +150,7 @@ def read_result(path: Path) -> GradedResult:
         data = json.loads(path.read_text(encoding="utf-8"))
         extra = data["extra_data"]
         assignment = extra["assignment"]
-        exercises, failures = _exercise_scores(data["tests"])
+        exercises, failures, tests = _exercise_scores(data["tests"])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"cannot read {path}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -127,13 +159,16 @@ def read_result(path: Path) -> GradedResult:
     where = extra.get("submission") or extra.get("notebook") or str(path)
     student = extra.get("student") or student_id(where, assignment)
     return GradedResult(path, assignment, student, extra.get("submission"), exercises, failures,
-                        list(extra.get("diagnostics") or []))
+                        list(extra.get("diagnostics") or []), tests, extra.get("notebook"),
+                        extra.get("wrong_notebook"), extra.get("submitted_at"), extra.get("submitted_at_source"),
+                        extra.get("timestamp_txt"))
 
 
-def _exercise_scores(tests: list[dict]) -> tuple[dict[str, tuple[float, float]], dict[str, list[str]]]:
-    """Per exercise: (points earned, points possible), and the failed tests' feedback."""
+def _exercise_scores(tests: list[dict]):
+    """Per exercise: (points earned, points possible), the failed tests' feedback, and every test's line."""
     exercises: dict[str, tuple[float, float]] = {}
     failures: dict[str, list[str]] = {}
+    lines: dict[str, list[str]] = {}
     for test in tests:
         exercise, _, title = test["name"].partition(": ")
         exercise = (test.get("tags") or [exercise])[0]  # report.py tags each test with its exercise first
@@ -143,7 +178,9 @@ def _exercise_scores(tests: list[dict]) -> tuple[dict[str, tuple[float, float]],
         if score < max_score:
             failures.setdefault(exercise, []).append(
                 f"✗ {title or test['name']} ({score:g}/{max_score:g}): {test.get('output') or 'failed'}")
-    return exercises, failures
+        lines.setdefault(exercise, []).append(failures[exercise][-1] if score < max_score
+                                              else f"✓ {title or test['name']} ({score:g}/{max_score:g})")
+    return exercises, failures, lines
 
 
 def newest_per_student(results: list[GradedResult]) -> tuple[list[GradedResult], list[str]]:
@@ -298,17 +335,111 @@ def _comment(result: GradedResult, exercise: str) -> str:
 
 
 def _timestamp(result: GradedResult) -> dict:
-    """``timestamp=`` from the submission folder's timestamp.txt, which nbgrader autograde reads too."""
-    if not result.submission:
-        return {}
-    folder = Path(result.submission)
-    stamp = (folder.parent if folder.suffix == ".ipynb" else folder) / "timestamp.txt"
-    if not stamp.is_file():
-        return {}
+    """``timestamp=`` from nbgrader's timestamp.txt, as results.json recorded it or, for results written before
+    it did, from the submission folder; nbgrader autograde reads the same file."""
     from nbgrader.utils import parse_utc
 
+    from autograder.timestamps import small_text
+
     try:
-        text = stamp.read_text(encoding="utf-8").strip()
+        text = result.timestamp_txt
+        if text is None and result.submission:
+            folder = Path(result.submission)
+            stamp = (folder.parent if folder.suffix == ".ipynb" else folder) / "timestamp.txt"
+            text = small_text(stamp).strip() if stamp.is_file() else None
         return {"timestamp": parse_utc(text)} if text else {}
     except (OSError, UnicodeDecodeError, ValueError, OverflowError):
         return {}  # an unreadable date must not cost the student the grade; the submission just has no time
+
+
+def write_autograded_folders(coursedir, db_url: str, results: list[GradedResult], plans) -> Iterator[str]:
+    """After the gradebook is closed (nbgrader's preprocessors open it themselves): one folder per result; one that
+    nbgrader's own checks refuse is skipped with a warning, as the grades are already in."""
+    from autograder.autograded import write_autograded
+
+    written, unsecret = 0, []
+    for result in results:
+        try:
+            made_secret = write_autograded(coursedir, db_url, result, plans[result.assignment])
+        except Exception as exc:  # noqa: BLE001  (nbgrader autograde would stop on this notebook too)
+            yield (f"warning: autograded notebook of {result.student}/{result.assignment} not written: "
+                   f"{type(exc).__name__}: {exc}")
+            continue
+        written += 1
+        if made_secret:
+            unsecret.append(result.student)
+    if unsecret:
+        yield (f"note: no submission_secret.txt (not collected through nbgrader's exchange) for {', '.join(unsecret)}: "
+               "made one up (kept on re-export) so release_feedback runs, but fetch_feedback cannot find their "
+               "feedback: hand them feedback/<student>/<assignment>/ directly")
+    if written:
+        folder = coursedir.format_path(coursedir.autograded_directory, "*", "*")
+        yield f"autograded: {written} notebook(s) in {folder}; next: nbgrader generate_feedback <assignment>"
+
+
+# --- the course: its configuration, due dates and late penalties ----------------------------
+
+def load_course(course_dir: Path | None, db: str):
+    """The course's nbgrader configuration (its nbgrader_config.py) and ``CourseDirectory``; the course folder is
+    ``course_dir``, else the gradebook's folder (a sqlite file), else the working directory, as nbgrader's."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = _db_url(db)[1]
+    root = (course_dir or (path.resolve().parent if path is not None else Path.cwd())).resolve()
+    config = Config()
+    if (root / "nbgrader_config.py").is_file():
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    coursedir = CourseDirectory(config=config)
+    if course_dir is not None or "root" not in config.get("CourseDirectory", {}):
+        coursedir.root = str(root)
+    return config, coursedir
+
+
+def set_due_dates(gb, assignments: list[str], due_date: str | None) -> Iterator[str]:
+    """``--due-date`` for assignments whose gradebook entry has none; one that has another is refused."""
+    if not due_date:
+        return
+    from nbgrader.utils import parse_utc
+
+    try:
+        wanted = parse_utc(due_date)
+    except (ValueError, OverflowError):
+        raise ExportError(f"--due-date {due_date!r} is not a date nbgrader reads "
+                          "(e.g. '2026-12-01 17:00:00 UTC')") from None
+    for name in assignments:
+        current = gb.find_assignment(name).duedate
+        if current is not None and current != wanted:
+            raise ExportError(f"{name} is due {current} UTC in the gradebook, not {wanted}: change it there "
+                              f"(formgrader, or `nbgrader db assignment add {name} --duedate=...`) or drop --due-date")
+    for name in assignments:
+        if gb.find_assignment(name).duedate is None:
+            gb.update_or_create_assignment(name, duedate=wanted)
+            yield f"{name}: due date set to {wanted} UTC"
+    gb.db.commit()
+
+
+def late_penalties(config):
+    """nbgrader autograde's ``AssignLatePenalties`` with the course's configured plugin."""
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    late = AssignLatePenalties(config=config)
+    late.init_plugin()
+    return late
+
+
+def assign_late_penalty(gb, result: GradedResult, plan: NotebookPlan, late) -> str:
+    """``AssignLatePenalties.preprocess`` on the exported notebook; returns what to add to its printed line."""
+    submission = gb.find_submission(result.assignment, result.student)
+    notebook = gb.find_submission_notebook(plan.notebook, result.assignment, result.student)
+    notebook.late_submission_penalty = None
+    seconds = submission.total_seconds_late
+    if seconds > 0:
+        penalty = late.plugin_inst.late_submission_penalty(result.student, notebook.score, seconds)
+        if penalty is not None:
+            notebook.late_submission_penalty = late._check_late_penalty(notebook, penalty)
+    gb.db.commit()
+    if seconds <= 0:
+        return ""
+    return f"  late by {seconds / 3600:.1f} h, penalty {notebook.late_submission_penalty or 0:g}"

@@ -10,6 +10,7 @@ from itertools import groupby
 from pathlib import Path
 
 from autograder.runner import GradeReport
+from autograder.timestamps import submission_time
 from autograder.wire import printable
 from autograder.worker.sandbox import missing_layers
 
@@ -106,6 +107,9 @@ def gradescope(report: GradeReport, visibility: str = "visible") -> dict:
             "sandbox_weaker_allowed": report.weaker_sandbox_allowed,
             "sandbox_missing": sorted(missing_layers(report.sandbox)) if report.sandbox else [],
             "internal_errors": report.internal_errors,
+            # for export-gradebook: the notebook refused as another assignment's, and when it was submitted
+            "wrong_notebook": report.wrong_notebook,
+            **submission_time(report.submission, report.notebook),
         },
     }
 

@@ -268,3 +268,139 @@ def test_student_is_read_from_nbgraders_folders_and_never_a_course_folder():
     assert student_id("submitted/alice/a1_attention", "a1_attention") == "alice"
     assert student_id("assignments/a1_attention/attention.ipynb", "a1_attention") == "self"
     assert student_id("inbox/bob.ipynb", "a1_attention") == "bob"
+
+
+# --- nbgrader's whole loop: timestamps, late penalties, autograded/, feedback -------------------
+
+LATE_PLUGIN = '''
+
+from nbgrader.plugins import BasePlugin
+
+
+class SubtractPerDay(BasePlugin):
+    """One point per started day late (nbgrader's documented plugin example, per day)."""
+
+    def late_submission_penalty(self, student_id, score, total_seconds_late):
+        return float(-(-total_seconds_late // 86400))
+
+
+c.AssignLatePenalties.plugin_class = SubtractPerDay
+c.Exchange.root = os.path.join(c.CourseDirectory.root, "exchange")
+'''
+DUE = "2026-12-01 17:00:00 UTC"
+STAMPS = {"perfect": "2026-12-01 16:59:00.000000 UTC", "partly_wrong": "2026-12-06 17:00:00.000000 UTC",
+          "broken_json": None}  # on time, exactly 5 days late, no timestamp.txt (collected by hand)
+
+
+@pytest.mark.parametrize("text", ["2026-11-20 10:30:00.123456 UTC", "2026-11-20 10:30:00 America/New_York",
+                                  "2026-11-20 10:30:00 -0500", "2026-11-20T10:30:00+02:00", "2026-11-20 10:30:00"])
+def test_grade_reads_timestamp_txt_as_nbgrader_does(tmp_path, text):
+    from nbgrader.utils import parse_utc
+
+    from autograder.timestamps import submission_time
+
+    (tmp_path / "timestamp.txt").write_text(text + "\n")
+    recorded = submission_time(tmp_path, tmp_path / "attention.ipynb")
+    assert recorded["submitted_at_source"] == "timestamp.txt" and recorded["timestamp_txt"] == text
+    assert datetime.fromisoformat(recorded["submitted_at"]).replace(tzinfo=None) == parse_utc(text)
+
+
+def test_results_record_when_the_notebook_was_saved_without_timestamp_txt(graded):
+    _, out = graded
+    extra = results_by_student(out)["perfect"]["extra_data"]
+    notebook = EXAMPLES / "perfect" / "a1_attention" / "attention.ipynb"
+    assert (extra["submitted_at_source"], extra["timestamp_txt"], extra["wrong_notebook"]) == ("mtime", None, None)
+    assert datetime.fromisoformat(extra["submitted_at"]).timestamp() == pytest.approx(notebook.stat().st_mtime)
+
+
+def nbgrader_api(root: Path):
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return NbGraderAPI(config=PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config())
+
+
+def test_feedback_with_the_hidden_tests_reaches_every_student_late_penalty_included(graded, course, server, tmp_path,
+                                                                                   monkeypatch):
+    """submitted/ as nbgrader's collect leaves it, graded, exported, then nbgrader's generate_feedback and
+    release_feedback: each student's feedback shows the hidden tests, a broken notebook and another assignment's
+    say why they were not graded, a misnamed notebook is graded under the expected name, and the late submission
+    loses what the course's late-submission plugin says."""
+    from nbgrader.utils import notebook_hash
+
+    from autograder.timestamps import submission_time
+
+    _, out = graded
+    root = tmp_path / "course"
+    shutil.copytree(course, root)
+    (root / "nbgrader_config.py").write_text((root / "nbgrader_config.py").read_text() + LATE_PLUGIN)
+    (root / "exchange").mkdir()
+    results, by_student = tmp_path / "results", results_by_student(out)
+    results.mkdir()
+    for student, stamp in STAMPS.items():
+        folder = root / "submitted" / student / "a1_attention"
+        shutil.copytree(EXAMPLES / student / "a1_attention", folder)
+        if stamp:
+            (folder / "timestamp.txt").write_text(stamp)
+        result = by_student[student]  # as if graded from the course's submitted/ folder: what grade records there
+        result["extra_data"].update(submission=str(folder), notebook=str(folder / "attention.ipynb"),
+                                    **submission_time(folder, folder / "attention.ipynb"))
+        (results / f"{student}.json").write_text(json.dumps(result))
+    odd = {"wrong": (REPO / "assignments" / "a2_masking" / "masking.ipynb", "attention.ipynb"),
+           "misnamed": (EXAMPLES / "perfect" / "a1_attention" / "attention.ipynb", "attention_final.ipynb")}
+    for student, (notebook, name) in odd.items():
+        (root / "submitted" / student / "a1_attention").mkdir(parents=True)
+        shutil.copy(notebook, root / "submitted" / student / "a1_attention" / name)
+    folders = [str(root / "submitted" / student / "a1_attention") for student in odd]
+    assert grade_all(parser().parse_args(["grade", *folders, "--out-dir", str(results), "--quiet"]), server) == 0
+    assert main(["export-gradebook", str(results), "--db", str(root / "gradebook.db"), "--due-date", DUE]) == 0
+
+    with open_gradebook(root / "gradebook.db") as gb:
+        penalties = {s: gb.find_submission("a1_attention", s).late_submission_penalty for s in STAMPS}
+        assert penalties == {"perfect": 0.0, "partly_wrong": 5.0, "broken_json": 0.0}
+        assert gb.find_submission("a1_attention", "broken_json").timestamp is None  # an mtime is never used
+        assert gb.find_submission("a1_attention", "partly_wrong").score == by_student["partly_wrong"]["score"]
+    monkeypatch.chdir(root)  # the course's db_url is relative, as in nbgrader's own config
+    api = nbgrader_api(root)
+    students = [*STAMPS, *odd]
+    assert api.get_autograded_students("a1_attention") == set(students)  # formgrader's "autograded" check
+    assert api.generate_feedback("a1_attention")["success"]
+    assert api.release_feedback("a1_attention")["success"]
+    pages = {}
+    for student in students:
+        feedback = root / "feedback" / student / "a1_attention"
+        pages[student] = (feedback / "attention.html").read_text()
+        secret = (feedback / "submission_secret.txt").read_text()
+        released = f"{notebook_hash(secret=secret, notebook_id='attention')}.html"
+        assert (root / "exchange" / "transformers" / "feedback" / released).read_text() == pages[student]
+        assert "Hidden tests of scaled_dot_product_attention" in pages[student]
+        assert "autograder/suites" not in pages[student] and "Traceback (most recent" not in pages[student]
+    assert "1/d_k instead of 1/sqrt(d_k)" in pages["partly_wrong"]
+    assert "Late submission penalty" in pages["partly_wrong"]
+    assert "Late submission penalty" not in pages["perfect"] and "✗" not in pages["perfect"]
+    assert "This notebook was not graded:" in pages["broken_json"] and "not valid notebook JSON" in pages["broken_json"]
+    assert "This notebook was not graded:" in pages["wrong"] and "this is a2_masking's notebook" in pages["wrong"]
+    assert "(Score: 37.0 / 37.0)" in pages["misnamed"] and "✗" not in pages["misnamed"]
+
+
+def test_a_timestamp_txt_that_is_a_link_or_large_is_not_read(tmp_path):
+    from autograder.timestamps import submission_time
+
+    (tmp_path / "attention.ipynb").write_text("{}")
+    (tmp_path / "elsewhere.txt").write_text("2026-11-20 10:30:00 UTC")
+    (tmp_path / "timestamp.txt").symlink_to(tmp_path / "elsewhere.txt")
+    assert submission_time(tmp_path, tmp_path / "attention.ipynb")["submitted_at_source"] == "mtime"
+    (tmp_path / "timestamp.txt").unlink()
+    (tmp_path / "timestamp.txt").write_text("2026-11-20 10:30:00 UTC" + " " * 1000)
+    assert submission_time(tmp_path, tmp_path / "attention.ipynb")["submitted_at_source"] == "mtime"
+
+
+def test_a_due_date_other_than_the_gradebooks_is_refused_before_anything_is_written(graded, course, tmp_path, capsys):
+    _, out = graded
+    db = gradebook_db(course, tmp_path)
+    with open_gradebook(db) as gb:
+        gb.update_or_create_assignment("a1_attention", duedate="2026-12-01 17:00:00 UTC")
+    before = db.read_bytes()
+    assert main(["export-gradebook", str(out), "--db", str(db), "--due-date", "2026-12-02 17:00:00 UTC"]) == 2
+    assert "a1_attention is due 2026-12-01 17:00:00 UTC in the gradebook" in capsys.readouterr().err
+    assert db.read_bytes() == before and not (tmp_path / "autograded").exists()
