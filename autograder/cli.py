@@ -399,35 +399,46 @@ def _csv_path(args) -> Path | None:
 
 def _grade_in_sessions(args, groups: dict, server, device: str, jobs: int, results: queue.Queue) -> None:
     """Put (n, path, report, error) into ``results`` for every submission of ``groups`` (assignment -> [(n, path)]).
-    Per assignment, ``jobs`` threads share a queue of its submissions, and each thread grades its share in one
-    pytest session (collected once, so a submission costs its tests, not a pytest start-up)."""
+    ``jobs`` threads share one queue of every submission, in assignment order, and each grades what it takes in one
+    pytest session per assignment (collected once, so a submission costs its tests, not a pytest start-up). One queue
+    for all assignments, not one after another: a thread that runs out of one assignment starts on the next while
+    the other threads finish theirs, so no core waits at an assignment's end."""
+    todo: queue.Queue = queue.Queue()
     for assignment, batch in groups.items():
-        todo: queue.Queue = queue.Queue()
-        for item in batch:
-            todo.put(item)
-        threads = [threading.Thread(target=_session, args=(args, assignment, todo, server, device, results))
-                   for _ in range(min(jobs, len(batch)))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for n, path in batch:
+            todo.put((assignment, n, path))
+    threads = [threading.Thread(target=_session, args=(args, todo, server, device, results))
+               for _ in range(min(jobs, todo.qsize()))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
-def _session(args, assignment: str, todo: queue.Queue, server, device: str, results: queue.Queue) -> None:
-    """Grade from ``todo`` until it is empty; a session that breaks costs the submission it was on, and a new
-    session takes the rest."""
+def _session(args, todo: queue.Queue, server, device: str, results: queue.Queue) -> None:
+    """Grade from ``todo`` until it is empty, one pytest session per run of submissions of one assignment; a session
+    that breaks costs the submission it was on, and a new session takes the rest."""
     from autograder.runner import DEFAULT_TIME_LIMIT, grade_many
     from autograder.session import DEFAULT_TIME_BUDGET
 
     reported: set[int] = set()
     current: list = []
+    taken: list = []  # an item taken from the queue for the next session (another assignment's)
 
-    def drain():
-        while True:
-            try:
-                n, path = todo.get_nowait()
-            except queue.Empty:
+    def next_item():
+        if taken:
+            return taken.pop()
+        try:
+            return todo.get_nowait()
+        except queue.Empty:
+            return None
+
+    def drain(assignment: str):
+        while (item := next_item()) is not None:
+            if item[0] != assignment:
+                taken.append(item)  # the next session's first submission
                 return
+            _, n, path = item
             current[:] = [(n, path)]
             yield (n, path), path  # (key, path): the key comes back with the report
 
@@ -436,22 +447,21 @@ def _session(args, assignment: str, todo: queue.Queue, server, device: str, resu
         reported.add(n)
         results.put((n, path, report, error))
 
-    while True:
+    while (first := next_item()) is not None:
+        taken.append(first)
+        assignment = first[0]
         current.clear()
         try:
-            grade_many(drain(), assignment, on_report, server=server, device=device,
+            grade_many(drain(assignment), assignment, on_report, server=server, device=device,
                        time_limit=args.time_limit or DEFAULT_TIME_LIMIT,
                        time_budget=args.time_budget or DEFAULT_TIME_BUDGET, strict=args.strict)
-            return  # the queue is empty
         except Exception as exc:  # noqa: BLE001  (the session broke: the submission it was on pays, not the rest)
             broken = [current[0]] if current and current[0][0] not in reported else []
-            if not current:  # it broke before grading anything (the suite itself): every submission left pays
-                broken += [key for key, _ in drain()]
+            if not current:  # it broke before grading anything (the suite itself): its assignment's submissions pay
+                broken += [key for key, _ in drain(assignment)]
             for n, path in broken:
                 reported.add(n)
                 results.put((n, path, *_internal_error_report(args, path, exc)))
-            if todo.empty():
-                return
 
 
 def _internal_error_report(args, path: Path, exc: Exception):

@@ -3,7 +3,7 @@
 The decoder's mask of Vaswani et al., "Attention Is All You Need" (2017), §3.2.3: "We need to prevent leftward
 information flow in the decoder to preserve the auto-regressive property". With more keys than queries the queries
 are the last T_q positions (bottom-right alignment), as in incremental decoding. Expected: ``reference.causal_mask``,
-cross-checked against PyTorch's ``causal_lower_right``.
+cross-checked against ``torch.tril`` with the diagonal moved right by ``T_k - T_q``.
 """
 
 from __future__ import annotations
