@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_import_pytest, daemon=True).start()
     from autograder.worker.pool import WorkerServer
 
-    with WorkerServer(optimizers=_needs_optimizers(args)) as server:
+    spares = min(args.jobs or usable_cpus(), len(args.submissions))  # a worker ready ahead for each grading thread
+    with WorkerServer(optimizers=_needs_optimizers(args), spares=spares) as server:
         return grade_all(args, server)
 
 
