@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_import_pytest, daemon=True).start()
     from autograder.worker.pool import WorkerServer
 
-    with WorkerServer(optimizers=_needs_optimizers(args),
+    spares = min(args.jobs or usable_cpus(), len(args.submissions))  # a worker ready ahead for each grading thread
+    with WorkerServer(optimizers=_needs_optimizers(args), spares=spares,
                       allow_weaker=getattr(args, "allow_weaker_sandbox", False)) as server:
         return grade_all(args, server)
 

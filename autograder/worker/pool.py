@@ -56,10 +56,13 @@ class WorkerServer:
     If it dies (student code found a way to kill it), the next ``spawn`` starts a new one.
     """
 
-    def __init__(self, optimizers: bool = True, allow_weaker: bool = False):
+    def __init__(self, optimizers: bool = True, allow_weaker: bool = False, spares: int = 0):
         """``optimizers=False`` starts faster when no assignment graded builds an optimizer (a5 does).
         ``allow_weaker``: the instructor lets workers that lack layers a grade requires (``sandbox.missing_layers``)
-        run student code anyway, with the strongest layers this machine gives (``grade --allow-weaker-sandbox``)."""
+        run student code anyway, with the strongest layers this machine gives (``grade --allow-weaker-sandbox``).
+        ``spares`` workers are kept forked and inside their sandbox ahead of need, by a thread of their own: a fork,
+        the sandbox and the reap of the worker before cost about 40 ms each time a submission's next exercise wants a
+        fresh worker, which the grading thread then does not wait for."""
         self.optimizers = optimizers
         self.allow_weaker = allow_weaker
         from autograder.worker.zygote import not_dumpable
@@ -75,6 +78,12 @@ class WorkerServer:
         self.uids = UidBlock() if uid_per_worker_possible() else None
         self.restarts = 0
         self._start()
+        self._spares: list[Worker] = []
+        self._want_spares = spares
+        self._spares_changed = threading.Condition()
+        self._closing = False
+        if spares:
+            threading.Thread(target=self._keep_spares, daemon=True, name="spare-workers").start()
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -110,6 +119,37 @@ class WorkerServer:
         self._ready = True
 
     def spawn(self) -> "Worker":
+        """A fresh worker: a spare when one is ready, else one forked now."""
+        with self._spares_changed:
+            spare = self._spares.pop(0) if self._spares else None
+            self._spares_changed.notify_all()
+        return spare if spare is not None else self.spawn_now()
+
+    def _keep_spares(self) -> None:
+        """Fork a worker and read its sandbox report whenever fewer than ``spares`` are ready. A spare the server
+        could not make is simply not there: ``spawn`` then forks as it would without spares."""
+        while True:
+            with self._spares_changed:
+                self._spares_changed.wait_for(lambda: self._closing or len(self._spares) < self._want_spares)
+                if self._closing:
+                    return
+            try:
+                worker = self.spawn_now()
+            except Exception:  # noqa: BLE001  (see above; the next spawn reports what is wrong)
+                time.sleep(0.5)
+                continue
+            try:
+                worker.hello(SERVER_START_TIMEOUT)  # killed if it fails
+            except Exception:  # noqa: BLE001  (it died entering its sandbox: a grading thread's own spawn says why)
+                time.sleep(0.5)
+                continue
+            with self._spares_changed:
+                if self._closing:
+                    worker.kill()
+                    return
+                self._spares.append(worker)
+
+    def spawn_now(self) -> "Worker":
         with self.lock:
             try:
                 return self._spawn()
@@ -168,6 +208,12 @@ class WorkerServer:
             self.log.close()
 
     def close(self) -> None:
+        with self._spares_changed:
+            self._closing = True
+            spares, self._spares = self._spares, []
+            self._spares_changed.notify_all()
+        for spare in spares:
+            spare.kill()
         self._stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
         self._owner.close()
