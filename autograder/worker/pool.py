@@ -82,8 +82,7 @@ class WorkerServer:
         self._want_spares = spares
         self._spares_changed = threading.Condition()
         self._closing = False
-        if spares:
-            threading.Thread(target=self._keep_spares, daemon=True, name="spare-workers").start()
+        self._spares_started = False  # on the first spawn, so the preflight's worker is forked before any spare
 
     def _start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -123,7 +122,11 @@ class WorkerServer:
         with self._spares_changed:
             spare = self._spares.pop(0) if self._spares else None
             self._spares_changed.notify_all()
-        return spare if spare is not None else self.spawn_now()
+        worker = spare if spare is not None else self.spawn_now()
+        if self._want_spares and not self._spares_started:
+            self._spares_started = True
+            threading.Thread(target=self._keep_spares, daemon=True, name="spare-workers").start()
+        return worker
 
     def _keep_spares(self) -> None:
         """Fork a worker and read its sandbox report whenever fewer than ``spares`` are ready. A spare the server
