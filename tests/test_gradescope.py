@@ -53,10 +53,10 @@ def unpack(package: Path, source: Path) -> None:
             path.chmod(info.external_attr >> 16 & 0o777)
 
 
-def start_autograder(root: Path) -> subprocess.Popen:
+def start_autograder(root: Path, python: str = sys.executable) -> subprocess.Popen:
     """Gradescope's ``run_autograder`` in the fake root ``root``, as root with Docker's capabilities only."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
+    env.update(AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=python)
     caps = ",".join(f"+{c}" for c in DOCKER_CAPS)
     argv = [str(root / "source" / "run_autograder")]
     if shutil.which("setpriv") and os.geteuid() == 0:
@@ -225,3 +225,20 @@ def test_the_dockerfile_builds_the_same_environment():
     assert rules[0] == "*"  # the build context is only what the rules let back in
     allowed = [rule[1:] for rule in rules if rule.startswith("!")]
     assert all(any(s == a or s.startswith(a + "/") for a in allowed) for s in sources), (sources, allowed)
+
+
+def test_a_grader_that_cannot_sandbox_leaves_no_score(package, roots, tmp_path):
+    """Exit status 3 (this container cannot sandbox student code) or a crash is the grader's fault: run_autograder
+    leaves no results.json, so Gradescope shows an autograder failure to regrade, never a 0. The grader is a stub
+    here that exits as the preflight does; the preflight itself is tested in tests/test_environment.py."""
+    root = roots("no_sandbox")
+    unpack(package, root / "source")
+    (root / "submission").mkdir()
+    stub = tmp_path / "python"
+    stub.write_text("#!/bin/sh\necho 'error: cannot sandbox student code here: missing landlock' >&2\nexit 3\n")
+    stub.chmod(0o755)
+    process = start_autograder(root, python=str(stub))
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 3
+    assert "cannot sandbox student code here" in stderr
+    assert not (root / "results" / "results.json").exists()
