@@ -424,8 +424,12 @@ def late_penalties(config):
     """nbgrader autograde's ``AssignLatePenalties`` with the course's configured plugin."""
     from nbgrader.preprocessors import AssignLatePenalties
 
-    late = AssignLatePenalties(config=config)
-    late.init_plugin()
+    try:
+        late = AssignLatePenalties(config=config)
+        late.init_plugin()
+    except Exception as exc:  # a TraitError or the plugin's own: the course's configuration, said in one line
+        raise ExportError(f"nbgrader_config.py: the late-submission plugin cannot be used "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[-1][:300]})") from None
     return late
 
 
