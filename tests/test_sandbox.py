@@ -430,7 +430,7 @@ def test_a_worker_sharing_the_graders_uid_cannot_signal_it_or_change_its_limits(
     without Landlock under --allow-weaker-sandbox. Measured before the fix, in the latter: a softmax calling
     os.kill(<grader>, SIGKILL) ended `grade` with status 137, no results and no CSV row for the class. The
     seccomp filter now refuses kill/tgkill/rt_*sigqueueinfo/prlimit64 aimed at any process but the worker's own,
-    and tkill/pidfd_send_signal, while the worker still signals itself (Python's own signal handling)."""
+    and tkill/pidfd_send_signal/setpriority, while the worker still signals itself (Python's own signal handling)."""
     import resource
     import signal
     import threading
@@ -442,12 +442,14 @@ def test_a_worker_sharing_the_graders_uid_cannot_signal_it_or_change_its_limits(
     if pid == 0:  # the worker: same uid as this process (the grader)
         os.close(read)
         try:
+            nice = os.getpriority(os.PRIO_PROCESS, os.getppid())  # set again: harmless if allowed
             sandbox._no_new_processes()
             outcome = []
             for call in (lambda: os.kill(os.getppid(), 0), lambda: os.kill(-1, 0),
                          lambda: os.killpg(os.getpgid(os.getppid()), 0),
                          lambda: resource.prlimit(os.getppid(), resource.RLIMIT_CORE),
-                         lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), 0)):
+                         lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), 0),
+                         lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), nice)):
                 try:
                     call()
                     outcome.append("allowed")
@@ -465,4 +467,4 @@ def test_a_worker_sharing_the_graders_uid_cannot_signal_it_or_change_its_limits(
     with os.fdopen(read) as f:
         said = f.read()
     os.waitpid(pid, 0)
-    assert said == "refused " * 5 + "own process fine", said
+    assert said == "refused " * 6 + "own process fine", said

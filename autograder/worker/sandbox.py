@@ -503,10 +503,11 @@ def _no_new_processes() -> str:
 # Calls that act on another process by its pid, and need only the same uid: a worker that shares the grader's uid
 # (a grader that is not root, or root without Landlock under --allow-weaker-sandbox) could SIGKILL the grader (a
 # class run dies, the submission gets no results and never a 0), or set its RLIMIT_FSIZE/NOFILE to 0 (prlimit64).
-# Landlock scopes signals only from ABI 6 and prlimit64 never. (pid or 0: kill, prlimit64; own pid: tgkill,
-# rt_sigqueueinfo, rt_tgsigqueueinfo; never: tkill, pidfd_send_signal.)
-OWN_PROCESS_CALLS = {"x86_64": ((62, 302), (234, 129, 297), (200, 424)),
-                     "aarch64": ((129, 261), (131, 138, 240), (130, 424))}
+# Landlock scopes signals only from ABI 6 and prlimit64 never; the same holds for another student's spare worker
+# when all workers share the grader's uid. (pid or 0: kill, prlimit64; own pid: tgkill, rt_sigqueueinfo,
+# rt_tgsigqueueinfo; never: tkill, pidfd_send_signal, setpriority, whose target is not its first argument.)
+OWN_PROCESS_CALLS = {"x86_64": ((62, 302), (234, 129, 297), (200, 424, 141)),
+                     "aarch64": ((129, 261), (131, 138, 240), (130, 424, 140))}
 
 
 def _own_process_program(arch: int, calls: tuple[tuple[int, ...], ...], pid: int) -> list[tuple[int, int, int, int]]:
