@@ -310,7 +310,8 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4
 TMPFS_SIZE, TMPFS_FILES = "128m", 4096  # per worker; files are also capped one by one (RLIMIT_FSIZE)
 HIDDEN_FOLDERS = ("solutions", "tests", "examples", "autograder/suites", ".git", "results",
                   "submitted", "autograded", "feedback", "release", "source",
-                  "autograder/known_bugs")  # built on the reference: each exercise's solution with one bug
+                  "autograder/known_bugs",  # built on the reference: each exercise's solution with one bug
+                  "assignments")  # later releases' read-only cells solve earlier assignments (a5's give a1-a4)
 HIDDEN_FILES = ("gradebook.db", "gradebook.db-journal", ".nbgrader.log",
                 "autograder/reference.py")  # float64 solutions of every exercise; the grader reads it, no worker
 SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh")  # unreadable to a uid, not to root
@@ -380,7 +381,7 @@ def _hide_course_folders() -> str:
 def _course_folders_closed(why: str) -> str:
     """Without a mount namespace: whether other users (a worker's uid of its own) are kept out of every hidden
     folder and file by its mode or a parent's, e.g. after ``chmod -R o-rwx solutions tests autograder/suites
-    autograder/known_bugs autograder/reference.py``."""
+    autograder/known_bugs autograder/reference.py assignments``."""
     present = [PACKAGE_ROOT / n for n in (*HIDDEN_FOLDERS, *HIDDEN_FILES) if (PACKAGE_ROOT / n).exists()]
     open_to_others = [str(p.relative_to(PACKAGE_ROOT)) for p in present if not _closed_to_others(p)]
     if open_to_others:
