@@ -322,15 +322,20 @@ def _comment(result: GradedResult, exercise: str) -> str:
     """The exercise's score, its failed tests with the grader's hint, and the notebook's notes.
 
     The notes (say, "not valid notebook JSON") go with every exercise that lost points, as they
-    often explain it; with none lost, with the first exercise, so no note is dropped.
+    often explain it; with none lost, with the first exercise, so no note is dropped. Lines are HTML-escaped:
+    they quote the student's code and exception messages, and nbgrader's feedback page renders a comment as
+    Markdown, raw HTML included (an ``<img onerror=...>`` raised by a student's softmax ran there).
     """
+    import html
+
     score, max_score = result.exercises[exercise]
-    failures = result.failures.get(exercise, [])
+    failures = [html.escape(line, quote=False) for line in result.failures.get(exercise, [])]
     head = (f"Hidden tests: {score:g}/{max_score:g} points." if failures
             else f"Hidden tests: all passed ({score:g}/{max_score:g} points).")
     first = exercise == next(iter(result.exercises))
     with_notes = bool(failures) or (first and not result.failures)
-    notes = [f"Note on the whole notebook: {note}" for note in result.notes] if with_notes else []
+    notes = ([f"Note on the whole notebook: {html.escape(note, quote=False)}" for note in result.notes]
+             if with_notes else [])
     return "\n".join([head, *failures, *notes])
 
 

@@ -95,6 +95,10 @@ def read_submission(path: Path) -> Submission:
         sub.diagnostics.append(f"{path.name} is not valid notebook JSON (line {exc.lineno}, column {exc.colno}: "
                                f"{exc.msg}); was it saved completely?")
         return sub
+    except RecursionError:  # brackets nested thousands deep: before, pytest's session stopped (an internal error)
+        sub.readable = False
+        sub.diagnostics.append(f"{path.name} is not valid notebook JSON (nested too deeply to read)")
+        return sub
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         sub.readable = False
         sub.diagnostics.append(f"{path.name} is JSON but not a Jupyter notebook (no list of cells)")

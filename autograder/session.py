@@ -12,7 +12,7 @@ import time
 import torch
 
 from autograder import wire
-from autograder.worker.pool import Worker, WorkerServer
+from autograder.worker.pool import HELLO_TIMEOUT, Worker, WorkerServer
 
 LOAD_TIME_LIMIT = 60.0
 # A whole submission's time, loads included. The five reference solutions grade in 0.5-7.5 s each on
@@ -217,7 +217,9 @@ class Session:
         started = time.monotonic()
         limit = min(LOAD_TIME_LIMIT, self.budget_left())
         worker = self.server.spawn()
-        self._check_environment(worker, limit)
+        # The hello is the machine's, sent before any student code: read against its own timeout, never the
+        # student's budget, or a budget spent down to milliseconds would make the submission "not graded".
+        self._check_environment(worker, HELLO_TIMEOUT)
         try:
             header, _ = worker.request(
                 {"op": "load", "cells": self.program, "device": self.device, "seed": self.seed, "trace": self.trace},

@@ -89,6 +89,10 @@ def test_broken_notebooks_get_a_diagnosis(tmp_path):
     bad_json.write_text('{"cells": [')
     sub = read_submission(bad_json)
     assert not sub.readable and "not valid notebook JSON" in sub.diagnostics[0]
+    too_deep = tmp_path / "deep.ipynb"  # a student's file, graded: "internal error", regrade asked, before
+    too_deep.write_text("[" * 200_000 + "]" * 200_000)
+    sub = read_submission(too_deep)
+    assert not sub.readable and "nested too deeply" in sub.diagnostics[0]
 
     latin = tmp_path / "latin.ipynb"
     latin.write_bytes(solution_path("a1_attention").read_bytes().replace(b"Scaled", b"Scal\xe9d", 1))

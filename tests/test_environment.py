@@ -249,3 +249,25 @@ def test_a_refusal_forged_by_student_code_is_no_environment_failure(server):
         assert session.environment_failure is None and missing_layers(session.sandbox_layers) == {}
     finally:
         session.close()
+
+
+def test_a_budget_spent_by_the_student_is_no_environment_failure(server):
+    """Simulates a submission that spends its time budget (tests that hang, each stopped at the test's time limit,
+    leave a chosen remainder: 150 s is 15 time limits of 10 s) so that a fresh worker is forked with milliseconds
+    left, where no spare is ready (the pytest engine keeps none; under ``--jobs`` another thread may have taken it).
+    The worker's hello, sent before any student code runs, was read against the student's remaining budget: it
+    timed out, and the submission became "not graded: environment" (no results, no CSV row, exit 3, a free regrade)
+    instead of being graded. The hello is the machine's to send, so only its own timeout applies."""
+    import time
+
+    from autograder.session import Session, WorkerLost
+
+    session = Session(server, [{"index": 0, "grade_id": None, "source": "x = 1"}], seed=0, device="cpu",
+                      trace=[], time_limit=30)
+    try:
+        session.budget_ends = time.monotonic() + 0.002  # the student left 2 ms of the budget
+        with pytest.raises(WorkerLost):
+            session.call("anything")
+        assert session.environment_failure is None, session.environment_failure
+    finally:
+        session.close()

@@ -404,3 +404,20 @@ def test_a_due_date_other_than_the_gradebooks_is_refused_before_anything_is_writ
     assert main(["export-gradebook", str(out), "--db", str(db), "--due-date", "2026-12-02 17:00:00 UTC"]) == 2
     assert "a1_attention is due 2026-12-01 17:00:00 UTC in the gradebook" in capsys.readouterr().err
     assert db.read_bytes() == before and not (tmp_path / "autograded").exists()
+
+
+def test_a_comment_quoting_student_text_renders_no_html_in_the_feedback():
+    """Measured before the fix (grade, export-gradebook, nbgrader generate_feedback): a softmax raising
+    ValueError('<img src=x onerror="alert(1)">') put a live <img onerror> into the student's feedback page, through
+    the solution cell's comment, which nbgrader's feedback template renders with markdown2html. The grade cells'
+    listing was already escaped (a stream output)."""
+    from nbconvert.filters import markdown2html
+
+    from autograder.gradebook import GradedResult, _comment
+
+    evil = '<img src=x onerror="alert(1)">'
+    result = GradedResult(Path("r.json"), "a1_attention", "eve", None, {"softmax": (0.0, 8.0)},
+                          {"softmax": [f"✗ shape (0/1): softmax() raised ValueError: {evil}"]}, [f"a note {evil}"],
+                          {"softmax": []})
+    rendered = markdown2html(_comment(result, "softmax"))
+    assert "<img" not in rendered and "&lt;img" in rendered, rendered

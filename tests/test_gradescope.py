@@ -242,3 +242,38 @@ def test_a_grader_that_cannot_sandbox_leaves_no_score(package, roots, tmp_path):
     assert process.returncode == 3
     assert "cannot sandbox student code here" in stderr
     assert not (root / "results" / "results.json").exists()
+
+
+def test_setup_sh_closes_the_reference_solutions_to_a_workers_uid(tmp_path):
+    """Simulates Gradescope on a kernel without Landlock, where only the files' modes keep a worker's uid of its own
+    out: the zip unpacked as Gradescope does, then setup.sh's own chmod line. Before: it closed autograder/suites
+    only, and uid 65534 read /autograder/source/autograder/reference.py (float64 solutions of every exercise) and
+    known_bugs/ (and a5's release, whose read-only cells hold a1's
+    solutions) while `course_folders_hidden` said "on"; a worker can print a file 300 characters per failed test."""
+    from autograder import gradescope
+    from autograder.worker import sandbox
+
+    source = Path(tempfile.mkdtemp(dir="/tmp")) / "source"  # every parent open to others, as /autograder is
+    try:
+        source.parent.chmod(0o755)
+        with zipfile.ZipFile(gradescope.build("a1_attention", tmp_path / "a1.zip")) as archive:
+            archive.extractall(source)
+        setup = (source / "setup.sh").read_text().splitlines()
+        closing: list[str] = []
+        for line in setup:  # the chmod line and its continuations
+            if line.startswith("chmod -R o-rwx") or closing and closing[-1].endswith("\\"):
+                closing.append(line)
+        assert closing, "setup.sh no longer closes the hidden files"
+        subprocess.run(["bash", "-c", "\n".join(closing)], env={"SOURCE": str(source)}, check=True)
+        hidden = [source / "autograder" / "reference.py", source / "autograder" / "known_bugs" / "a1_attention.py",
+                  source / "autograder" / "suites" / "a1_attention" / "test_softmax.py",
+                  source / "assignments" / "a5_transformer_lm" / "transformer_lm.ipynb"]  # a1's solutions in it
+        assert [p for p in hidden if p.exists() and not sandbox._closed_to_others(p)] == []
+        original = sandbox.PACKAGE_ROOT
+        sandbox.PACKAGE_ROOT = source
+        try:
+            assert "autograder/reference.py" in sandbox._course_folders_closed("off: no mount namespace")
+        finally:
+            sandbox.PACKAGE_ROOT = original
+    finally:
+        shutil.rmtree(source.parent)

@@ -220,10 +220,7 @@ def test_worker_has_no_network(session):
 
 
 def test_worker_cannot_signal_the_grader(session):
-    layer(session, "landlock")
-    abi = int(session.sandbox_layers["landlock"].split("ABI ")[1].rstrip(")"))
-    if abi < 6 and not session.sandbox_layers["unprivileged_uid"].startswith("on"):
-        pytest.skip("needs Landlock ABI 6 (signal scoping) or a uid of its own")
+    layer(session, "no_new_processes")  # its seccomp filter: signals reach the worker's own process only
     assert session.call("signal_pid", os.getpid()).value.startswith("refused")
 
 
@@ -422,3 +419,49 @@ def test_a_sandbox_refusal_in_a_load_reply_is_the_notebooks_own_doing():
     line = load_error("cpu", {"type": "SandboxError", "message": "the worker would run as root with no Landlock"})
     assert line.startswith("the worker's load reply, sent after the notebook's code ran, claims a sandbox refusal")
     assert "(the worker would run as root with no Landlock)" in line
+
+
+def test_a_worker_sharing_the_graders_uid_cannot_signal_it_or_change_its_limits():
+    """Simulates a worker that shares the grader's uid with no Landlock signal scoping: a grader that is not root
+    on a kernel with Landlock ABI < 6 (signals) or any ABI (prlimit64, which Landlock never scopes), or root
+    without Landlock under --allow-weaker-sandbox. Measured before the fix, in the latter: a softmax calling
+    os.kill(<grader>, SIGKILL) ended `grade` with status 137, no results and no CSV row for the class. The
+    seccomp filter now refuses kill/tgkill/rt_*sigqueueinfo/prlimit64 aimed at any process but the worker's own,
+    and tkill/pidfd_send_signal/setpriority, while the worker still signals itself (Python's own signal handling)."""
+    import resource
+    import signal
+    import threading
+
+    from autograder.worker import sandbox
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: same uid as this process (the grader)
+        os.close(read)
+        try:
+            nice = os.getpriority(os.PRIO_PROCESS, os.getppid())  # set again: harmless if allowed
+            sandbox._no_new_processes()
+            outcome = []
+            for call in (lambda: os.kill(os.getppid(), 0), lambda: os.kill(-1, 0),
+                         lambda: os.killpg(os.getpgid(os.getppid()), 0),
+                         lambda: resource.prlimit(os.getppid(), resource.RLIMIT_CORE),
+                         lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), 0),
+                         lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), nice)):
+                try:
+                    call()
+                    outcome.append("allowed")
+                except PermissionError:
+                    outcome.append("refused")
+            os.kill(os.getpid(), 0)
+            signal.pthread_kill(threading.get_ident(), 0)
+            resource.prlimit(os.getpid(), resource.RLIMIT_CORE)
+            resource.prlimit(0, resource.RLIMIT_CORE)
+            outcome.append("own process fine")
+            os.write(write, " ".join(outcome).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        said = f.read()
+    os.waitpid(pid, 0)
+    assert said == "refused " * 6 + "own process fine", said

@@ -37,6 +37,8 @@ chmod -R a+rX "$VENV"
 # keeps workers out of it whatever its mode.
 chmod a+x "$(dirname "$SOURCE")"
 # On a kernel without Landlock a worker's own uid is what keeps it from the hidden suites, which only their mode
-# then closes (sandbox.missing_layers): the grader (root) still reads them.
-chmod -R o-rwx "$SOURCE/autograder/suites"
+# then closes (sandbox.missing_layers): the grader (root) still reads them. The reference solutions and the known
+# bugs built on them are as hidden as the suites, and so are the releases: a5's read-only cells solve a1-a4.
+chmod -R o-rwx "$SOURCE/autograder/suites" "$SOURCE/autograder/known_bugs" "$SOURCE/autograder/reference.py" \
+    "$SOURCE/assignments"
 "$VENV/bin/python" -c 'import autograder.cli, torch; print("autograder ready: torch", torch.__version__)'

@@ -354,7 +354,8 @@ class Worker:
 HELLO_TIMEOUT = 60.0  # a worker reports its sandbox within milliseconds of its fork; the server may still be starting
 REMEDY = ("run the grader on Linux 5.13+ with Landlock enabled, or as root with a Python other users can read and "
           "either CAP_SYS_ADMIN (Docker: --cap-add SYS_ADMIN) or the course's hidden folders closed to other users "
-          "(chmod -R o-rwx solutions tests autograder/suites)")
+          "(chmod -R o-rwx solutions tests autograder/suites autograder/known_bugs autograder/reference.py "
+          "assignments)")
 
 
 class SandboxUnavailable(RuntimeError):

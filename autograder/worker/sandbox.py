@@ -309,8 +309,11 @@ CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWIPC = 0x00020000, 0x40000000, 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 1 << 12, 1 << 14, 1 << 18
 TMPFS_SIZE, TMPFS_FILES = "128m", 4096  # per worker; files are also capped one by one (RLIMIT_FSIZE)
 HIDDEN_FOLDERS = ("solutions", "tests", "examples", "autograder/suites", ".git", "results",
-                  "submitted", "autograded", "feedback", "release", "source")
-HIDDEN_FILES = ("gradebook.db", "gradebook.db-journal", ".nbgrader.log")
+                  "submitted", "autograded", "feedback", "release", "source",
+                  "autograder/known_bugs",  # built on the reference: each exercise's solution with one bug
+                  "assignments")  # later releases' read-only cells solve earlier assignments (a5's give a1-a4)
+HIDDEN_FILES = ("gradebook.db", "gradebook.db-journal", ".nbgrader.log",
+                "autograder/reference.py")  # float64 solutions of every exercise; the grader reads it, no worker
 SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssh")  # unreadable to a uid, not to root
 
 
@@ -377,7 +380,8 @@ def _hide_course_folders() -> str:
 
 def _course_folders_closed(why: str) -> str:
     """Without a mount namespace: whether other users (a worker's uid of its own) are kept out of every hidden
-    folder and file by its mode or a parent's, e.g. after ``chmod -R o-rwx solutions tests autograder/suites``."""
+    folder and file by its mode or a parent's, e.g. after ``chmod -R o-rwx solutions tests autograder/suites
+    autograder/known_bugs autograder/reference.py assignments``."""
     present = [PACKAGE_ROOT / n for n in (*HIDDEN_FOLDERS, *HIDDEN_FILES) if (PACKAGE_ROOT / n).exists()]
     open_to_others = [str(p.relative_to(PACKAGE_ROOT)) for p in present if not _closed_to_others(p)]
     if open_to_others:
@@ -492,8 +496,47 @@ def _no_new_processes() -> str:
     prog = _filter_program(AUDIT_ARCH[machine], refused, CLONE[machine],
                            kill_from=X32_BIT if machine == "x86_64" else None)
     _install(prog)
+    _install(_own_process_program(AUDIT_ARCH[machine], OWN_PROCESS_CALLS[machine], os.getpid()))
     return ("threads only; no new sockets, namespaces, file handles, io_uring, SysV IPC, message queues, bpf, ptrace "
-            "or other-architecture calls")
+            "or other-architecture calls; signals and resource limits for its own process only")
+
+
+# Calls that act on another process by its pid, and need only the same uid: a worker that shares the grader's uid
+# (a grader that is not root, or root without Landlock under --allow-weaker-sandbox) could SIGKILL the grader (a
+# class run dies, the submission gets no results and never a 0), or set its RLIMIT_FSIZE/NOFILE to 0 (prlimit64).
+# Landlock scopes signals only from ABI 6 and prlimit64 never; the same holds for another student's spare worker
+# when all workers share the grader's uid. (pid or 0: kill, prlimit64; own pid: tgkill, rt_sigqueueinfo,
+# rt_tgsigqueueinfo; never: tkill, pidfd_send_signal, setpriority, whose target is not its first argument.)
+OWN_PROCESS_CALLS = {"x86_64": ((62, 302), (234, 129, 297), (200, 424, 141)),
+                     "aarch64": ((129, 261), (131, 138, 240), (130, 424, 140))}
+
+
+def _own_process_program(arch: int, calls: tuple[tuple[int, ...], ...], pid: int) -> list[tuple[int, int, int, int]]:
+    """Classic BPF: the calls of ``calls`` (see OWN_PROCESS_CALLS) fail with EPERM unless their first argument (low
+    32 bits: a pid_t) is this process (``pid``; for the first group also 0 or -pid, its own process group, as the
+    worker leads a session of its own); anything else is allowed (another architecture is the first filter's)."""
+    LD, JEQ, RET = 0x20, 0x15, 0x06
+    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+    own_or_zero, own, never = calls
+    tests = [*own_or_zero, *own, *never]
+    # layout: 3 header, one test per call, ALLOW, block A (own pid, 0 or -pid: 4), block B (own pid: 2), ALLOW,
+    # EPERM (classic BPF jumps forward only)
+    allow = 3 + len(tests)
+    block_a, block_b, allow_2, eperm = allow + 1, allow + 5, allow + 7, allow + 8
+    prog = [(LD, 0, 0, 4), (JEQ, 0, allow - 2, arch), (LD, 0, 0, 0)]
+    for nr in tests:
+        target = block_a if nr in own_or_zero else block_b if nr in own else eperm
+        prog.append((JEQ, target - len(prog) - 1, 0, nr))
+    prog.append((RET, 0, 0, ALLOW))
+    prog.append((LD, 0, 0, 16))  # block A: the low 32 bits of args[0]
+    for value in (0, pid):
+        prog.append((JEQ, allow_2 - len(prog) - 1, 0, value))
+    prog.append((JEQ, allow_2 - len(prog) - 1, eperm - len(prog) - 1, -pid & 0xFFFFFFFF))
+    prog.append((LD, 0, 0, 16))  # block B
+    prog.append((JEQ, allow_2 - len(prog) - 1, eperm - len(prog) - 1, pid))
+    prog += [(RET, 0, 0, ALLOW), (RET, 0, 0, ERRNO | EPERM)]
+    assert len(prog) == eperm + 1 and prog[block_a] == prog[block_b] == (LD, 0, 0, 16)
+    return prog
 
 
 def _filter_program(arch: int, refused: dict[int, int], clone: int,
