@@ -156,7 +156,6 @@ def _needs_optimizers(args) -> bool:
 
 def grade_all(args, server) -> int:
     import torch
-    import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward needs it; load it while the server starts)
 
     from autograder.batch import BatchError, shard
     from autograder.runner import GraderError, resolve_device

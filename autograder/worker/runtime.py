@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from autograder import wire
+from autograder import autodiff, wire
 from autograder.worker import builtins_for_grader, sandbox
 
 STUDENT_FILE_PREFIX = "<cell "
@@ -182,7 +182,7 @@ class Runtime:
             tensors = [o for o, _ in pairs]
             if not all(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
                 raise RuntimeError("an output does not require grad: it is detached from the inputs")
-            torch.autograd.backward(tensors, [g.to(t.dtype) for t, g in pairs])
+            autodiff.backward(tensors, [g.to(t.dtype) for t, g in pairs])
         except BaseException as exc:
             return {"error": self.describe(exc)}
         return {"inputs": [inputs[i].grad for i in grad["wrt"]], "params": {name: p.grad for name, p in params.items()}}

@@ -40,7 +40,6 @@ def preload(optimizers: bool = True) -> None:
     import torch
     if optimizers:
         import torch._dynamo  # noqa: F401
-    import torch.fx.experimental.symbolic_shapes  # noqa: F401  (the first backward imports it: ~0.7 s)
     import torch.nn.functional  # noqa: F401
 
     try:

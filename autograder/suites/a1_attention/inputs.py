@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from autograder import reference
+from autograder import autodiff, reference
 from autograder.checks import expect_close, fail, tolerance
 from autograder.session import RemoteModule
 from autograder.suites.common import load_weights
@@ -50,7 +50,7 @@ def grads_of(fn, inputs, grad_outputs) -> tuple[torch.Tensor, ...]:
     """The gradients of sum(fn(*inputs) * grad_outputs) with respect to each input, on float64 copies."""
     leaves = [t.detach().double().requires_grad_(True) for t in inputs]
     outputs = fn(*leaves)
-    return torch.autograd.grad(outputs if isinstance(outputs, tuple) else (outputs,), leaves, grad_outputs)
+    return autodiff.grad(outputs if isinstance(outputs, tuple) else (outputs,), leaves, grad_outputs)
 
 
 def expect_matches(got, want: torch.Tensor, pytorch: torch.Tensor, what: str, *, dtype: torch.dtype,

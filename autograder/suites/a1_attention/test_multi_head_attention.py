@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from autograder import reference
+from autograder import autodiff, reference
 from autograder.checks import expect_close, expect_no_backward_error, expect_tensor, fail, guess, tolerance
 from autograder.hidden import hidden
 from autograder.known_bugs.a1_attention import mha_suspects
@@ -120,7 +120,7 @@ def test_mha_gradients_match(ctx):
         (x, *state.values()), (g,))
     want = dict(zip(names, want_params))
     twin, x64 = torch_mha(state, 3), x.clone().requires_grad_(True)
-    twin(x64, x64, x64, need_weights=False)[0].backward(g)
+    autodiff.backward(twin(x64, x64, x64, need_weights=False)[0], g)
     pytorch = torch_mha_grads(twin)
     expect_matches(result.input_grads[0], want_x, x64.grad, "d loss / d x", dtype=torch.float64)
     for name, got in param_grads(result, [f"{p}.{kind}" for p in PROJECTIONS for kind in ("weight", "bias")]).items():

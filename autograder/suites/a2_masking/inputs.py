@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder import reference
+from autograder import autodiff, reference
 from autograder.checks import fail, tolerance
 from autograder.suites import common
 from autograder.suites.common import PROJECTIONS, load_weights
@@ -94,12 +94,12 @@ def mha_gradients(state: dict, x: torch.Tensor, mask, n_heads: int, g: torch.Ten
     query sees a key, nn.MultiheadAttention's gradients cross-check them."""
     x_ours = x.detach().double().requires_grad_(True)
     ours = {name: w.detach().clone().requires_grad_(True) for name, w in state.items()}
-    reference.multi_head_attention(ours, x_ours, mask=mask, n_heads=n_heads).backward(g)
+    autodiff.backward(reference.multi_head_attention(ours, x_ours, mask=mask, n_heads=n_heads), g)
     B, T, _ = x.shape
     if mask is None or mask.expand(B, n_heads, T, T).any(-1).all():
         x_theirs = x.detach().double().requires_grad_(True)
         out, module = torch_mha_output(state, x_theirs, mask, n_heads)
-        out.backward(g)
+        autodiff.backward(out, g)
         theirs = {f"{p}.weight": w for p, w in zip(PROJECTIONS, module.in_proj_weight.grad.chunk(3))}  # q, k, v
         theirs["out_proj.weight"] = module.out_proj.weight.grad
         if module.in_proj_bias is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from autograder import autodiff
 from autograder.checks import expect_close, expect_pair, expect_tensor, expect_unchanged, fail, guess, tolerance
 from autograder.hidden import hidden
 from autograder.known_bugs.a2_masking import attention_suspects
@@ -149,7 +150,7 @@ def test_attention_gradients_match(ctx):
     expect_finite_then_backward(result, "scaled_dot_product_attention", outputs,
                                 ~rows_with_visible_key(mask, mask.shape))
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
-    torch.autograd.backward(list(inputs.attention(*leaves, mask)), [g_out, g_w])
+    autodiff.backward(list(inputs.attention(*leaves, mask)), [g_out, g_w])
     for name, got, leaf in zip("qkv", result.input_grads, leaves):
         expect_finite_gradient(got, f"d loss / d {name}")
         expect_close(got, leaf.grad, f"d loss / d {name}", **tolerance(torch.float64),

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from autograder import reference
+from autograder import autodiff, reference
 from autograder.checks import expect_close, expect_no_backward_error, expect_tensor, fail, tolerance
 from autograder.suites.common import load_weights
 
@@ -156,7 +156,7 @@ def expect_gradients(result, state: dict, x: torch.Tensor, g: torch.Tensor, orac
     expect_no_backward_error(result, what.partition("(")[0])
     leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
     x_leaf = x.clone().requires_grad_(True)
-    oracle(leaves, x_leaf).backward(g)
+    autodiff.backward(oracle(leaves, x_leaf), g)
     expect_close(result.input_grads[0], x_leaf.grad, f"{what}: d loss / d x", **GRADIENT_TOL, hint=hint)
     for name in sorted(state):
         got = result.param_grads.get(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder import reference
+from autograder import autodiff, reference
 from autograder.checks import expect_close, expect_equal, expect_no_backward_error, fail
 from autograder.hidden import hidden
 from autograder.known_bugs.a6_training_stability import rezero_suspects
@@ -81,7 +81,7 @@ def test_rezero_only_alpha_learns_at_init(ctx):
     result = ctx.forward(block, x, causal(5), grad={"wrt": [0], "grad_outputs": [g]})
     expect_no_backward_error(result, "ReZeroBlock")
     leaves = {k: v.clone().requires_grad_(True) for k, v in state.items()}
-    reference.rezero_block(leaves, x, causal(5), n_heads=n_heads).backward(g)
+    autodiff.backward(reference.rezero_block(leaves, x, causal(5), n_heads=n_heads), g)
     grads = result.param_grads
     if grads.get("alpha") is None:
         fail(f"{what}: alpha received no gradient", "alpha must multiply both branches in forward")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from autograder import reference
+from autograder import autodiff, reference
 from autograder.checks import expect_close, expect_no_backward_error, fail, guess, tolerance
 from autograder.suites.common import load_weights
 from autograder.wire import WireTensor
@@ -49,7 +49,7 @@ def expect_input_gradients(ctx, name: str, inputs: tuple, names: tuple, referenc
     result = ctx.call_full(name, *inputs, grad={"wrt": list(range(len(inputs))), "grad_outputs": [g_out]})
     expect_no_backward_error(result, name)
     leaves = [t.clone().requires_grad_(True) for t in inputs]
-    reference_out(*leaves).backward(g_out)
+    autodiff.backward(reference_out(*leaves), g_out)
     for input_name, got, leaf in zip(names, result.input_grads, leaves):
         expect_close(got, leaf.grad, f"d loss / d {input_name}", **tolerance(torch.float64, 10),
                      hint=guess(f"Is {what_is_kept} detached, or updated in place (+=) where autograd needs it?"))
