@@ -5,6 +5,8 @@ Written once here so five suites cannot drift apart (a1 once loaded weights by p
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -51,6 +53,32 @@ def _holds_a_sent_value(value, weights: dict[str, torch.Tensor]) -> bool:
     tensor = value.tensor if isinstance(value, WireTensor) else None
     return tensor is not None and any(w.shape == tensor.shape and torch.equal(w.to(tensor.dtype).cpu(), tensor)
                                       for w in weights.values())
+
+
+class ParameterMismatch(NamedTuple):
+    message: str
+    extra: list[str]
+    missing: list[str]
+    wrong: list[str]  # names whose shape differs
+
+
+def parameter_mismatch(module: RemoteModule, expected: dict, what: str, *,
+                       limit: bool = True) -> ParameterMismatch | None:
+    """None when ``module``'s parameters have exactly the names and shapes of ``expected``; else what differs and a
+    message naming it (with ``limit``: at most 4 missing, 4 extra and 3 misshapen names)."""
+    got = {name: tuple(t.shape) for name, t in module.parameters.items()}
+    if got == expected:
+        return None
+    extra, missing = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
+    wrong = sorted(n for n in set(got) & set(expected) if got[n] != expected[n])
+    shapes = [f"{n} {got[n]} (expected {expected[n]})" for n in wrong]
+    if limit:
+        missing_shown, extra_shown, shapes = missing[:4], extra[:4], shapes[:3]
+    else:
+        missing_shown, extra_shown = missing, extra
+    message = (f"{what} has unexpected parameters: missing {missing_shown or 'none'}, extra {extra_shown or 'none'}, "
+               f"wrong shape {shapes or 'none'}")
+    return ParameterMismatch(message, extra, missing, wrong)
 
 
 def expect_keeps_dtype_device_input(ctx, result, x: torch.Tensor, what: str, dtype: torch.dtype,

@@ -20,6 +20,7 @@ from autograder.suites.common import (
     expect_deterministic,
     expect_keeps_dtype_device_input,
     load_weights,
+    parameter_mismatch,
 )
 
 NORM_CLASSES = {"layer": "LayerNorm", "rms": "RMSNorm"}
@@ -27,14 +28,9 @@ NORM_CLASSES = {"layer": "LayerNorm", "rms": "RMSNorm"}
 
 def expect_parameters(module, expected: dict, what: str, hint: str) -> None:
     """The module's parameters have exactly the names and shapes of ``expected``."""
-    got = {name: tuple(t.shape) for name, t in module.parameters.items()}
-    if got != expected:
-        extra = sorted(set(got) - set(expected))
-        missing = sorted(set(expected) - set(got))
-        wrong = sorted(f"{n} {got[n]} (expected {expected[n]})"
-                       for n in set(got) & set(expected) if got[n] != expected[n])
-        fail(f"{what} has unexpected parameters: missing {missing or 'none'}, extra {extra or 'none'}, "
-             f"wrong shape {wrong or 'none'}", hint)
+    mismatch = parameter_mismatch(module, expected, what, limit=False)
+    if mismatch:
+        fail(mismatch.message, hint)
 
 
 def parameter_values(module) -> dict:

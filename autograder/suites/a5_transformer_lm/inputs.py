@@ -16,7 +16,7 @@ import torch
 from autograder import reference
 from autograder.checks import fail, tolerance
 from autograder.session import CheckFailed, StudentRaised
-from autograder.suites.common import dtype_name, load_weights
+from autograder.suites.common import dtype_name, load_weights, parameter_mismatch
 from autograder.wire import WireTensor
 
 # Tolerances for a whole model against the float64 reference with the same weights. float64 roundoff through
@@ -131,14 +131,10 @@ def check_structure(model, cfg: Config) -> None:
     if not cfg.norm_first and norm_f != "torch.nn.modules.linear.Identity":
         fail(f"{what}.norm_f is {norm_f.rpartition('.')[2] or 'missing'}, expected nn.Identity() when norm_first=False",
              "A Post-LN block already ends with a LayerNorm, so the final norm is the identity")
-    got = {name: tuple(t.shape) for name, t in model.parameters.items()}
-    want = cfg.parameter_shapes()
-    if got == want:
+    mismatch = parameter_mismatch(model, cfg.parameter_shapes(), what)
+    if mismatch is None:
         return
-    extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
-    wrong = sorted(n for n in set(got) & set(want) if got[n] != want[n])
-    message = (f"{what} has unexpected parameters: missing {missing[:4] or 'none'}, extra {extra[:4] or 'none'}, "
-               f"wrong shape {[f'{n} {got[n]} (expected {want[n]})' for n in wrong][:3] or 'none'}")
+    message, extra, wrong = mismatch.message, mismatch.extra, mismatch.wrong
     if "lm_head.bias" in extra:
         fail(message, "lm_head has no bias: nn.Linear(d_model, vocab_size, bias=False)")
     if "pos_emb.weight" in wrong:

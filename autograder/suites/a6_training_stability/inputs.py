@@ -13,7 +13,7 @@ import torch
 
 from autograder import autodiff, reference
 from autograder.checks import expect_close, expect_no_backward_error, expect_tensor, fail, tolerance
-from autograder.suites.common import load_weights
+from autograder.suites.common import load_weights, parameter_mismatch
 
 # A block or a stack against the float64 reference with the same weights: roundoff near 1e-13; 10x (outputs) and
 # 100x (gradients, one more pass) the per-op float64 tolerance of checks.TOLERANCES leave room for other summation
@@ -46,17 +46,13 @@ def random_state(ctx, shapes: dict) -> dict[str, torch.Tensor]:
 def expect_parameters(module, expected: dict, what: str, hints: dict[str, str], default: str) -> None:
     """The module's parameters have exactly the names and shapes of ``expected``; ``hints`` maps a name that is
     extra, missing or misshapen (or a part of it) to what the slip probably is."""
-    got = {name: tuple(t.shape) for name, t in module.parameters.items()}
-    if got == expected:
+    mismatch = parameter_mismatch(module, expected, what)
+    if mismatch is None:
         return
-    extra, missing = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
-    wrong = sorted(n for n in set(got) & set(expected) if got[n] != expected[n])
-    message = (f"{what} has unexpected parameters: missing {missing[:4] or 'none'}, extra {extra[:4] or 'none'}, "
-               f"wrong shape {[f'{n} {got[n]} (expected {expected[n]})' for n in wrong][:3] or 'none'}")
     for part, hint in hints.items():
-        if any(part in name for name in extra + missing + wrong):
-            fail(message, hint, named=True)
-    fail(message, default)
+        if any(part in name for name in mismatch.extra + mismatch.missing + mismatch.wrong):
+            fail(mismatch.message, hint, named=True)
+    fail(mismatch.message, default)
 
 
 def submodule_kinds(module, kinds: dict[str, tuple[str, str]], what: str) -> None:
