@@ -21,7 +21,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from autograder.worker.sandbox import describe_missing, layers_on, missing_layers, uid_per_worker_possible
+from autograder.worker.sandbox import (
+    HIDDEN_FILES,
+    HIDDEN_FOLDERS,
+    describe_missing,
+    layers_on,
+    missing_layers,
+    uid_per_worker_possible,
+)
 from autograder.worker.uids import UidBlock
 
 SERVER_START_TIMEOUT = 120.0  # importing torch on a cold, busy machine can take a while
@@ -123,8 +130,9 @@ class WorkerServer:
             spare = self._spares.pop(0) if self._spares else None
             self._spares_changed.notify_all()
         worker = spare if spare is not None else self.spawn_now()
-        if self._want_spares and not self._spares_started:
-            self._spares_started = True
+        with self._spares_changed:  # one keeper, however many threads spawn first
+            start, self._spares_started = self._want_spares and not self._spares_started, True
+        if start:
             threading.Thread(target=self._keep_spares, daemon=True, name="spare-workers").start()
         return worker
 
@@ -352,10 +360,15 @@ class Worker:
 
 
 HELLO_TIMEOUT = 60.0  # a worker reports its sandbox within milliseconds of its fork; the server may still be starting
-REMEDY = ("run the grader on Linux 5.13+ with Landlock enabled, or as root with a Python other users can read and "
-          "either CAP_SYS_ADMIN (Docker: --cap-add SYS_ADMIN) or the course's hidden folders closed to other users "
-          "(chmod -R o-rwx solutions tests autograder/suites autograder/known_bugs autograder/reference.py "
-          "assignments)")
+
+
+def remedy() -> str:
+    """What to do, naming the hidden folders and files of this course folder (``sandbox.HIDDEN_FOLDERS`` and
+    ``HIDDEN_FILES``) that the chmod must close."""
+    hidden = " ".join(n for n in (*HIDDEN_FOLDERS, *HIDDEN_FILES) if (PACKAGE_ROOT / n).exists())
+    return ("run the grader on Linux 5.13+ with Landlock enabled, or as root with a Python other users can read and "
+            "either CAP_SYS_ADMIN (Docker: --cap-add SYS_ADMIN) or the course's hidden folders closed to other users "
+            f"(chmod -R o-rwx {hidden})")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -384,7 +397,7 @@ def preflight(server: WorkerServer) -> tuple[dict[str, str], str | None]:
     if problem:
         how = (f"; or pass --allow-weaker-sandbox to grade with: {layers_on(layers)}" if missing and not
                server.allow_weaker else "")
-        raise SandboxUnavailable(f"cannot sandbox student code here: {problem}; {REMEDY}{how}")
+        raise SandboxUnavailable(f"cannot sandbox student code here: {problem}; {remedy()}{how}")
     if missing:
         risk = "; it can read the course's hidden folders (the suites and solutions)"
         if "unprivileged_uid" in missing and "landlock" in missing:
