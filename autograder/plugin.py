@@ -5,7 +5,8 @@ Two ways in, one code path:
     python -m pytest autograder/suites/a1_attention --submission attention.ipynb   # an instructor, with -k, -x, --pdb
     python -m autograder grade attention.ipynb                                       # runner.grade() calls pytest.main
 
-Per test, the plugin: gives the exercise a fresh worker (``use_worker_for``), starts the test's clock, builds the
+Per test, the plugin: gives the exercise its worker (``use_worker_for``: the last exercise's, reset, when all of
+its tests passed; else a fresh one), starts the test's clock, builds the
 ``ctx`` fixture with the test's seed, and turns what the test raised into the line a student reads (a hint for a
 known error, "not implemented yet", a lost worker). A test of an exercise that cannot earn points (forbidden use,
 code given by the release, no readable notebook) fails at set-up with the reason. At the end it applies what needs
@@ -83,7 +84,7 @@ class GradingPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, session, config, items) -> None:
-        """Every collected test is a hidden test of this assignment, run exercise by exercise (one worker each)."""
+        """Every collected test is a hidden test of this assignment, run exercise by exercise."""
         rank = {e: i for i, e in enumerate(self.spec.exercises)}
         if self.only is not None:
             dropped = [item for item in items if _hidden_test(item).exercise not in self.only]

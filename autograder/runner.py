@@ -170,6 +170,8 @@ class Grading:
         if self.scan is not None:
             result = _judged_by_policy(result, self.scan, self.report)
         self.report.tests.append(result)
+        if not result.passed and self.session is not None:
+            self.session.test_failed()  # the next exercise starts on a fresh worker
 
     def internal_error(self, test_name: str, exc: Exception) -> None:
         _internal_error(self.report, test_name, exc)

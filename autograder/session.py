@@ -23,6 +23,7 @@ DEFAULT_TIME_BUDGET = 150.0
 # without a new worker. A correct exercise loses none; three lets one test crash or hang and still gives
 # the exercise's other tests their own worker, while code that kills every worker costs at most three loads.
 MAX_LOST_WORKERS_PER_EXERCISE = 3
+RESET_TIME_LIMIT = 5.0  # putting back a few generator states takes well under a millisecond
 
 
 class CheckFailed(Exception):
@@ -133,7 +134,8 @@ class CallResult:
 
 
 class Session:
-    """The workers of one submission: a fresh one per exercise, and after any crash.
+    """The workers of one submission: one, reset between exercises that pass (``use_worker_for``); a fresh one
+    after an exercise that lost points, and after any crash.
 
     Its clock starts when it is made: every load and request of the submission counts against ``time_budget``;
     an exercise that lost ``MAX_LOST_WORKERS_PER_EXERCISE`` workers gets no new one.
@@ -160,6 +162,8 @@ class Session:
         self.time_budget = time_budget or DEFAULT_TIME_BUDGET
         self.budget_ends = time.monotonic() + self.time_budget  # the submission's clock, loads included
         self.lost_in_scope = 0  # workers lost by the current exercise
+        self.scope_failed = False  # a test of the current exercise lost points (``test_failed``)
+        self.reset_pending = False  # the kept worker is reset before the next exercise's first request
         self.last_loss = ""
         self.cell_labels: dict[int, str] = {}  # cell index -> where a student finds it (Submission.cell_labels)
 
@@ -189,16 +193,27 @@ class Session:
     # --- worker lifecycle ------------------------------------------------------------
 
     def use_worker_for(self, scope: str) -> None:
-        """Give each exercise a fresh worker, so global state one exercise changes stays there; and each test
+        """Start each exercise on a worker in the state its load left: the last exercise's worker, reset
+        (``op_reset``: random generators, grad mode, default dtype), when every test of that exercise passed;
+        else a fresh one, so what a failing exercise's code changed stays there. And a fresh worker for each test
         after one that broke the worker's GPU context, so one CUDA error does not fail the exercise's other tests."""
         if scope != self.worker_scope or self.device_lost:
-            self.drop_worker()
+            if scope != self.worker_scope and not self.device_lost and not self.scope_failed:
+                self.reset_pending = self.worker is not None
+            else:
+                self.drop_worker()
             if scope != self.worker_scope:
                 self.lost_in_scope = 0
+                self.scope_failed = False
             self.worker_scope = scope
             self.device_lost = False
 
+    def test_failed(self) -> None:
+        """A test of the current exercise lost points: the next exercise gets a fresh worker."""
+        self.scope_failed = True
+
     def drop_worker(self) -> None:
+        self.reset_pending = False
         if self.worker is not None:
             self.worker.close()
             self.worker = None
@@ -207,9 +222,25 @@ class Session:
         if self.load_failure:
             raise WorkerLost(self.load_failure)
         self._refuse_if_spent()
+        if self.reset_pending:
+            self._reset_worker()
         if self.worker is None or not self.worker.alive:
             self.worker = self._load_worker()
         return self.worker
+
+    def _reset_worker(self) -> None:
+        """Put the kept worker back in the state its load left (see ``use_worker_for``); one that fails to is
+        replaced by a fresh one, at no cost to the exercise."""
+        self.reset_pending = False
+        if self.worker is None or not self.worker.alive:
+            return
+        try:
+            limit = min(RESET_TIME_LIMIT, max(0.05, self.budget_left()))
+            reply, _ = self.worker.request({"op": "reset"}, timeout=limit)
+        except wire.WireError:
+            reply = {}
+        if reply.get("ok") is not True:
+            self.drop_worker()
 
     def _load_worker(self) -> Worker:
         """A fresh worker with the notebook loaded. Loading counts against the submission's budget, not

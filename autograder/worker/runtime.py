@@ -12,9 +12,11 @@ import builtins
 import io
 import linecache
 import os
+import random
 import sys
 import traceback
 
+import numpy
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -89,6 +91,7 @@ class Runtime:
         self.device = torch.device("cpu")
         self.tracer = Tracer()
         self.output = CappedOutput()
+        self.after_load: GlobalState | None = None
 
     # --- the request loop ------------------------------------------------------------
 
@@ -136,7 +139,12 @@ class Runtime:
         # Stays on for the worker's life. (A TorchDispatchMode would see kernels reached from inside
         # other torch functions too, but it makes grading ten times slower.)
         self.tracer.__enter__()
-        torch.manual_seed(int(header.get("seed", 0)))
+        seed = int(header.get("seed", 0))
+        # On the CPU its generator is all there is: torch.manual_seed would also queue a seeding of every accelerator
+        # torch knows, formatting the call stack for each (about 5 ms a worker).
+        torch.manual_seed(seed) if self.device.type != "cpu" else torch.default_generator.manual_seed(seed)
+        random.seed(seed)  # a forked worker's Python generator is reseeded from the OS: every load would differ
+        numpy.random.seed(seed % 2**32)
         cells = []
         for cell in header["cells"]:
             filename = f"{STUDENT_FILE_PREFIX}{cell['index']}>"
@@ -148,7 +156,16 @@ class Runtime:
             except BaseException as exc:
                 cells.append({"index": cell["index"], "ok": False, "error": self.describe(exc)})
         names = sorted(k for k in self.namespace if not k.startswith("_"))
+        self.after_load = GlobalState(self.device)
         return {"ok": True, "cells": cells, "names": names}  # the sandbox layers went out before any student code ran
+
+    def op_reset(self, header, buffers, out):
+        """Before a worker serves its next exercise: the random generators, grad mode and default dtype as the
+        load left them, so the exercise sees what a freshly loaded worker would."""
+        if self.after_load is None:
+            raise RuntimeError("reset before a successful load")
+        self.after_load.restore()
+        return {"ok": True}
 
     def op_call(self, header, buffers, out):
         """Call a student function or a method of a student object, optionally backpropagate."""
@@ -275,6 +292,30 @@ class Runtime:
         except BaseException:
             message = "<unprintable message>"
         return {"type": type(exc).__name__, "message": message, "where": where, "output": self.output.tail()}
+
+
+class GlobalState:
+    """What a test's outcome may depend on beyond the student's definitions: the random generators (torch's, the
+    session's GPU's, Python's, numpy's), grad mode and the default dtype; taken after the load, put back by
+    ``op_reset``."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.torch_rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.python_rng = random.getstate()
+        self.numpy_rng = numpy.random.get_state()
+        self.grad_enabled = torch.is_grad_enabled()
+        self.default_dtype = torch.get_default_dtype()
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state(self.cuda_rng, self.device)
+        random.setstate(self.python_rng)
+        numpy.random.set_state(self.numpy_rng)
+        torch.set_grad_enabled(self.grad_enabled)
+        torch.set_default_dtype(self.default_dtype)
 
 
 def prepare_device(device: torch.device) -> None:

@@ -2,7 +2,7 @@
 
 Importing torch costs about a second; ``fork`` of a process that has done it costs
 about ten milliseconds. The grader starts this server once, then asks it for a fresh
-worker per submission and exercise, or after a worker crashed or timed out.
+worker per submission, per exercise after one that lost points, or after a worker crashed or timed out.
 
 Protocol on the control socket (inherited as file descriptor ``argv[1]``):
 
@@ -20,6 +20,7 @@ permission to run student code in workers that lack layers a grade requires (``s
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import shutil
@@ -188,6 +189,10 @@ def main() -> None:
     sandbox.ALLOW_WEAKER = "--allow-weaker-sandbox" in sys.argv[2:]
     not_dumpable()
     preload(optimizers="--no-optimizers" not in sys.argv[2:])
+    # What the imports made is never freed: out of the collector's sight, a worker's collections do not walk it,
+    # and so do not write to (and copy) the pages it shares with this server.
+    gc.collect()
+    gc.freeze()
     control.sendall(b"ready")
     serve(control)
 

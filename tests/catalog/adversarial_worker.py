@@ -192,19 +192,31 @@ def softmax(x, dim=-1):
     return e / e.sum(dim=dim, keepdim=True)
 '''
 
-SLEEP_BUDGET = 12.0  # five exercises x 3 s of loading plus their tests cannot fit: the budget must stop it
+SLEEP_BUDGET = 12.0  # one 3 s load and the tests fit; one load per exercise would not
 
 
 def check_top_level_sleep(seen: Seen) -> None:
-    # One worker per exercise, never one per test (main: 27 loads, 148 s at sleep(5)); whatever runs when the
-    # budget is spent fails with a line that says so, everything graded before it passes.
+    # Every exercise passes, so one worker serves them all, reset between exercises: the 3 s load is paid once
+    # (one worker per test on main once: 27 loads, 148 s at sleep(5)).
+    every_test_reported(seen)
+    assert seen.spawned == 1, f"{seen.spawned} workers for a notebook whose every exercise passes"
+    failed = [f"{t.name}: {t.output[:200]!r}" for t in seen.report.tests if not t.passed]
+    assert not failed, "a slow but correct notebook lost points:\n" + "\n".join(failed)
+    assert seen.elapsed < SLEEP_BUDGET, f"grading took {seen.elapsed:.1f} s"
+
+
+TOP_LEVEL_SLEEP_WRONG = TOP_LEVEL_SLEEP.replace("return e / e.sum(dim=dim, keepdim=True)", "return e")
+SLEEP_WRONG_BUDGET = 8.0  # softmax and attention fail, so split_heads needs a third worker: three 3 s loads cannot fit
+
+
+def check_top_level_sleep_wrong(seen: Seen) -> None:
+    # An exercise that lost points hands the next one a fresh worker, which pays the load again; whatever runs
+    # when the budget is spent fails with a line that says so.
     every_test_reported(seen)
     assert seen.spawned <= len(EXERCISES), f"{seen.spawned} workers for {len(EXERCISES)} exercises"
-    stopped = [t for t in seen.report.tests if not t.passed]
-    assert stopped, "a budget of 12 s cannot hold five 3 s loads and their tests"
-    wrong = [f"{t.name}: {t.output[:200]!r}" for t in stopped if "time budget" not in t.output]
-    assert not wrong, "tests failed for another reason than the budget:\n" + "\n".join(wrong)
-    bound = SLEEP_BUDGET + 10  # the budget, plus the one test or load that was running when it ran out
+    stopped = [t for t in seen.report.tests if "time budget" in t.output]
+    assert stopped, f"a budget of {SLEEP_WRONG_BUDGET:g} s cannot hold three 3 s loads and their tests"
+    bound = SLEEP_WRONG_BUDGET + 10  # the budget, plus the one test or load that was running when it ran out
     assert seen.elapsed < bound, f"grading took {seen.elapsed:.1f} s, more than {bound:.0f} s"
 
 
@@ -513,6 +525,8 @@ CASES = [
     WorkerCase("million_buffers", {"merge_heads": MILLION_BUFFERS}, bounded),
     WorkerCase("huge_frame", {"merge_heads": HUGE_FRAME}, check_huge_frame),
     WorkerCase("top_level_sleep", {"softmax": TOP_LEVEL_SLEEP}, check_top_level_sleep, time_budget=SLEEP_BUDGET),
+    WorkerCase("top_level_sleep_wrong", {"softmax": TOP_LEVEL_SLEEP_WRONG}, check_top_level_sleep_wrong,
+               time_budget=SLEEP_WRONG_BUDGET),
     WorkerCase("os_exit_in_every_call", {"softmax": OS_EXIT_IN_EVERY_CALL}, check_os_exit_in_every_call),
     WorkerCase("sysv_shared_memory", {"merge_heads": SYSV_SHARED_MEMORY}, check_sysv_shared_memory),
     WorkerCase("reads_other_processes", {"merge_heads": READS_OTHER_PROCESSES}, check_reads_other_processes),
