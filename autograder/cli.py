@@ -137,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     # Start the worker server first: it imports torch while this process does the same, and pytest (which runs the
     # hidden suites) loads in a thread meanwhile.
     threading.Thread(target=_import_pytest, daemon=True).start()
+    from autograder.grading_process import helper_processes
     from autograder.worker.pool import WorkerServer
 
-    spares = min(args.jobs or usable_cpus(), len(args.submissions))  # a worker ready ahead for each grading thread
+    jobs = min(args.jobs or usable_cpus(), len(args.submissions))
+    spares = jobs - helper_processes(jobs, len(args.submissions))  # a worker ready ahead for each grading thread here
     with WorkerServer(optimizers=_needs_optimizers(args), spares=spares,
                       allow_weaker=getattr(args, "allow_weaker_sandbox", False)) as server:
         return grade_all(args, server)
@@ -201,8 +203,11 @@ def _run(args, server, device: str, plan: dict) -> int:
     results: queue.Queue = queue.Queue()  # (n, path, report, error), as each submission is done
     for error in plan["errors"]:
         results.put(error)
+    from autograder.grading_process import helper_processes
+
+    helpers = helper_processes(jobs, sum(map(len, plan["groups"].values())))
     coordinator = threading.Thread(target=_grade_in_sessions, daemon=True,
-                                   args=(args, plan["groups"], server, device, jobs, results))
+                                   args=(args, plan["groups"], server, device, jobs, results, helpers))
     coordinator.start()
     pending = set(range(1, len(args.submissions) + 1)) - set(reused)
     while pending:
@@ -397,18 +402,24 @@ def _csv_path(args) -> Path | None:
     return args.csv or (out_dir / "grades.csv" if out_dir else None)
 
 
-def _grade_in_sessions(args, groups: dict, server, device: str, jobs: int, results: queue.Queue) -> None:
+def _grade_in_sessions(args, groups: dict, server, device: str, jobs: int, results: queue.Queue,
+                       helpers: int = 0) -> None:
     """Put (n, path, report, error) into ``results`` for every submission of ``groups`` (assignment -> [(n, path)]).
     ``jobs`` threads share one queue of every submission, in assignment order, and each grades what it takes in one
     pytest session per assignment (collected once, so a submission costs its tests, not a pytest start-up). One queue
     for all assignments, not one after another: a thread that runs out of one assignment starts on the next while
-    the other threads finish theirs, so no core waits at an assignment's end."""
+    the other threads finish theirs, so no core waits at an assignment's end. ``helpers`` of the ``jobs`` are
+    processes of their own (``autograder/grading_process.py``) that take from the same queue."""
     todo: queue.Queue = queue.Queue()
     for assignment, batch in groups.items():
         for n, path in batch:
             todo.put((assignment, n, path))
+    jobs = min(jobs, todo.qsize())
+    helpers = min(helpers, jobs - 1)
     threads = [threading.Thread(target=_session, args=(args, todo, server, device, results))
-               for _ in range(min(jobs, todo.qsize()))]
+               for _ in range(jobs - helpers)]
+    threads += [threading.Thread(target=_helper_job, args=(args, todo, server, device, results))
+                for _ in range(helpers)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -462,6 +473,23 @@ def _session(args, todo: queue.Queue, server, device: str, results: queue.Queue)
             for n, path in broken:
                 reported.add(n)
                 results.put((n, path, *_internal_error_report(args, path, exc)))
+
+
+def _helper_job(args, todo: queue.Queue, server, device: str, results: queue.Queue) -> None:
+    """A job in a grading process of its own; if the process cannot start, this thread grades instead."""
+    from autograder.grading_process import HelperJob
+
+    def lost(n: int, path, why: str) -> None:
+        results.put((n, path, *_internal_error_report(args, path, RuntimeError(why))))
+
+    try:
+        job = HelperJob(args, device)
+    except OSError as exc:
+        print(f"warning: a grading process could not start ({exc}); this job grades in a thread", file=sys.stderr,
+              flush=True)
+        _session(args, todo, server, device, results)
+        return
+    job.serve(todo, results, lost)
 
 
 def _internal_error_report(args, path: Path, exc: Exception):
