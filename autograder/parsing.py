@@ -10,6 +10,7 @@ marks) go through here; the plugin keeps pytest from formatting tracebacks while
 from __future__ import annotations
 
 import ast
+import functools
 import threading
 import traceback
 
@@ -17,8 +18,15 @@ _LOCK = threading.Lock()
 
 
 def parse(source: str, filename: str = "<unknown>") -> ast.Module:
+    """The tree of ``source``, shared: callers only read it. A submission's cells are parsed by several passes (the
+    release check, the definitions filter, the usage scan), and the release's given cells by every submission."""
     with _LOCK:
-        return ast.parse(source, filename)
+        return _parse(source, filename)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(source: str, filename: str) -> ast.Module:
+    return ast.parse(source, filename)
 
 
 def format_exception(exc: BaseException) -> str:

@@ -57,6 +57,43 @@ def test_the_wire_carries_any_nest_of_values_exactly(value):
     assert same(value, wire.decode(got_header["v"], got_buffers))
 
 
+def _depth_and_values(value) -> tuple[int, int]:
+    """What check_header bounds, counted on the parsed value: nesting depth, and the values after the first."""
+    if isinstance(value, list):
+        inner = [_depth_and_values(v) for v in value]
+        return 1 + max((d for d, _ in inner), default=0), len(value) + sum(n for _, n in inner)
+    if isinstance(value, dict):
+        inner = [_depth_and_values(v) for v in value.values()]
+        return 1 + max((d for d, _ in inner), default=0), 2 * len(value) + sum(n for _, n in inner)
+    return 0, 0
+
+
+# Strings full of what the header check must not count: brackets, quotes, backslashes, escapes, non-ASCII.
+tricky_text = st.text(alphabet='[]{}",:\\\n\té\u202e ab', max_size=8)
+json_values = st.recursive(st.one_of(st.none(), st.integers(), tricky_text),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(tricky_text, inner, max_size=3)),
+                           max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.integers(0, 40), st.booleans(), st.booleans())
+def test_the_header_check_refuses_exactly_the_headers_too_deep(value, spine, ascii_only, lists):
+    """check_header blanks strings and measures depth on the raw bytes, before parsing; it must agree with the
+    depth of the parsed value, whatever the strings hold."""
+    for _ in range(spine):
+        value = [value] if lists else {"[\\\"": value}
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    depth, _ = _depth_and_values(value)
+    try:
+        wire.check_header(len(raw), raw)
+        refused = False
+    except wire.WireError as exc:
+        assert "nested" in str(exc)
+        refused = True
+    assert refused == (depth > wire.MAX_DEPTH), (depth, raw[:200])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=400), st.integers(10, 300))
 def test_shorten_cuts_at_a_word_boundary(text, limit):
