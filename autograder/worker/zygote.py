@@ -21,6 +21,9 @@ permission to run student code in workers that lack layers a grade requires (``s
 from __future__ import annotations
 
 import gc
+import importlib
+import importlib.abc
+import importlib.util
 import os
 import select
 import shutil
@@ -29,6 +32,7 @@ import socket
 import struct
 import sys
 import time
+import types
 
 
 def preload(optimizers: bool = True) -> None:
@@ -43,13 +47,59 @@ def preload(optimizers: bool = True) -> None:
         import torch._dynamo  # noqa: F401
     import torch.nn.functional  # noqa: F401
 
-    try:
-        import matplotlib.pyplot  # noqa: F401  (notebooks import it; plots are discarded)
-    except ImportError:
-        pass
+    defer_import("matplotlib", "matplotlib.pyplot")  # every notebook imports it; a graded function seldom plots
     torch.set_num_threads(1)
 
     from autograder.worker import runtime  # noqa: F401
+
+
+class DeferredModule(types.ModuleType):
+    """A module that a worker imports for nothing (``import matplotlib.pyplot as plt`` at the top of every notebook,
+    whose plotting cells the grader drops), made real by the first use of a name it does not hold: 0.7 s of the
+    server's start-up otherwise, and the whole of it in a cold grade's critical path."""
+
+    def __getattr__(self, name: str):
+        _make_real()
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+class _RealOnSubmodule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports another submodule of a deferred package (``import matplotlib.cm``) the ordinary way, stand-ins gone."""
+
+    def __init__(self, packages: tuple[str, ...]):
+        self.prefixes = tuple(p + "." for p in packages)
+
+    def find_spec(self, name, path=None, target=None):
+        if not name.startswith(self.prefixes):
+            return None
+        _make_real()
+        importlib.import_module(name)  # as a plain import would, its package now real
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return sys.modules[spec.name]  # imported above: handed back as it is
+
+    def exec_module(self, module):
+        pass
+
+
+def defer_import(package: str, *submodules: str) -> None:
+    """Stand-ins for ``package`` and its ``submodules`` (each an attribute of its parent, as an import leaves it)."""
+    spec = importlib.util.find_spec(package) if package not in sys.modules else None
+    if spec is None:
+        return  # imported already, or absent (the notebook's import then fails as it would)
+    sys.modules[package] = parent = DeferredModule(package)
+    parent.__path__ = list(spec.submodule_search_locations or [])  # `from package import sub` reads it
+    for name in submodules:
+        sys.modules[name] = module = DeferredModule(name)
+        setattr(parent, name.rpartition(".")[2], module)
+    sys.meta_path.insert(0, _RealOnSubmodule((package,)))
+
+
+def _make_real() -> None:
+    for name in [n for n, m in sys.modules.items() if isinstance(m, DeferredModule)]:
+        del sys.modules[name]
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RealOnSubmodule)]
 
 
 PR_SET_CHILD_SUBREAPER = 36
