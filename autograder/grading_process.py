@@ -19,7 +19,7 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import cast
+from typing import NoReturn, cast
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,8 +78,11 @@ class _Todo:
         self.conn = conn
 
     def get_nowait(self):
-        self.conn.send("next")
-        item = self.conn.recv()
+        try:
+            self.conn.send("next")
+            item = self.conn.recv()
+        except (EOFError, OSError):
+            _parent_gone()
         if item is None:
             raise queue.Empty
         return item
@@ -90,7 +93,16 @@ class _Results:
         self.conn = conn
 
     def put(self, item) -> None:
-        self.conn.send(item)
+        try:
+            self.conn.send(item)
+        except OSError:
+            _parent_gone()
+
+
+def _parent_gone() -> NoReturn:
+    """The parent died (killed, or Ctrl-C): nobody will read a report. Exiting closes the worker server's control
+    socket, which ends the server, and the workers' sockets, which ends them."""
+    os._exit(1)
 
 
 def main() -> None:

@@ -77,3 +77,9 @@ def test_what_a_dead_process_took_is_an_internal_error_never_lost(monkeypatch):
     assert "exited (status -9)" in report.internal_errors[0], report.internal_errors
     assert "ask your instructor to regrade" in report.diagnostics[0]
     assert results.empty()
+
+
+def test_a_process_whose_parent_is_gone_exits():
+    job = HelperJob(ARGS, "cpu")
+    job.conn.close()  # as when the parent is killed: its end of the pair closes
+    assert job.process.wait(timeout=120) == 1
