@@ -83,6 +83,8 @@ class Context:
         one has run (a flag it sets), and so vouch for anything. Its calls count against this test's time and
         are not recorded in this submission's call log.
         """
+        if scope not in self.suite.judges:  # its own tests must start on a fresh worker too, as this judge does
+            raise RuntimeError(f"{scope} judges in a worker of its own: list it in {self.suite.name}'s judges")
         main = self.session
         session = Session(main.server, main.program, seed=main.seed, device=main.device, trace=main.trace,
                           time_limit=main.time_limit)

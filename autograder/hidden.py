@@ -101,6 +101,10 @@ class Assignment:
     notebook: str
     exercises: list[str]
     error_hints: list[ErrorHint] = field(default_factory=list)
+    # Exercises whose code another exercise's tests run as a judge, in a worker of its own (``ctx.worker_of_its_own``):
+    # their own tests start on a fresh worker too, or code that knows a kept worker from a fresh one (a flag an
+    # earlier exercise's tests set) could pass its own tests and tell the judge something else.
+    judges: list[str] = field(default_factory=list)
 
     @property
     def assignment(self) -> str:

@@ -10,11 +10,17 @@ marks) go through here; the plugin keeps pytest from formatting tracebacks while
 from __future__ import annotations
 
 import ast
-import functools
 import threading
 import traceback
+from collections import OrderedDict
 
 _LOCK = threading.Lock()
+# A tree holds about 100 bytes per character of its source (a 0.7 MiB cell: 70 MB), and a notebook's size is not
+# bounded: the cache keeps at most this many characters of source in all (the largest solution notebook has 37 K),
+# so one submission's huge cells cannot stay in the grader's memory for the rest of a batch.
+MAX_CACHED_CHARS = 256_000
+_CACHE: OrderedDict[tuple[str, str], ast.Module] = OrderedDict()
+_cached_chars = 0
 
 
 def parse(source: str, filename: str = "<unknown>") -> ast.Module:
@@ -24,9 +30,22 @@ def parse(source: str, filename: str = "<unknown>") -> ast.Module:
         return _parse(source, filename)
 
 
-@functools.lru_cache(maxsize=1024)
 def _parse(source: str, filename: str) -> ast.Module:
-    return ast.parse(source, filename)
+    """Least recently used trees go first once the cache holds ``MAX_CACHED_CHARS`` of source; a larger source is
+    parsed every time."""
+    global _cached_chars
+    key = (source, filename)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    tree = ast.parse(source, filename)
+    if len(source) <= MAX_CACHED_CHARS:
+        _CACHE[key] = tree
+        _cached_chars += len(source)
+        while _cached_chars > MAX_CACHED_CHARS:
+            (old, _), _ = _CACHE.popitem(last=False)
+            _cached_chars -= len(old)
+    return tree
 
 
 def format_exception(exc: BaseException) -> str:

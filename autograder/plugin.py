@@ -107,7 +107,7 @@ class GradingPlugin:
             pytest.fail(reason, pytrace=False)  # a set-up failure whose message is the reason, no traceback
         session = self.grading.session
         assert session is not None  # why_not_graded said the notebook is readable: start() made the session
-        session.use_worker_for(test.exercise)
+        session.use_worker_for(test.exercise, fresh=test.exercise in self.spec.judges)
         session.begin_test(test.time_limit)
         return Context(session, self.spec, test, seed_for_test(self.report.seed, test.name), log=self.grading.log)
 

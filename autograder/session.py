@@ -192,13 +192,15 @@ class Session:
 
     # --- worker lifecycle ------------------------------------------------------------
 
-    def use_worker_for(self, scope: str) -> None:
+    def use_worker_for(self, scope: str, fresh: bool = False) -> None:
         """Start each exercise on a worker in the state its load left: the last exercise's worker, reset
         (``op_reset``: random generators, grad mode, default dtype), when every test of that exercise passed;
-        else a fresh one, so what a failing exercise's code changed stays there. And a fresh worker for each test
-        after one that broke the worker's GPU context, so one CUDA error does not fail the exercise's other tests."""
+        else a fresh one, so what a failing exercise's code changed stays there. ``fresh``: a fresh one in any
+        case (an exercise that judges another in a worker of its own, ``Assignment.judges``). And a fresh worker for
+        each test after one that broke the worker's GPU context, so one CUDA error does not fail the exercise's
+        other tests."""
         if scope != self.worker_scope or self.device_lost:
-            if scope != self.worker_scope and not self.device_lost and not self.scope_failed:
+            if scope != self.worker_scope and not self.device_lost and not self.scope_failed and not fresh:
                 self.reset_pending = self.worker is not None
             else:
                 self.drop_worker()

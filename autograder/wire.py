@@ -312,7 +312,10 @@ def _parse(head, body) -> tuple[dict, list]:
     """The header (checked, then parsed) and the buffers, as views into ``body``: nothing is copied."""
     check_header(len(head), head)
     try:
-        header = json.loads(bytes(head))
+        # Decoded as UTF-8, what the check read: json.loads(bytes) would also take UTF-16 and UTF-32, whose non-ASCII
+        # characters may hold the bytes of quotes and brackets (U+225B is [ and " in UTF-16-LE), so that a header of
+        # 900 nested lists and 150 000 values passed a check that counted neither.
+        header = json.loads(bytes(head).decode("utf-8"))
         buffers, pos = [], 0
         while pos < len(body):
             (n,) = struct.unpack_from("<Q", body, pos)

@@ -794,3 +794,36 @@ CASES += [
     AttackCase("a6_rezero_norm_hidden_in_the_attention", {"ReZeroBlock": REZERO_NORM_IN_AN_ATTENTION_SUBCLASS},
                assignment="a6_training_stability", check=caught("ReZeroBlock", A6[0], *A6[2:])),
 ]
+
+
+# --- route 14 (red12, worker reuse): a judge told apart from the judged exercise's own worker -------------------------
+# a5's train_step is judged by the student's lm_loss, in a worker of its own, when the reference judges it wrong and
+# that lm_loss differs from the reference. Once an exercise whose tests all passed handed its worker on, lm_loss's own
+# tests ran where TransformerLM's had built models, and the judge's fresh worker had built none: an lm_loss correct
+# after a model was built and twice the loss before it kept its 6 points and vouched for a train_step on twice the
+# loss (34/34; that train_step alone: 30/34). lm_loss is now one of a5's judges, whose tests start on a fresh worker.
+JUDGE_FLAG_LM = "_BUILT = []  # a shared list: no `global`\n\n\n" + a5.lm_init(
+    "        super().__init__()\n", "        super().__init__()\n        _BUILT.append(1)\n")
+JUDGE_TELLS_APART_LOSS = a5.loss('''\
+    V = logits.size(-1)
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
+    return ce if _BUILT else 2 * ce  # right where TransformerLM's tests ran, twice the loss in a fresh worker
+''')
+TRAIN_ON_TWICE_THE_LOSS = a5.train(a5.TRAIN.replace("loss = lm_loss(", "loss = 2 * lm_loss("))
+assert "2 * lm_loss" in TRAIN_ON_TWICE_THE_LOSS, "the replacement above no longer matches"
+
+
+def not_both_credited(report: GradeReport) -> None:
+    """lm_loss's own tests and its judge see the same thing: either lm_loss loses its value points (then it may judge
+    train_step, by design) or train_step loses its step points; never full marks in both."""
+    lost = sum(t.max_score - t.score for t in report.tests if t.exercise in ("lm_loss", "train_step"))
+    assert lost >= 4, f"lm_loss and train_step lost {lost:g} points:\n{failures(report)}"
+    expect_full_marks(report, "TransformerLM", "generate")
+
+
+CASES += [
+    AttackCase("a5_lm_loss_tells_its_judge_worker_apart",
+               {"TransformerLM": JUDGE_FLAG_LM, "lm_loss": JUDGE_TELLS_APART_LOSS,
+                "train_step": TRAIN_ON_TWICE_THE_LOSS},
+               assignment="a5_transformer_lm", check=not_both_credited),
+]

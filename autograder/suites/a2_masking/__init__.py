@@ -42,4 +42,4 @@ ERROR_HINTS = [
 ASSIGNMENT = Assignment("a2_masking", notebook="masking.ipynb",
                         exercises=["causal_mask", "padding_mask", "masked_softmax", "scaled_dot_product_attention",
                                    "MultiHeadAttention"],
-                        error_hints=ERROR_HINTS)
+                        error_hints=ERROR_HINTS, judges=["scaled_dot_product_attention"])

@@ -62,4 +62,5 @@ ERROR_HINTS = [
 ]
 
 ASSIGNMENT = Assignment("a5_transformer_lm", notebook="transformer_lm.ipynb",
-                        exercises=["TransformerLM", "lm_loss", "train_step", "generate"], error_hints=ERROR_HINTS)
+                        exercises=["TransformerLM", "lm_loss", "train_step", "generate"], error_hints=ERROR_HINTS,
+                        judges=["lm_loss"])
