@@ -9,8 +9,8 @@ flags, or why the grader could not run). A submission the grader could not grade
 Writing *updates* the file: rows of the (student, assignment) pairs graded now replace
 earlier ones, every other row stays, and rows are sorted by student. So regrading one late
 submission into the class's grades.csv neither loses the others nor lists the student twice.
-A batch writes rows as submissions finish (at most once a second, each before its results file; ``cli._FinishedWriter``),
-so a killed run keeps the row of every results file it wrote.
+A batch writes rows as submissions finish (at most once a second, each before its results file:
+``cli._FinishedWriter``), so a killed run keeps the row of every results file it wrote.
 Each update holds an exclusive ``fcntl.flock`` on ``grades.csv.lock`` beside the file while it reads,
 merges and atomically replaces it (through a temporary file in the same folder): two processes
 writing one CSV (two shards of a class) never lose each other's rows.
