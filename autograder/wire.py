@@ -44,6 +44,10 @@ DTYPES = {
 }
 
 
+_DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+_PLAIN_TYPES = {torch.Tensor: "torch.Tensor", torch.nn.Parameter: "torch.nn.parameter.Parameter"}  # torch's own classes
+
+
 class WireError(Exception):
     """The peer sent something that is not a valid message (or nothing at all)."""
 
@@ -111,6 +115,14 @@ def encode(value, buffers: list[bytes], register=None):
 
 
 def _encode_tensor(t: torch.Tensor, buffers: list[bytes]) -> dict:
+    if type(t) in _PLAIN_TYPES:
+        encoded = _encode_dense_cpu(t, buffers)
+        if encoded is not None:
+            return encoded
+    return _encode_any(t, buffers)
+
+
+def _encode_any(t: torch.Tensor, buffers: list[bytes]) -> dict:
     meta = {
         "type": _type_name(t),
         "requires_grad": bool(t.requires_grad),
@@ -126,10 +138,34 @@ def _encode_tensor(t: torch.Tensor, buffers: list[bytes]) -> dict:
     dtype = str(plain.dtype).removeprefix("torch.")
     if dtype not in DTYPES:
         return {"__tensor__": None, "dtype": dtype, "shape": list(plain.shape), **meta}
-    data = plain.cpu().contiguous().reshape(-1)
-    raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
-    buffers.append(raw)
+    buffers.append(_raw_bytes(plain.cpu()))
     return {"__tensor__": len(buffers) - 1, "dtype": dtype, "shape": list(plain.shape), **meta}
+
+
+def _encode_dense_cpu(t: torch.Tensor, buffers: list[bytes]) -> dict | None:
+    """What ``_encode_any`` makes of a dense real tensor or parameter on the CPU (None for any other), in 11 torch
+    calls instead of 17: in a worker each goes through the tracer's Python (``runtime.Tracer``), and a reply may hold
+    hundreds of tensors."""
+    device = t.device
+    if device.type != "cpu" or t.is_nested or t.is_quantized or t.layout != torch.strided:
+        return None
+    dtype = t.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None or dtype.is_complex:
+        return None
+    try:
+        raw = _raw_bytes(t.detach())
+    except (RuntimeError, TypeError):  # a negative view, which numpy() refuses: the general path says so
+        return None
+    buffers.append(raw)
+    return {"__tensor__": len(buffers) - 1, "dtype": name, "shape": list(t.shape), "type": _PLAIN_TYPES[type(t)],
+            "requires_grad": bool(t.requires_grad), "has_grad_fn": t.grad_fn is not None, "device": str(device)}
+
+
+def _raw_bytes(t: torch.Tensor) -> bytes:
+    """The values of a plain CPU tensor in row-major order, whatever its strides (numpy's ``tobytes`` reads them so;
+    ``contiguous().view(torch.uint8)`` fails on a one-element tensor with a stride of 2, which counts as contiguous)."""
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()  # numpy has no bfloat16
 
 
 def _exotic_kind(t: torch.Tensor) -> str | None:

@@ -57,6 +57,28 @@ def test_the_wire_carries_any_nest_of_values_exactly(value):
     assert same(value, wire.decode(got_header["v"], got_buffers))
 
 
+@settings(max_examples=200, deadline=None)
+@given(tensors(), st.sampled_from(["as is", "transposed", "strided", "expanded", "parameter", "requires grad"]))
+def test_the_fast_tensor_encoding_is_the_general_one(tensor, view):
+    """wire._encode_dense_cpu (dense CPU tensors and parameters, fewer torch calls) writes what _encode_any would."""
+    if view == "transposed":
+        tensor = tensor.t() if tensor.dim() == 2 else tensor
+    elif view == "strided":
+        tensor = tensor[..., ::2] if tensor.dim() else tensor
+    elif view == "expanded":
+        tensor = tensor.expand(3, *tensor.shape)
+    elif view == "parameter" and tensor.is_floating_point():
+        tensor = torch.nn.Parameter(tensor)
+    elif view == "requires grad" and tensor.is_floating_point():
+        tensor = tensor.clone().requires_grad_(True) * 2
+    fast: list[bytes] = []
+    general: list[bytes] = []
+    encoded = wire._encode_dense_cpu(tensor, fast)
+    assert encoded is not None or tensor.dtype == torch.bfloat16
+    if encoded is not None:
+        assert encoded == wire._encode_any(tensor, general) and fast == general
+
+
 def _depth_and_values(value) -> tuple[int, int]:
     """What check_header bounds, counted on the parsed value: nesting depth, and the values after the first."""
     if isinstance(value, list):
