@@ -21,14 +21,20 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NoReturn, cast
 
+from autograder.worker.uids import N_BLOCKS
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 START_COST_IN_SUBMISSIONS = 8  # a process's start-up is worth it only with this many submissions (or more) for it
+# Each process's worker server claims one of the machine's blocks of worker uids (``uids.N_BLOCKS``, shared by every
+# grader running): at most half of them per grade, so that every server gets one and workers keep a uid of their own.
+MAX_HELPERS = N_BLOCKS // 2 - 1
 
 
 def helper_processes(jobs: int, submissions: int) -> int:
-    """How many of ``jobs`` run as processes of their own for a batch of ``submissions``: none for a small batch."""
-    return max(0, min(jobs - 1, submissions // START_COST_IN_SUBMISSIONS - 1))
+    """How many of ``jobs`` run as processes of their own for a batch of ``submissions``: none for a small batch, and
+    at most ``MAX_HELPERS`` (the rest are threads of the first)."""
+    return max(0, min(jobs - 1, submissions // START_COST_IN_SUBMISSIONS - 1, MAX_HELPERS))
 
 
 class HelperJob:

@@ -25,6 +25,7 @@ def test_processes_only_for_a_batch_that_repays_their_start():
     assert helper_processes(jobs=2, submissions=15) == 0
     assert helper_processes(jobs=2, submissions=16) == 1
     assert helper_processes(jobs=4, submissions=1000) == 3
+    assert helper_processes(jobs=16, submissions=1000) == 3  # each takes a block of worker uids: 8 on the machine
     assert helper_processes(jobs=1, submissions=1000) == 0
 
 
