@@ -29,3 +29,24 @@ def test_a_negative_view_crosses_with_its_values(kind):
     buffers: list[bytes] = []
     decoded = wire.decode(wire.encode(tensor, buffers), buffers)
     assert torch.equal(decoded.tensor, torch.tensor([-3.0, -4.0]))
+
+
+@pytest.mark.engine
+def test_ctrl_c_after_a_printed_result_still_writes_it(server, tmp_path, monkeypatch):
+    """A batch writes finished rows and results files at most once a second, and printed "results: <file>" for a
+    submission still waiting to be written: Ctrl-C (here, raised while its report is printed) then lost it, where
+    before every printed result was on disk. The loop now flushes on the way out, whatever ends it."""
+    from autograder import cli, report
+    from tests.test_resume import EXAMPLES, rows
+    from tests.test_summary import run_grade
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._FinishedWriter, "EVERY", 10**9)  # the once-a-second write has not come yet
+    monkeypatch.setattr(report, "render", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_grade(server, [str(EXAMPLES / "perfect" / "a1_attention"), "--out-dir", str(out)])
+    assert (out / "perfect-a1_attention.json").exists()
+    assert rows(out / "grades.csv")["perfect"]["score"]
