@@ -216,38 +216,40 @@ def _run(args, server, device: str, plan: dict) -> int:
                                    args=(args, plan["groups"], server, device, jobs, results, helpers))
     coordinator.start()
     pending = set(range(1, len(args.submissions) + 1)) - set(reused)
-    while pending:
-        try:
-            n, path, report, error = results.get(timeout=1.0)
-        except queue.Empty:
-            written.flush()
-            if coordinator.is_alive() or not results.empty():
+    try:  # Ctrl-C or an error still writes what was printed as finished
+        while pending:
+            try:
+                n, path, report, error = results.get(timeout=1.0)
+            except queue.Empty:
+                written.flush()
+                if coordinator.is_alive() or not results.empty():
+                    continue
+                n = min(pending)  # the grader itself stopped: what it never reported is an internal error, not lost
+                path = args.submissions[n - 1]
+                report, error = _internal_error_report(args, path, RuntimeError("the grader stopped before this one"))
+            pending.discard(n)
+            done = len(args.submissions) - len(pending)
+            if error:
+                status = _error(error)
+            if report is None:
+                row = error_row(path, args.assignment, error)
+                not_gradable.append(row["assignment"])
+                written.add(row)
                 continue
-            n = min(pending)  # the grader itself stopped: what it never reported is an internal error, not lost
-            path = args.submissions[n - 1]
-            report, error = _internal_error_report(args, path, RuntimeError("the grader stopped before this one"))
-        pending.discard(n)
-        done = len(args.submissions) - len(pending)
-        if error:
-            status = _error(error)
-        if report is None:
-            row = error_row(path, args.assignment, error)
-            not_gradable.append(row["assignment"])
-            written.add(row)
-            continue
-        if report.environment_error:  # the machine's fault, not the student's: no 0 anywhere, --resume regrades it
-            not_graded += 1
-            print(f"not graded: environment ({report.environment_error}): {path}", file=sys.stderr, flush=True)
-            continue
-        reports[n] = report
-        out = plan["outs"].get(n) or args.out or _out_dir_or_default(args) / _name_of(report)
-        written.add(report_row(report), report, out)
-        if many:
-            print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
-        text = render(report, color=sys.stdout.isatty())
-        print(text.splitlines()[-1] if args.quiet else text, flush=True)
-        print(f"  results: {out}\n", flush=True)
-    written.flush()
+            if report.environment_error:  # the machine's fault, not the student's: no 0 anywhere, --resume regrades it
+                not_graded += 1
+                print(f"not graded: environment ({report.environment_error}): {path}", file=sys.stderr, flush=True)
+                continue
+            reports[n] = report
+            out = plan["outs"].get(n) or args.out or _out_dir_or_default(args) / _name_of(report)
+            written.add(report_row(report), report, out)
+            if many:
+                print(f"[{done}/{len(args.submissions)}] {path}", flush=True)
+            text = render(report, color=sys.stdout.isatty())
+            print(text.splitlines()[-1] if args.quiet else text, flush=True)
+            print(f"  results: {out}\n", flush=True)
+    finally:
+        written.flush()
     if many:
         _class_summary(args, [reports[n] for n in sorted(reports)], not_gradable, _out_dir_or_default(args))
     if csv.path and csv.error is None:

@@ -138,7 +138,7 @@ def _encode_any(t: torch.Tensor, buffers: list[bytes]) -> dict:
     dtype = str(plain.dtype).removeprefix("torch.")
     if dtype not in DTYPES:
         return {"__tensor__": None, "dtype": dtype, "shape": list(plain.shape), **meta}
-    buffers.append(_raw_bytes(plain.cpu()))
+    buffers.append(_raw_bytes(plain.cpu().resolve_neg()))  # a negative view (``z.conj().imag``): numpy() refuses it
     return {"__tensor__": len(buffers) - 1, "dtype": dtype, "shape": list(plain.shape), **meta}
 
 
@@ -155,7 +155,7 @@ def _encode_dense_cpu(t: torch.Tensor, buffers: list[bytes]) -> dict | None:
         return None
     try:
         raw = _raw_bytes(t.detach())
-    except (RuntimeError, TypeError):  # a negative view, which numpy() refuses: the general path says so
+    except (RuntimeError, TypeError):  # a negative view, which numpy() refuses: the general path resolves it
         return None
     buffers.append(raw)
     return {"__tensor__": len(buffers) - 1, "dtype": name, "shape": list(t.shape), "type": _PLAIN_TYPES[type(t)],
