@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 from autograder import parsing
 from autograder.cpus import usable_cpus
 from autograder.gradescope import VISIBILITIES
+from autograder.suites import SUITES
 
 if TYPE_CHECKING:
     from autograder.runner import GradeReport
-from autograder.suites import SUITES
 
 
 def parser() -> argparse.ArgumentParser:

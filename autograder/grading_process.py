@@ -18,12 +18,10 @@ import socket
 import subprocess
 import sys
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import NoReturn, cast
 
+from autograder.worker.sandbox import PACKAGE_ROOT
 from autograder.worker.uids import N_BLOCKS
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 START_COST_IN_SUBMISSIONS = 8  # a process's start-up is worth it only with this many submissions (or more) for it
 # Each process's worker server claims one of the machine's blocks of worker uids (``uids.N_BLOCKS``, shared by every

@@ -24,6 +24,7 @@ from pathlib import Path
 from autograder.worker.sandbox import (
     HIDDEN_FILES,
     HIDDEN_FOLDERS,
+    PACKAGE_ROOT,
     describe_missing,
     layers_on,
     missing_layers,
@@ -34,7 +35,6 @@ from autograder.worker.uids import UidBlock
 SERVER_START_TIMEOUT = 120.0  # importing torch on a cold, busy machine can take a while
 FOLDER_PREFIX = "grader-"
 OWNER_LOCK = ".owner.lock"  # flock-ed by the grader for as long as it uses the folder
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_environment(tmp: str) -> dict[str, str]:

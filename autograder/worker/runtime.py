@@ -142,7 +142,10 @@ class Runtime:
         seed = int(header.get("seed", 0))
         # On the CPU its generator is all there is: torch.manual_seed would also queue a seeding of every accelerator
         # torch knows, formatting the call stack for each (about 5 ms a worker).
-        torch.manual_seed(seed) if self.device.type != "cpu" else torch.default_generator.manual_seed(seed)
+        if self.device.type == "cpu":
+            torch.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
         random.seed(seed)  # a forked worker's Python generator is reseeded from the OS: every load would differ
         numpy.random.seed(seed % 2**32)
         cells = []
